@@ -1,0 +1,141 @@
+//! DFW: Deep Frank-Wolfe (Berrada, Zisserman, Kumar, ICLR 2019), as `dfw/dfw.py` of oval-group/dfw:
+//! a baseline of the paper, used with the multi-class hinge loss ([`crate::loss`]).
+//!
+//! One step, given the unregularised hinge loss `l` and its gradients `delta = g`:
+//!
+//! ```text
+//! r      = lambda w                                           (before any update)
+//! gamma  = clamp((l - eta sum <delta, r>) / (eta sum ||delta||^2 + eps), 0, 1)
+//! w     <- w - eta (r + gamma delta)
+//! momentum:  z <- mu z - eta gamma (delta + r) ;  w <- w + mu z
+//! ```
+//!
+//! As in the reference, the momentum buffer scales `r` by `gamma` while the direct step does not.
+//! `gamma` is computed on the device.
+
+use std::collections::HashMap;
+
+use candle_core::{Result, Tensor};
+
+use crate::ops;
+use crate::optimizer::{non_negative, positive, Hyper, NamedTensors, Optimizer, Scalar, StepReport};
+use crate::params::{grad_sq_norm, ParamSet};
+use crate::state::{StateReader, StateWriter};
+
+/// DFW's hyper-parameters. `Default`: `eta` 0.1 (the experiments' default; the reference requires
+/// it), the rest as the reference.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DfwConfig {
+    /// `eta`: the proximal coefficient, i.e. the maximal learning rate.
+    pub eta: f64,
+    /// `mu`.
+    pub momentum: f64,
+    /// `lambda`.
+    pub weight_decay: f64,
+    pub eps: f64,
+}
+
+impl Default for DfwConfig {
+    fn default() -> Self {
+        Self { eta: 0.1, momentum: 0.0, weight_decay: 0.0, eps: 1e-5 }
+    }
+}
+
+impl DfwConfig {
+    pub fn from_hyper(h: &Hyper) -> Self {
+        Self {
+            eta: h.lr.unwrap_or(0.1),
+            momentum: h.momentum,
+            weight_decay: h.weight_decay,
+            eps: h.eps.unwrap_or(1e-5),
+        }
+    }
+}
+
+pub struct Dfw {
+    params: ParamSet,
+    cfg: DfwConfig,
+    z: Vec<Tensor>,
+}
+
+impl Dfw {
+    pub fn new(params: ParamSet, cfg: DfwConfig) -> Result<Self> {
+        positive("dfw", &[("eta", cfg.eta)])?;
+        non_negative("dfw", &[("momentum", cfg.momentum), ("weight_decay", cfg.weight_decay), ("eps", cfg.eps)])?;
+        let z = if cfg.momentum > 0.0 {
+            params.vars().iter().map(|v| v.zeros_like()).collect::<Result<_>>()?
+        } else {
+            vec![]
+        };
+        Ok(Self { params, cfg, z })
+    }
+}
+
+impl Optimizer for Dfw {
+    fn name(&self) -> &'static str {
+        "dfw"
+    }
+
+    fn params(&self) -> &ParamSet {
+        &self.params
+    }
+
+    fn step_with(&mut self, loss: &Tensor, grads: &[Option<Tensor>]) -> Result<StepReport> {
+        self.params.check_grads("dfw", grads)?;
+        let c = self.cfg.clone();
+        let (dtype, device) = (self.params.dtype(), self.params.device().clone());
+        let loss = loss.to_device(&device)?.to_dtype(dtype)?.reshape(())?;
+        let live: Vec<(usize, &Tensor)> =
+            grads.iter().enumerate().filter_map(|(i, g)| g.as_ref().map(|g| (i, g))).collect();
+        let r: Vec<Tensor> =
+            live.iter().map(|(i, _)| self.params.vars()[*i].as_tensor() * c.weight_decay).collect::<Result<_>>()?;
+        let gs: Vec<&Tensor> = live.iter().map(|(_, g)| *g).collect();
+        let num = if live.is_empty() || c.weight_decay == 0.0 {
+            loss
+        } else {
+            let rs: Vec<&Tensor> = r.iter().collect();
+            (loss - (ops::sum_dot(&gs, &rs)? * c.eta)?)?
+        };
+        let den = match grad_sq_norm(grads, self.params.kernels())? {
+            Some(sq) => ((sq * c.eta)? + c.eps)?,
+            None => ops::scalar(c.eps, dtype, &device)?,
+        };
+        let gamma = num.div(&den)?.clamp(0.0, 1.0)?;
+        for ((i, g), r) in live.iter().zip(&r) {
+            let w = &self.params.vars()[*i];
+            let gg = g.broadcast_mul(&gamma)?;
+            let mut new_w = (w.as_tensor() - ((r + &gg)? * c.eta)?)?;
+            if c.momentum > 0.0 {
+                let z = ((&self.z[*i] * c.momentum)? - ((*g + r)?.broadcast_mul(&gamma)? * c.eta)?)?;
+                new_w = (new_w + (&z * c.momentum)?)?;
+                self.z[*i] = z;
+            }
+            w.set(&new_w)?;
+        }
+        Ok(StepReport { step_size: Some(Scalar::Device(gamma)), ..Default::default() })
+    }
+
+    fn learning_rate(&self) -> Option<f64> {
+        Some(self.cfg.eta)
+    }
+
+    fn set_learning_rate(&mut self, lr: f64) {
+        self.cfg.eta = lr;
+    }
+
+    fn state(&self) -> Result<NamedTensors> {
+        let mut w = StateWriter::new("dfw", &self.params);
+        if !self.z.is_empty() {
+            w.buffers("momentum_buffer", &self.z)?;
+        }
+        Ok(w.finish())
+    }
+
+    fn load_state(&mut self, state: &HashMap<String, Tensor>) -> Result<()> {
+        let mut r = StateReader::new("dfw", &self.params, state);
+        let z = if self.z.is_empty() { vec![] } else { r.buffers("momentum_buffer")? };
+        r.finish()?;
+        self.z = z;
+        Ok(())
+    }
+}

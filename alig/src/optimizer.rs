@@ -1,0 +1,155 @@
+//! The optimizer trait of the toolkit, its step report and the hyper-parameters of the registry.
+//!
+//! candle's own `Optimizer` trait cannot carry ALI-G: its step gets no loss and it has no state
+//! export. Ours gets both the gradients and the mini-batch loss, as a 0-d tensor on the device, so
+//! that a step size such as ALI-G's `min(loss / (|g|^2 + eps), max_lr)` never leaves the device.
+
+use std::collections::HashMap;
+
+use candle_core::backprop::GradStore;
+use candle_core::{Result, Tensor};
+
+use crate::ops;
+use crate::params::ParamSet;
+
+/// A scalar the optimizer reports: known on the host, or a 0-d tensor still on the device.
+#[derive(Clone, Debug)]
+pub enum Scalar {
+    Host(f64),
+    Device(Tensor),
+}
+
+impl Scalar {
+    /// The value on the host (synchronises with the device for [`Scalar::Device`]).
+    pub fn to_f64(&self) -> Result<f64> {
+        match self {
+            Scalar::Host(v) => Ok(*v),
+            Scalar::Device(t) => ops::host_f64(t),
+        }
+    }
+}
+
+/// What one step did. The trainer reads it lazily: nothing here forces a device synchronisation.
+#[derive(Clone, Debug, Default)]
+pub struct StepReport {
+    /// The step size actually used: ALI-G's clipped `gamma`, the learning rate of SGD/Adam/...,
+    /// DFW's line-search `gamma` in [0, 1], BPGrad's `obj / (|g| + eps)`, L4's `eta_k`.
+    pub step_size: Option<Scalar>,
+    /// ALI-G only: `loss / (|g|^2 + eps)` before the `max_lr` cap.
+    pub step_size_unclipped: Option<Scalar>,
+    /// Other monitored scalars, named as in the golden files (e.g. `l4_min_loss`,
+    /// `norm_before_projection`).
+    pub extra: Vec<(&'static str, Scalar)>,
+}
+
+impl StepReport {
+    pub fn get(&self, key: &str) -> Option<&Scalar> {
+        match key {
+            "step_size" => self.step_size.as_ref(),
+            "step_size_unclipped" => self.step_size_unclipped.as_ref(),
+            _ => self.extra.iter().find(|(k, _)| *k == key).map(|(_, v)| v),
+        }
+    }
+}
+
+/// Named state tensors: `<opt>.<buffer>.<param name>` per parameter, `<opt>.<scalar>` otherwise.
+pub type NamedTensors = Vec<(String, Tensor)>;
+
+/// An optimizer over a [`ParamSet`].
+pub trait Optimizer: Send {
+    /// The registry name (`alig`, `sgd`, ...).
+    fn name(&self) -> &'static str;
+
+    /// The parameters this optimizer updates, sorted by name.
+    fn params(&self) -> &ParamSet;
+
+    /// One step from the mini-batch `loss` (0-d tensor, unregularised data loss of the forward pass
+    /// that produced the gradients) and `grads[i]`, the gradient of `params().vars()[i]` (`None`:
+    /// the parameter is skipped, as PyTorch skips `p.grad is None`).
+    fn step_with(&mut self, loss: &Tensor, grads: &[Option<Tensor>]) -> Result<StepReport>;
+
+    /// One step with the gradients of a `GradStore` (what `loss.backward()` returns).
+    fn step(&mut self, loss: &Tensor, grads: &GradStore) -> Result<StepReport> {
+        let grads = self.params().grads(grads);
+        self.step_with(loss, &grads)
+    }
+
+    /// The learning rate the schedules scale: `lr`, ALI-G's `max_lr`, DFW/BPGrad's `eta`, L4's
+    /// `fraction`. `None` for ALI-G without `max_lr`.
+    fn learning_rate(&self) -> Option<f64>;
+
+    /// Sets the learning rate returned by [`Optimizer::learning_rate`].
+    fn set_learning_rate(&mut self, lr: f64);
+
+    /// The whole state (every buffer and counter) as named tensors, copies that later steps leave
+    /// untouched.
+    fn state(&self) -> Result<NamedTensors>;
+
+    /// Restores a state exported by [`Optimizer::state`] of the same optimizer over the same
+    /// parameters. Strict: a missing, misshapen or unexpected `<opt>.` entry is an error naming it,
+    /// and the optimizer is left unchanged on error.
+    fn load_state(&mut self, state: &HashMap<String, Tensor>) -> Result<()>;
+}
+
+/// The hyper-parameters the registry builds optimizers from; each optimizer reads the fields it
+/// uses (its registry row lists them) and documents the rest as ignored.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Hyper {
+    /// `lr` of SGD/Adam/AMSGrad/Adagrad/AdamW/Yogi, ALI-G's maximal learning rate `max_lr` (`None`:
+    /// unclipped Polyak step), the proximal coefficient `eta` of DFW and BPGrad. L4 ignores it,
+    /// exactly as the paper's experiments did (see `fraction`).
+    pub lr: Option<f64>,
+    /// `mu`: ALI-G/DFW/BPGrad momentum, SGD momentum (Nesterov when `nesterov`).
+    pub momentum: f64,
+    /// `lambda`: coupled l2 weight decay (SGD, Adam, Adagrad, Yogi, DFW, BPGrad, L4), decoupled
+    /// (AdamW). ALI-G has none: its regularisation is the l2-ball constraint `max_norm`.
+    pub weight_decay: f64,
+    /// ALI-G: radius `r` of the l2 ball the parameters are projected onto (`None`: no projection).
+    pub max_norm: Option<f64>,
+    /// The optimizer's small constant; `None` keeps the reference default.
+    pub eps: Option<f64>,
+    /// `(beta1, beta2)` of Adam/AMSGrad/AdamW/Yogi; `None` keeps `(0.9, 0.999)`.
+    pub betas: Option<(f64, f64)>,
+    /// SGD: Nesterov momentum; `None` = on when `momentum > 0`, as the paper's experiments.
+    pub nesterov: Option<bool>,
+    /// ALI-G: the "adjusted" momentum form instead of the "standard" one of the experiments.
+    pub adjusted_momentum: bool,
+    /// L4: the fraction `alpha` of the predicted loss decrease; `None` keeps 0.15.
+    pub fraction: Option<f64>,
+}
+
+impl Default for Hyper {
+    fn default() -> Self {
+        Self {
+            lr: None,
+            momentum: 0.0,
+            weight_decay: 0.0,
+            max_norm: None,
+            eps: None,
+            betas: None,
+            nesterov: None,
+            adjusted_momentum: false,
+            fraction: None,
+        }
+    }
+}
+
+/// Fails unless every value is finite and `>= 0`, naming the first one that is not.
+pub(crate) fn non_negative(who: &str, values: &[(&str, f64)]) -> Result<()> {
+    for (name, v) in values {
+        if !v.is_finite() || *v < 0.0 {
+            candle_core::bail!("{who}: {name} must be a finite number >= 0, got {v}")
+        }
+    }
+    Ok(())
+}
+
+/// Fails unless every value is finite and `> 0`, naming the first one that is not.
+pub(crate) fn positive(who: &str, values: &[(&str, f64)]) -> Result<()> {
+    for (name, v) in values {
+        if !v.is_finite() || *v <= 0.0 {
+            candle_core::bail!("{who}: {name} must be a finite number > 0, got {v}")
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,152 @@
+//! The one table of optimizers: the CLI's choices, `--list`, the presets and the tests all read it.
+
+use candle_core::{bail, Result};
+
+use crate::optimizer::{Hyper, Optimizer};
+use crate::params::ParamSet;
+use crate::{
+    Adagrad, AdagradConfig, Adam, AdamConfig, Adamw, AdamwConfig, Alig, AligConfig, Bpgrad, BpgradConfig, Dfw,
+    DfwConfig, L4Config, L4Direction, Sgd, SgdConfig, Yogi, YogiConfig, L4,
+};
+
+type Build = fn(ParamSet, &Hyper) -> Result<Box<dyn Optimizer>>;
+
+/// One optimizer of the registry.
+pub struct OptimizerSpec {
+    /// The name on the command line and in state keys.
+    pub name: &'static str,
+    pub summary: &'static str,
+    /// The [`Hyper`] fields it reads; the others are ignored.
+    pub uses: &'static [&'static str],
+    /// True when the step size depends on the loss value (the rest ignore it).
+    pub uses_loss: bool,
+    /// The reference implementation's defaults, as a [`Hyper`].
+    pub defaults: fn() -> Hyper,
+    build: Build,
+}
+
+impl OptimizerSpec {
+    /// Builds the optimizer over `params` from `hyper`, checking its values.
+    pub fn build(&self, params: ParamSet, hyper: &Hyper) -> Result<Box<dyn Optimizer>> {
+        (self.build)(params, hyper)
+    }
+}
+
+fn boxed<O: Optimizer + 'static>(o: Result<O>) -> Result<Box<dyn Optimizer>> {
+    Ok(Box::new(o?))
+}
+
+fn lr(v: f64) -> Hyper {
+    Hyper { lr: Some(v), ..Hyper::default() }
+}
+
+const ADAM_USES: &[&str] = &["lr", "weight_decay", "eps", "betas"];
+const L4_USES: &[&str] = &["fraction", "weight_decay"];
+
+/// Every optimizer of the paper.
+pub static OPTIMIZERS: &[OptimizerSpec] = &[
+    OptimizerSpec {
+        name: "alig",
+        summary: "ALI-G: step min(loss / (|g|^2 + eps), max_lr), Nesterov-style momentum, l2-ball projection",
+        uses: &["lr (max_lr)", "momentum", "max_norm", "eps", "adjusted_momentum"],
+        uses_loss: true,
+        defaults: Hyper::default,
+        build: |p, h| boxed(Alig::new(p, AligConfig::from_hyper(h))),
+    },
+    OptimizerSpec {
+        name: "sgd",
+        summary: "SGD with (Nesterov) momentum and coupled weight decay, as torch.optim.SGD",
+        uses: &["lr", "momentum", "weight_decay", "nesterov"],
+        uses_loss: false,
+        defaults: || lr(1e-3),
+        build: |p, h| boxed(Sgd::new(p, SgdConfig::from_hyper(h))),
+    },
+    OptimizerSpec {
+        name: "adam",
+        summary: "Adam, as torch.optim.Adam (coupled weight decay)",
+        uses: ADAM_USES,
+        uses_loss: false,
+        defaults: || lr(1e-3),
+        build: |p, h| boxed(Adam::new(p, AdamConfig::from_hyper(h, false))),
+    },
+    OptimizerSpec {
+        name: "amsgrad",
+        summary: "AMSGrad, as torch.optim.Adam(amsgrad=True)",
+        uses: ADAM_USES,
+        uses_loss: false,
+        defaults: || lr(1e-3),
+        build: |p, h| boxed(Adam::new(p, AdamConfig::from_hyper(h, true))),
+    },
+    OptimizerSpec {
+        name: "adagrad",
+        summary: "Adagrad, as torch.optim.Adagrad",
+        uses: &["lr", "weight_decay", "eps"],
+        uses_loss: false,
+        defaults: || lr(1e-2),
+        build: |p, h| boxed(Adagrad::new(p, AdagradConfig::from_hyper(h))),
+    },
+    OptimizerSpec {
+        name: "adamw",
+        summary: "AdamW with decoupled weight decay, as the paper's code (2019 epsilon placement)",
+        uses: ADAM_USES,
+        uses_loss: false,
+        defaults: || Hyper { weight_decay: 1e-2, ..lr(1e-3) },
+        build: |p, h| boxed(Adamw::new(p, AdamwConfig::from_hyper(h))),
+    },
+    OptimizerSpec {
+        name: "yogi",
+        summary: "Yogi, as the paper's code",
+        uses: ADAM_USES,
+        uses_loss: false,
+        defaults: || lr(1e-3),
+        build: |p, h| boxed(Yogi::new(p, YogiConfig::from_hyper(h))),
+    },
+    OptimizerSpec {
+        name: "dfw",
+        summary: "Deep Frank-Wolfe (use with the multi-class hinge loss)",
+        uses: &["lr (eta)", "momentum", "weight_decay", "eps"],
+        uses_loss: true,
+        defaults: || lr(0.1),
+        build: |p, h| boxed(Dfw::new(p, DfwConfig::from_hyper(h))),
+    },
+    OptimizerSpec {
+        name: "bpgrad",
+        summary: "BPGrad (momentum 0 takes a step, unlike the reference)",
+        uses: &["lr (eta)", "momentum", "weight_decay", "eps"],
+        uses_loss: true,
+        defaults: || lr(0.1),
+        build: |p, h| boxed(Bpgrad::new(p, BpgradConfig::from_hyper(h))),
+    },
+    OptimizerSpec {
+        name: "l4adam",
+        summary: "L4 step-size adaptation of the Adam direction",
+        uses: L4_USES,
+        uses_loss: true,
+        defaults: || Hyper { fraction: Some(0.15), ..Hyper::default() },
+        build: |p, h| boxed(L4::new(p, L4Config::from_hyper(h, L4Direction::Adam))),
+    },
+    OptimizerSpec {
+        name: "l4mom",
+        summary: "L4 step-size adaptation of the momentum direction",
+        uses: L4_USES,
+        uses_loss: true,
+        defaults: || Hyper { fraction: Some(0.15), ..Hyper::default() },
+        build: |p, h| boxed(L4::new(p, L4Config::from_hyper(h, L4Direction::Momentum))),
+    },
+];
+
+/// The registry row named `name`; the error lists the valid names.
+pub fn find(name: &str) -> Result<&'static OptimizerSpec> {
+    match OPTIMIZERS.iter().find(|s| s.name == name) {
+        Some(s) => Ok(s),
+        None => {
+            let names: Vec<&str> = OPTIMIZERS.iter().map(|s| s.name).collect();
+            bail!("unknown optimizer {name:?}; expected one of: {}", names.join(", "))
+        }
+    }
+}
+
+/// Builds the optimizer `name` over `params` from `hyper`.
+pub fn build(name: &str, params: ParamSet, hyper: &Hyper) -> Result<Box<dyn Optimizer>> {
+    find(name)?.build(params, hyper)
+}

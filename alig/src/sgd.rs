@@ -1,0 +1,204 @@
+//! SGD with momentum, Nesterov momentum and coupled weight decay, as `torch.optim.SGD` (torch 2.x):
+//! the paper's SGD baseline (Nesterov 0.9 with step decay of the learning rate).
+//!
+//! Per parameter with a gradient, `lambda` the weight decay and `mu` the momentum:
+//!
+//! ```text
+//! d   = g + lambda w
+//! buf = d                                   at this parameter's first step
+//! buf = mu buf + (1 - dampening) d          afterwards
+//! d   = d + mu buf  (Nesterov)   or   d = buf
+//! w  <- w - lr d
+//! ```
+//!
+//! Dampening defaults to 0 as in PyTorch (Nesterov requires it).
+
+use std::collections::HashMap;
+
+use candle_core::{bail, Result, Tensor};
+
+use crate::ops::{self, Kernel, Real};
+use crate::optimizer::{non_negative, Hyper, NamedTensors, Optimizer, Scalar, StepReport};
+use crate::params::ParamSet;
+use crate::state::{StateReader, StateWriter};
+
+/// SGD's hyper-parameters. `Default` is `torch.optim.SGD`'s (lr 1e-3).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SgdConfig {
+    pub lr: f64,
+    /// `mu`.
+    pub momentum: f64,
+    pub dampening: f64,
+    /// `lambda`, coupled: added to the gradient.
+    pub weight_decay: f64,
+    pub nesterov: bool,
+}
+
+impl Default for SgdConfig {
+    fn default() -> Self {
+        Self { lr: 1e-3, momentum: 0.0, dampening: 0.0, weight_decay: 0.0, nesterov: false }
+    }
+}
+
+impl SgdConfig {
+    /// Nesterov defaults to on whenever there is momentum, as in the paper's experiments.
+    pub fn from_hyper(h: &Hyper) -> Self {
+        Self {
+            lr: h.lr.unwrap_or(1e-3),
+            momentum: h.momentum,
+            dampening: 0.0,
+            weight_decay: h.weight_decay,
+            nesterov: h.nesterov.unwrap_or(h.momentum > 0.0),
+        }
+    }
+}
+
+pub struct Sgd {
+    params: ParamSet,
+    cfg: SgdConfig,
+    buf: Vec<Tensor>,
+    /// Steps taken by each parameter (the momentum buffer is initialised at the first).
+    steps: Vec<u64>,
+}
+
+/// `buf <- d` (first step) or `buf <- mu buf + (1 - dampening) d`, with `d = g + lambda w`.
+struct Buffer {
+    mu: f64,
+    damp: f64,
+    wd: f64,
+    first: bool,
+}
+
+impl Kernel<2> for Buffer {
+    const NAME: &'static str = "sgd-buffer";
+    fn run<T: Real>(&self, buf: &mut [T], [g, w]: [&[T]; 2]) {
+        let (mu, keep, wd) = (T::of(self.mu), T::of(1.0 - self.damp), T::of(self.wd));
+        for ((b, &g), &w) in buf.iter_mut().zip(g).zip(w) {
+            let d = if self.wd != 0.0 { g + wd * w } else { g };
+            *b = if self.first { d } else { mu * *b + keep * d };
+        }
+    }
+}
+
+/// `w <- w - lr d`, with `d = g + lambda w`, then `d + mu buf` (Nesterov) or `buf`; `buf` is
+/// unused without momentum.
+struct Update {
+    lr: f64,
+    wd: f64,
+    mu: f64,
+    nesterov: bool,
+}
+
+impl Kernel<2> for Update {
+    const NAME: &'static str = "sgd-update";
+    fn run<T: Real>(&self, w: &mut [T], [g, buf]: [&[T]; 2]) {
+        let (lr, wd, mu) = (T::of(self.lr), T::of(self.wd), T::of(self.mu));
+        for (i, (w, &g)) in w.iter_mut().zip(g).enumerate() {
+            let d = if self.wd != 0.0 { g + wd * *w } else { g };
+            let d = if self.mu == 0.0 {
+                d
+            } else if self.nesterov {
+                d + mu * buf[i]
+            } else {
+                buf[i]
+            };
+            *w -= lr * d;
+        }
+    }
+}
+
+impl Sgd {
+    pub fn new(params: ParamSet, cfg: SgdConfig) -> Result<Self> {
+        non_negative(
+            "sgd",
+            &[
+                ("lr", cfg.lr),
+                ("momentum", cfg.momentum),
+                ("dampening", cfg.dampening),
+                ("weight_decay", cfg.weight_decay),
+            ],
+        )?;
+        if cfg.nesterov && (cfg.momentum <= 0.0 || cfg.dampening != 0.0) {
+            bail!("sgd: Nesterov momentum requires momentum > 0 and dampening 0")
+        }
+        let buf = if cfg.momentum > 0.0 {
+            params.vars().iter().map(|v| v.zeros_like()).collect::<Result<_>>()?
+        } else {
+            vec![]
+        };
+        let steps = vec![0; params.len()];
+        Ok(Self { params, cfg, buf, steps })
+    }
+
+    fn update(&mut self, i: usize, g: &Tensor) -> Result<()> {
+        let c = self.cfg.clone();
+        let w = self.params.vars()[i].clone();
+        let first = self.steps[i] == 0;
+        if ops::fused(self.params.kernels(), &[w.as_tensor(), g]) {
+            if c.momentum > 0.0 {
+                let b = Buffer { mu: c.momentum, damp: c.dampening, wd: c.weight_decay, first };
+                ops::launch2(&b, &self.buf[i], g, w.as_tensor())?;
+            }
+            let buf = if c.momentum > 0.0 { &self.buf[i] } else { g };
+            let u = Update { lr: c.lr, wd: c.weight_decay, mu: c.momentum, nesterov: c.nesterov };
+            return ops::launch2(&u, w.as_tensor(), g, buf);
+        }
+        let mut d = if c.weight_decay != 0.0 { (g + (w.as_tensor() * c.weight_decay)?)? } else { g.clone() };
+        if c.momentum > 0.0 {
+            let buf = if first { d.copy()? } else { ((&self.buf[i] * c.momentum)? + (&d * (1.0 - c.dampening))?)? };
+            d = if c.nesterov { (d + (&buf * c.momentum)?)? } else { buf.clone() };
+            self.buf[i] = buf;
+        }
+        w.set(&(w.as_tensor() - (d * c.lr)?)?)
+    }
+}
+
+impl Optimizer for Sgd {
+    fn name(&self) -> &'static str {
+        "sgd"
+    }
+
+    fn params(&self) -> &ParamSet {
+        &self.params
+    }
+
+    fn step_with(&mut self, _loss: &Tensor, grads: &[Option<Tensor>]) -> Result<StepReport> {
+        self.params.check_grads("sgd", grads)?;
+        for (i, g) in grads.iter().enumerate() {
+            if let Some(g) = g {
+                self.update(i, g)?;
+                self.steps[i] += 1;
+            }
+        }
+        Ok(StepReport { step_size: Some(Scalar::Host(self.cfg.lr)), ..Default::default() })
+    }
+
+    fn learning_rate(&self) -> Option<f64> {
+        Some(self.cfg.lr)
+    }
+
+    fn set_learning_rate(&mut self, lr: f64) {
+        self.cfg.lr = lr;
+    }
+
+    fn state(&self) -> Result<NamedTensors> {
+        let mut w = StateWriter::new("sgd", &self.params);
+        if !self.buf.is_empty() {
+            w.buffers("momentum_buffer", &self.buf)?;
+            w.counters("step", &self.steps)?;
+        }
+        Ok(w.finish())
+    }
+
+    fn load_state(&mut self, state: &HashMap<String, Tensor>) -> Result<()> {
+        let mut r = StateReader::new("sgd", &self.params, state);
+        if self.buf.is_empty() {
+            return r.finish();
+        }
+        let buf = r.buffers("momentum_buffer")?;
+        let steps = r.counters("step")?;
+        r.finish()?;
+        (self.buf, self.steps) = (buf, steps);
+        Ok(())
+    }
+}
