@@ -77,17 +77,17 @@ impl Optimizer for Adagrad {
     }
 
     fn step_with(&mut self, _loss: &Tensor, grads: &[Option<Tensor>]) -> Result<StepReport> {
-        self.params.check_grads("adagrad", grads)?;
+        let grads = &self.params.checked_grads("adagrad", grads)?;
         let c = &self.cfg;
         for (i, g) in grads.iter().enumerate() {
             let Some(g) = g else { continue };
             let w = &self.params.vars()[i];
             self.steps[i] += 1;
             let clr = c.lr / (1.0 + (self.steps[i] - 1) as f64 * c.lr_decay);
-            let d = if c.weight_decay != 0.0 { (g + (w.as_tensor() * c.weight_decay)?)? } else { g.clone() };
+            let d = if c.weight_decay != 0.0 { (g + (&w.as_detached_tensor() * c.weight_decay)?)? } else { g.clone() };
             self.sum[i] = (&self.sum[i] + d.sqr()?)?;
             let std = (self.sum[i].sqrt()? + c.eps)?;
-            w.set(&(w.as_tensor() - ((d / std)? * clr)?)?)?;
+            w.set(&(&w.as_detached_tensor() - ((d / std)? * clr)?)?)?;
         }
         Ok(StepReport { step_size: Some(Scalar::Host(c.lr)), ..Default::default() })
     }

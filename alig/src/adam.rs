@@ -165,7 +165,7 @@ impl Adam {
             };
             return ops::launch2(&Apply { step, bc2_sqrt, eps: c.eps }, wt, &self.m[i], u);
         }
-        let d = if c.weight_decay != 0.0 { (g + (w.as_tensor() * c.weight_decay)?)? } else { g.clone() };
+        let d = if c.weight_decay != 0.0 { (g + (&w.as_detached_tensor() * c.weight_decay)?)? } else { g.clone() };
         self.m[i] = (&self.m[i] + ((&d - &self.m[i])? * (1.0 - c.beta1))?)?;
         self.v[i] = ((&self.v[i] * c.beta2)? + (d.sqr()? * (1.0 - c.beta2))?)?;
         let u = if c.amsgrad {
@@ -175,7 +175,7 @@ impl Adam {
             &self.v[i]
         };
         let denom = ((u.sqrt()? / bc2_sqrt)? + c.eps)?;
-        w.set(&(w.as_tensor() - ((&self.m[i] / denom)? * step)?)?)
+        w.set(&(&w.as_detached_tensor() - ((&self.m[i] / denom)? * step)?)?)
     }
 }
 
@@ -189,7 +189,7 @@ impl Optimizer for Adam {
     }
 
     fn step_with(&mut self, _loss: &Tensor, grads: &[Option<Tensor>]) -> Result<StepReport> {
-        self.params.check_grads(self.key(), grads)?;
+        let grads = &self.params.checked_grads(self.key(), grads)?;
         for (i, g) in grads.iter().enumerate() {
             if let Some(g) = g {
                 self.update(i, g)?;

@@ -104,12 +104,12 @@ impl Optimizer for Adamw {
     }
 
     fn step_with(&mut self, _loss: &Tensor, grads: &[Option<Tensor>]) -> Result<StepReport> {
-        self.params.check_grads("adamw", grads)?;
+        let grads = &self.params.checked_grads("adamw", grads)?;
         let c = &self.cfg;
         for (i, g) in grads.iter().enumerate() {
             let Some(g) = g else { continue };
             let w = &self.params.vars()[i];
-            let decayed = (w.as_tensor() * (1.0 - c.lr * c.weight_decay))?;
+            let decayed = (&w.as_detached_tensor() * (1.0 - c.lr * c.weight_decay))?;
             self.steps[i] += 1;
             self.m[i] = ((&self.m[i] * c.beta1)? + (g * (1.0 - c.beta1))?)?;
             self.v[i] = ((&self.v[i] * c.beta2)? + (g.sqr()? * (1.0 - c.beta2))?)?;

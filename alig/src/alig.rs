@@ -23,7 +23,7 @@ use std::collections::HashMap;
 
 use candle_core::{Result, Tensor};
 
-use crate::ops::{self, Kernel, Real};
+use crate::ops::{self, Kernel, PairKernel, Real};
 use crate::optimizer::{non_negative, positive, Hyper, NamedTensors, Optimizer, Scalar, StepReport};
 use crate::params::{grad_sq_norm, ParamSet};
 use crate::projection::project_l2_ball;
@@ -84,7 +84,7 @@ pub struct Alig {
     z: Vec<Tensor>,
 }
 
-/// `dst <- a dst + b src`.
+/// `dst <- a dst + b src` (the step without momentum, `a = 1`).
 struct Axpby {
     a: f64,
     b: f64,
@@ -98,18 +98,32 @@ impl Kernel<1> for Axpby {
     }
 }
 
-/// `w <- (w - gamma g) + c z`.
-struct StepMomentum {
+/// One momentum step on `(z, w)` from `g` in a single pass: standard
+/// `z <- mu z - gamma g, w <- (w - gamma g) + mu z`, or adjusted
+/// `z <- mu z - g, w <- (w - gamma g) + gamma mu z`.
+struct MomentumStep {
     gamma: f64,
-    c: f64,
+    mu: f64,
+    adjusted: bool,
 }
 
-impl Kernel<2> for StepMomentum {
-    const NAME: &'static str = "alig-step";
-    fn run<T: Real>(&self, w: &mut [T], [g, z]: [&[T]; 2]) {
-        let (gamma, c) = (T::of(self.gamma), T::of(self.c));
-        for ((w, &g), &z) in w.iter_mut().zip(g).zip(z) {
-            *w = (*w - gamma * g) + c * z;
+impl PairKernel for MomentumStep {
+    const NAME: &'static str = "alig-momentum-step";
+    fn run<T: Real>(&self, z: &mut [T], w: &mut [T], g: &[T]) {
+        let (gamma, mu) = (T::of(self.gamma), T::of(self.mu));
+        let iter = z.iter_mut().zip(w.iter_mut()).zip(g);
+        if self.adjusted {
+            let c = T::of(self.gamma * self.mu);
+            for ((z, w), &g) in iter {
+                *z = mu * *z - g;
+                *w = (*w - gamma * g) + c * *z;
+            }
+        } else {
+            for ((z, w), &g) in iter {
+                let step = gamma * g;
+                *z = mu * *z - step;
+                *w = (*w - step) + mu * *z;
+            }
         }
     }
 }
@@ -150,39 +164,35 @@ impl Alig {
         }
     }
 
-    fn update(&mut self, i: usize, g: &Tensor, gamma: &Tensor) -> Result<()> {
+    /// The update of parameter `i`; `gamma_host` is the step size read on the host when the fused
+    /// CPU kernels run (CPU tensors: no device synchronisation).
+    fn update(&mut self, i: usize, g: &Tensor, gamma: &Tensor, gamma_host: Option<f64>) -> Result<()> {
         let w = self.params.vars()[i].clone();
         let mu = self.cfg.momentum;
         let adjusted = self.cfg.adjusted_momentum;
         let z = self.z.get(i).cloned();
-        if ops::fused(self.params.kernels(), &[w.as_tensor(), g]) {
-            let gamma = ops::host_f64(gamma)?;
-            match &z {
+        if let Some(gamma) = gamma_host.filter(|_| ops::fused(self.params.kernels(), &[w.as_tensor(), g])) {
+            return match &z {
                 None => ops::launch1(&Axpby { a: 1.0, b: -gamma }, w.as_tensor(), g),
-                Some(z) => {
-                    let (b, c) = if adjusted { (-1.0, gamma * mu) } else { (-gamma, mu) };
-                    ops::launch1(&Axpby { a: mu, b }, z, g)?;
-                    ops::launch2(&StepMomentum { gamma, c }, w.as_tensor(), g, z)
-                }
-            }
-        } else {
-            let gg = g.broadcast_mul(gamma)?;
-            let stepped = (w.as_tensor() - &gg)?;
-            match z {
-                None => w.set(&stepped),
-                Some(z) => {
-                    let (z, momentum_term) = if adjusted {
-                        let z = ((z * mu)? - g)?;
-                        let term = z.broadcast_mul(&(gamma * mu)?)?;
-                        (z, term)
-                    } else {
-                        let z = ((z * mu)? - gg)?;
-                        let term = (&z * mu)?;
-                        (z, term)
-                    };
-                    self.z[i] = z;
-                    w.set(&(stepped + momentum_term)?)
-                }
+                Some(z) => ops::launch_pair(&MomentumStep { gamma, mu, adjusted }, z, w.as_tensor(), g),
+            };
+        }
+        let gg = g.broadcast_mul(gamma)?;
+        let stepped = (&w.as_detached_tensor() - &gg)?;
+        match z {
+            None => w.set(&stepped),
+            Some(z) => {
+                let (z, momentum_term) = if adjusted {
+                    let z = ((z * mu)? - g)?;
+                    let term = z.broadcast_mul(&(gamma * mu)?)?;
+                    (z, term)
+                } else {
+                    let z = ((z * mu)? - gg)?;
+                    let term = (&z * mu)?;
+                    (z, term)
+                };
+                self.z[i] = z;
+                w.set(&(stepped + momentum_term)?)
             }
         }
     }
@@ -198,9 +208,9 @@ impl Optimizer for Alig {
     }
 
     fn step_with(&mut self, loss: &Tensor, grads: &[Option<Tensor>]) -> Result<StepReport> {
-        self.params.check_grads("alig", grads)?;
+        let grads = &self.params.checked_grads("alig", grads)?;
         let (dtype, device) = (self.params.dtype(), self.params.device().clone());
-        let loss = loss.to_device(&device)?.to_dtype(dtype)?.reshape(())?;
+        let loss = loss.detach().to_device(&device)?.to_dtype(dtype)?.reshape(())?;
         let sq = match grad_sq_norm(grads, self.params.kernels())? {
             Some(sq) => sq,
             None => ops::scalar(0.0, dtype, &device)?,
@@ -214,10 +224,16 @@ impl Optimizer for Alig {
                 None => unclipped.clone(),
             });
         }
-        for (i, g) in grads.iter().enumerate() {
+        let on_host = ops::fused(self.params.kernels(), &[self.params.vars()[0].as_tensor()]);
+        let host: Vec<Option<f64>> = gammas
+            .iter()
+            .map(|t| if on_host { ops::host_f64(t).map(Some) } else { Ok(None) })
+            .collect::<Result<_>>()?;
+        // Backwards: the gradients the norm pass read last are still in cache.
+        for (i, g) in grads.iter().enumerate().rev() {
             if let Some(g) = g {
-                let gamma = gammas[self.group_of[i]].clone();
-                self.update(i, g, &gamma)?;
+                let k = self.group_of[i];
+                self.update(i, g, &gammas[k].clone(), host[k])?;
             }
         }
         // Monitoring: the mean of the groups' step sizes, as the reference.

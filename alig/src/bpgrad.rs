@@ -67,7 +67,7 @@ pub(crate) fn regularised(
     grads: &[Option<Tensor>],
     wd: f64,
 ) -> Result<(Tensor, Vec<Option<Tensor>>)> {
-    let loss = loss.to_device(params.device())?.to_dtype(params.dtype())?.reshape(())?;
+    let loss = loss.detach().to_device(params.device())?.to_dtype(params.dtype())?.reshape(())?;
     if wd == 0.0 {
         return Ok((loss, grads.to_vec()));
     }
@@ -76,8 +76,8 @@ pub(crate) fn regularised(
     for (w, g) in params.vars().iter().zip(grads) {
         out.push(match g {
             Some(g) => {
-                obj = (obj + (w.as_tensor().sqr()?.sum_all()? * (0.5 * wd))?)?;
-                Some((g + (w.as_tensor() * wd)?)?)
+                obj = (obj + (&w.as_detached_tensor().sqr()?.sum_all()? * (0.5 * wd))?)?;
+                Some((g + (&w.as_detached_tensor() * wd)?)?)
             }
             None => None,
         });
@@ -108,7 +108,7 @@ impl Optimizer for Bpgrad {
     }
 
     fn step_with(&mut self, loss: &Tensor, grads: &[Option<Tensor>]) -> Result<StepReport> {
-        self.params.check_grads("bpgrad", grads)?;
+        let grads = &self.params.checked_grads("bpgrad", grads)?;
         let c = self.cfg.clone();
         let (obj, grads) = regularised(&self.params, loss, grads, c.weight_decay)?;
         let norm = match grad_sq_norm(&grads, self.params.kernels())? {
@@ -123,9 +123,9 @@ impl Optimizer for Bpgrad {
             let delta = g.broadcast_mul(&lr)?;
             if c.momentum > 0.0 {
                 self.v[i] = ((&self.v[i] * c.momentum)? - delta)?;
-                w.set(&(w.as_tensor() + &self.v[i])?)?;
+                w.set(&(&w.as_detached_tensor() + &self.v[i])?)?;
             } else {
-                w.set(&(w.as_tensor() - delta)?)?;
+                w.set(&(&w.as_detached_tensor() - delta)?)?;
             }
         }
         Ok(StepReport { step_size: Some(Scalar::Device(step)), ..Default::default() })

@@ -81,14 +81,16 @@ impl Optimizer for Dfw {
     }
 
     fn step_with(&mut self, loss: &Tensor, grads: &[Option<Tensor>]) -> Result<StepReport> {
-        self.params.check_grads("dfw", grads)?;
+        let grads = &self.params.checked_grads("dfw", grads)?;
         let c = self.cfg.clone();
         let (dtype, device) = (self.params.dtype(), self.params.device().clone());
-        let loss = loss.to_device(&device)?.to_dtype(dtype)?.reshape(())?;
+        let loss = loss.detach().to_device(&device)?.to_dtype(dtype)?.reshape(())?;
         let live: Vec<(usize, &Tensor)> =
             grads.iter().enumerate().filter_map(|(i, g)| g.as_ref().map(|g| (i, g))).collect();
-        let r: Vec<Tensor> =
-            live.iter().map(|(i, _)| self.params.vars()[*i].as_tensor() * c.weight_decay).collect::<Result<_>>()?;
+        let r: Vec<Tensor> = live
+            .iter()
+            .map(|(i, _)| &self.params.vars()[*i].as_detached_tensor() * c.weight_decay)
+            .collect::<Result<_>>()?;
         let gs: Vec<&Tensor> = live.iter().map(|(_, g)| *g).collect();
         let num = if live.is_empty() || c.weight_decay == 0.0 {
             loss
@@ -104,7 +106,7 @@ impl Optimizer for Dfw {
         for ((i, g), r) in live.iter().zip(&r) {
             let w = &self.params.vars()[*i];
             let gg = g.broadcast_mul(&gamma)?;
-            let mut new_w = (w.as_tensor() - ((r + &gg)? * c.eta)?)?;
+            let mut new_w = (&w.as_detached_tensor() - ((r + &gg)? * c.eta)?)?;
             if c.momentum > 0.0 {
                 let z = ((&self.z[*i] * c.momentum)? - ((*g + r)?.broadcast_mul(&gamma)? * c.eta)?)?;
                 new_w = (new_w + (&z * c.momentum)?)?;

@@ -89,6 +89,14 @@ pub struct L4 {
     global_step: u64,
 }
 
+/// The registry name of each variant.
+fn key(direction: L4Direction) -> &'static str {
+    match direction {
+        L4Direction::Adam => "l4adam",
+        L4Direction::Momentum => "l4mom",
+    }
+}
+
 fn ema(e: &Tensor, x: &Tensor, time: f64) -> Result<Tensor> {
     let d = 1.0 - 1.0 / time;
     (e * d)? + (x * (1.0 - d))?
@@ -96,8 +104,9 @@ fn ema(e: &Tensor, x: &Tensor, time: f64) -> Result<Tensor> {
 
 impl L4 {
     pub fn new(params: ParamSet, cfg: L4Config) -> Result<Self> {
-        positive("l4", &[("fraction", cfg.fraction), ("minloss_forget_time", cfg.minloss_forget_time)])?;
-        non_negative("l4", &[("weight_decay", cfg.weight_decay), ("epsilon", cfg.epsilon)])?;
+        let who = key(cfg.direction);
+        positive(who, &[("fraction", cfg.fraction), ("minloss_forget_time", cfg.minloss_forget_time)])?;
+        non_negative(who, &[("weight_decay", cfg.weight_decay), ("epsilon", cfg.epsilon)])?;
         let zeros = || params.vars().iter().map(|v| v.zeros_like()).collect::<Result<Vec<_>>>();
         let dir_sq = if cfg.direction == L4Direction::Adam { zeros()? } else { vec![] };
         let (dir_grad, deriv_grad) = (zeros()?, zeros()?);
@@ -106,10 +115,7 @@ impl L4 {
     }
 
     fn key(&self) -> &'static str {
-        match self.cfg.direction {
-            L4Direction::Adam => "l4adam",
-            L4Direction::Momentum => "l4mom",
-        }
+        key(self.cfg.direction)
     }
 }
 
@@ -123,7 +129,7 @@ impl Optimizer for L4 {
     }
 
     fn step_with(&mut self, loss: &Tensor, grads: &[Option<Tensor>]) -> Result<StepReport> {
-        self.params.check_grads(self.key(), grads)?;
+        let grads = &self.params.checked_grads(self.key(), grads)?;
         let c = self.cfg.clone();
         let (big_l, grads) = regularised(&self.params, loss, grads, c.weight_decay)?;
         let k = self.global_step as i32;
@@ -161,7 +167,7 @@ impl Optimizer for L4 {
         self.min_loss = (&self.min_loss * (1.0 + 1.0 / c.minloss_forget_time))?;
         for (i, v) in dirs {
             let w = &self.params.vars()[i];
-            w.set(&(w.as_tensor() - v.broadcast_mul(&eta)?)?)?;
+            w.set(&(&w.as_detached_tensor() - v.broadcast_mul(&eta)?)?)?;
         }
         self.global_step += 1;
         Ok(StepReport {

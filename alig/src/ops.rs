@@ -7,6 +7,7 @@
 //! kernel reads them from host memory, which is where CPU tensors live, so no device ever syncs.
 
 use std::ops::{Add, Div, Mul, Neg, Sub};
+use std::sync::Mutex;
 
 use candle_core::{backend::BackendStorage, bail, CpuStorage, DType, Device, Layout, Result, Tensor, WithDType};
 use rayon::prelude::*;
@@ -28,17 +29,14 @@ pub(crate) fn host_f64(t: &Tensor) -> Result<f64> {
 }
 
 /// `sum_i ||t_i||^2` as a 0-d tensor in the tensors' dtype, on their device. The fused CPU path
-/// accumulates in f64 (8 lanes) before rounding to the dtype once.
+/// reads every tensor once, in parallel chunks across all of them, and accumulates in f64.
 pub(crate) fn sum_sq(ts: &[&Tensor], kernels: Kernels) -> Result<Tensor> {
     let first = ts[0];
     if fused(kernels, ts) {
-        let mut total = 0f64;
-        for t in ts {
-            total += match t.dtype() {
-                DType::F32 => with_slice::<f32, _>(t, sum_sq_slice)?,
-                _ => with_slice::<f64, _>(t, sum_sq_slice)?,
-            };
-        }
+        let total = match first.dtype() {
+            DType::F32 => sum_sq_cpu::<f32>(ts)?,
+            _ => sum_sq_cpu::<f64>(ts)?,
+        };
         return scalar(total, first.dtype(), first.device());
     }
     let mut acc = first.sqr()?.sum_all()?;
@@ -48,6 +46,63 @@ pub(crate) fn sum_sq(ts: &[&Tensor], kernels: Kernels) -> Result<Tensor> {
     Ok(acc)
 }
 
+fn sum_sq_cpu<T: Real>(ts: &[&Tensor]) -> Result<f64> {
+    let owned: Vec<Tensor> = ts.iter().map(|t| t.contiguous()).collect::<Result<_>>()?;
+    let guards: Vec<_> = owned.iter().map(|t| t.storage_and_layout()).collect();
+    let mut chunks: Vec<&[T]> = Vec::new();
+    for (storage, layout) in &guards {
+        let candle_core::Storage::Cpu(cpu) = &**storage else { bail!("sum_sq: not a CPU tensor") };
+        let Some((start, end)) = layout.contiguous_offsets() else { bail!("sum_sq: not contiguous") };
+        chunks.extend(T::cpu_storage_as_slice(cpu)?[start..end].chunks(CHUNK));
+    }
+    Ok(chunks.par_iter().map(|c| sum_sq_serial(c)).sum())
+}
+
+/// `sum x^2` of one chunk in f64, with the widest vector unit the CPU has (the build targets
+/// baseline x86-64, so AVX2/AVX-512 are chosen at run time).
+fn sum_sq_serial<T: Real>(c: &[T]) -> f64 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU supports AVX-512F, checked just above.
+            return unsafe { sum_sq_avx512(c) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2, checked just above.
+            return unsafe { sum_sq_avx2(c) };
+        }
+    }
+    sum_sq_lanes(c)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn sum_sq_avx512<T: Real>(c: &[T]) -> f64 {
+    sum_sq_lanes(c)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn sum_sq_avx2<T: Real>(c: &[T]) -> f64 {
+    sum_sq_lanes(c)
+}
+
+/// 32 independent f64 accumulators: the compiler turns them into vector registers.
+#[inline(always)]
+fn sum_sq_lanes<T: Real>(c: &[T]) -> f64 {
+    const LANES: usize = 32;
+    let mut lanes = [0f64; LANES];
+    let mut it = c.chunks_exact(LANES);
+    for v in &mut it {
+        for k in 0..LANES {
+            let x = v[k].to_f64();
+            lanes[k] += x * x;
+        }
+    }
+    let tail: f64 = it.remainder().iter().map(|x| x.to_f64() * x.to_f64()).sum();
+    lanes.iter().sum::<f64>() + tail
+}
+
 /// `sum_i <a_i, b_i>` as a 0-d tensor (tensor ops; used by the optimizers with inner products).
 pub(crate) fn sum_dot(a: &[&Tensor], b: &[&Tensor]) -> Result<Tensor> {
     let mut acc = (a[0] * b[0])?.sum_all()?;
@@ -55,30 +110,6 @@ pub(crate) fn sum_dot(a: &[&Tensor], b: &[&Tensor]) -> Result<Tensor> {
         acc = (acc + (*x * *y)?.sum_all()?)?;
     }
     Ok(acc)
-}
-
-fn sum_sq_slice<T: Real>(s: &[T]) -> f64 {
-    s.par_chunks(CHUNK)
-        .map(|c| {
-            let mut lanes = [0f64; 8];
-            let mut it = c.chunks_exact(8);
-            for v in &mut it {
-                for k in 0..8 {
-                    let x = v[k].to_f64();
-                    lanes[k] += x * x;
-                }
-            }
-            let tail: f64 = it.remainder().iter().map(|x| x.to_f64() * x.to_f64()).sum();
-            lanes.iter().sum::<f64>() + tail
-        })
-        .sum()
-}
-
-fn with_slice<T: Real, R>(t: &Tensor, f: impl FnOnce(&[T]) -> R) -> Result<R> {
-    let (storage, layout) = t.storage_and_layout();
-    let candle_core::Storage::Cpu(cpu) = &*storage else { bail!("with_slice: not a CPU tensor") };
-    let Some((start, end)) = layout.contiguous_offsets() else { bail!("with_slice: not contiguous") };
-    Ok(f(&T::cpu_storage_as_slice(cpu)?[start..end]))
 }
 
 /// True when the fused CPU kernels can serve every tensor of `ts`: kernels on `Auto`, CPU device,
@@ -103,10 +134,11 @@ pub(crate) trait Real:
 {
     fn of(v: f64) -> Self;
     fn sqrt(self) -> Self;
+    fn storage_mut(s: &mut CpuStorage) -> Option<&mut Vec<Self>>;
 }
 
 macro_rules! real {
-    ($t:ty) => {
+    ($t:ty, $v:ident) => {
         impl Real for $t {
             fn of(v: f64) -> Self {
                 v as $t
@@ -114,11 +146,17 @@ macro_rules! real {
             fn sqrt(self) -> Self {
                 <$t>::sqrt(self)
             }
+            fn storage_mut(s: &mut CpuStorage) -> Option<&mut Vec<Self>> {
+                match s {
+                    CpuStorage::$v(v) => Some(v),
+                    _ => None,
+                }
+            }
         }
     };
 }
-real!(f32);
-real!(f64);
+real!(f32, F32);
+real!(f64, F64);
 
 /// An element-wise in-place update of `dst` from `N` read-only sources of the same length. Its
 /// scalars are fixed before the launch; `run` is called on chunks, in parallel.
@@ -166,10 +204,14 @@ fn run_chunks<T: Real, K: Kernel<N>, const N: usize>(
             bail!("{}: source of {} elements for a destination of {}", K::NAME, view.len(), dst.len())
         }
     }
-    dst.par_chunks_mut(CHUNK).enumerate().for_each(|(i, d)| {
-        let lo = i * CHUNK;
-        kernel.run(d, views.map(|v| &v[lo..lo + d.len()]));
-    });
+    if dst.len() <= CHUNK {
+        kernel.run(dst, views);
+    } else {
+        dst.par_chunks_mut(CHUNK).enumerate().for_each(|(i, d)| {
+            let lo = i * CHUNK;
+            kernel.run(d, views.map(|v| &v[lo..lo + d.len()]));
+        });
+    }
     Ok(())
 }
 
@@ -186,4 +228,77 @@ pub(crate) fn launch1<K: Kernel<1>>(kernel: &K, dst: &Tensor, a: &Tensor) -> Res
 /// Runs `kernel` on `dst` (updated in place) from two sources. The caller has checked [`fused`].
 pub(crate) fn launch2<K: Kernel<2>>(kernel: &K, dst: &Tensor, a: &Tensor, b: &Tensor) -> Result<()> {
     dst.inplace_op3(&a.contiguous()?, &b.contiguous()?, &Launch2(kernel))
+}
+
+/// An element-wise in-place update of two buffers `a` and `b` (e.g. a momentum buffer and the
+/// weights) from one read-only source, in a single pass.
+pub(crate) trait PairKernel: Sync {
+    const NAME: &'static str;
+    fn run<T: Real>(&self, a: &mut [T], b: &mut [T], src: &[T]);
+}
+
+/// Runs `kernel` on `a` and `b` (both updated in place) from `src`, in one pass. `a` is locked by
+/// an outer in-place op, then `b` and `src` by an inner one that also writes the outer's slice:
+/// three distinct storages, always locked in this order. The caller has checked [`fused`].
+pub(crate) fn launch_pair<K: PairKernel>(kernel: &K, a: &Tensor, b: &Tensor, src: &Tensor) -> Result<()> {
+    let src = src.contiguous()?;
+    a.inplace_op1(&PairOuter { kernel, b, src: &src })
+}
+
+struct PairOuter<'a, K> {
+    kernel: &'a K,
+    b: &'a Tensor,
+    src: &'a Tensor,
+}
+
+impl<K: PairKernel> candle_core::InplaceOp1 for PairOuter<'_, K> {
+    fn name(&self) -> &'static str {
+        K::NAME
+    }
+
+    fn cpu_fwd(&self, a: &mut CpuStorage, a_l: &Layout) -> Result<()> {
+        let Some((a0, a1)) = a_l.contiguous_offsets() else { bail!("{}: buffer not contiguous", K::NAME) };
+        match a {
+            CpuStorage::F32(v) => {
+                self.b.inplace_op2(self.src, &PairInner { kernel: self.kernel, a: Mutex::new(&mut v[a0..a1]) })
+            }
+            CpuStorage::F64(v) => {
+                self.b.inplace_op2(self.src, &PairInner { kernel: self.kernel, a: Mutex::new(&mut v[a0..a1]) })
+            }
+            other => bail!("{}: unsupported dtype {:?}", K::NAME, other.dtype()),
+        }
+    }
+}
+
+struct PairInner<'a, 'b, T, K> {
+    kernel: &'a K,
+    /// The outer op's buffer; the mutex only hands the exclusive borrow to this `Sync` op.
+    a: Mutex<&'b mut [T]>,
+}
+
+impl<T: Real, K: PairKernel> candle_core::InplaceOp2 for PairInner<'_, '_, T, K> {
+    fn name(&self) -> &'static str {
+        K::NAME
+    }
+
+    fn cpu_fwd(&self, b: &mut CpuStorage, b_l: &Layout, s: &CpuStorage, s_l: &Layout) -> Result<()> {
+        let (Some((b0, b1)), Some((s0, s1))) = (b_l.contiguous_offsets(), s_l.contiguous_offsets()) else {
+            bail!("{}: weights or source not contiguous", K::NAME)
+        };
+        let Some(b) = T::storage_mut(b) else { bail!("{}: weights and buffer differ in dtype", K::NAME) };
+        let (b, s) = (&mut b[b0..b1], &T::cpu_storage_as_slice(s)?[s0..s1]);
+        let mut guard = self.a.lock().map_err(|_| candle_core::Error::Msg(format!("{}: poisoned", K::NAME)))?;
+        let a: &mut [T] = &mut guard;
+        if a.len() != b.len() || s.len() != b.len() {
+            bail!("{}: lengths {}, {} and {} differ", K::NAME, a.len(), b.len(), s.len())
+        }
+        if b.len() <= CHUNK {
+            self.kernel.run(a, b, s);
+        } else {
+            a.par_chunks_mut(CHUNK).zip(b.par_chunks_mut(CHUNK)).zip(s.par_chunks(CHUNK)).for_each(|((a, b), s)| {
+                self.kernel.run(a, b, s);
+            });
+        }
+        Ok(())
+    }
 }

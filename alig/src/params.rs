@@ -132,13 +132,14 @@ impl ParamSet {
 
     /// `sum_p ||p||^2` as a 0-d tensor on the parameters' device.
     pub fn sq_norm(&self) -> Result<Tensor> {
-        let ts: Vec<&Tensor> = self.vars.iter().map(|v| v.as_tensor()).collect();
-        ops::sum_sq(&ts, self.kernels)
+        let detached: Vec<Tensor> = self.vars.iter().map(|v| v.as_detached_tensor()).collect();
+        ops::sum_sq(&detached.iter().collect::<Vec<_>>(), self.kernels)
     }
 
-    /// Checks that `grads` lines up with the set: same length, and each gradient has its
-    /// parameter's shape and dtype.
-    pub fn check_grads(&self, who: &str, grads: &[Option<Tensor>]) -> Result<()> {
+    /// Checks that `grads` lines up with the set (same length; each gradient of its parameter's
+    /// shape and dtype) and returns them detached from any autograd graph, so that no optimizer
+    /// state ever holds on to a forward pass.
+    pub fn checked_grads(&self, who: &str, grads: &[Option<Tensor>]) -> Result<Vec<Option<Tensor>>> {
         if grads.len() != self.len() {
             bail!("{who}: {} gradients for {} parameters", grads.len(), self.len())
         }
@@ -155,7 +156,7 @@ impl ParamSet {
                 }
             }
         }
-        Ok(())
+        Ok(grads.iter().map(|g| g.as_ref().map(Tensor::detach)).collect())
     }
 }
 

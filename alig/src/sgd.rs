@@ -17,7 +17,7 @@ use std::collections::HashMap;
 
 use candle_core::{bail, Result, Tensor};
 
-use crate::ops::{self, Kernel, Real};
+use crate::ops::{self, Kernel, PairKernel, Real};
 use crate::optimizer::{non_negative, Hyper, NamedTensors, Optimizer, Scalar, StepReport};
 use crate::params::ParamSet;
 use crate::state::{StateReader, StateWriter};
@@ -61,47 +61,43 @@ pub struct Sgd {
     steps: Vec<u64>,
 }
 
-/// `buf <- d` (first step) or `buf <- mu buf + (1 - dampening) d`, with `d = g + lambda w`.
-struct Buffer {
+/// One SGD step on `(buf, w)` from `g` in a single pass: `d = g + lambda w`; `buf <- d` at the first
+/// step, `mu buf + (1 - dampening) d` afterwards; `w <- w - lr (d + mu buf)` (Nesterov) or
+/// `w - lr buf`.
+struct MomentumStep {
+    lr: f64,
     mu: f64,
     damp: f64,
     wd: f64,
+    nesterov: bool,
     first: bool,
 }
 
-impl Kernel<2> for Buffer {
-    const NAME: &'static str = "sgd-buffer";
-    fn run<T: Real>(&self, buf: &mut [T], [g, w]: [&[T]; 2]) {
-        let (mu, keep, wd) = (T::of(self.mu), T::of(1.0 - self.damp), T::of(self.wd));
-        for ((b, &g), &w) in buf.iter_mut().zip(g).zip(w) {
-            let d = if self.wd != 0.0 { g + wd * w } else { g };
+impl PairKernel for MomentumStep {
+    const NAME: &'static str = "sgd-momentum-step";
+    fn run<T: Real>(&self, buf: &mut [T], w: &mut [T], g: &[T]) {
+        let (lr, mu, keep, wd) = (T::of(self.lr), T::of(self.mu), T::of(1.0 - self.damp), T::of(self.wd));
+        for ((b, w), &g) in buf.iter_mut().zip(w.iter_mut()).zip(g) {
+            let d = if self.wd != 0.0 { g + wd * *w } else { g };
             *b = if self.first { d } else { mu * *b + keep * d };
+            let d = if self.nesterov { d + mu * *b } else { *b };
+            *w -= lr * d;
         }
     }
 }
 
-/// `w <- w - lr d`, with `d = g + lambda w`, then `d + mu buf` (Nesterov) or `buf`; `buf` is
-/// unused without momentum.
-struct Update {
+/// Plain SGD: `w <- w - lr (g + lambda w)`.
+struct PlainStep {
     lr: f64,
     wd: f64,
-    mu: f64,
-    nesterov: bool,
 }
 
-impl Kernel<2> for Update {
-    const NAME: &'static str = "sgd-update";
-    fn run<T: Real>(&self, w: &mut [T], [g, buf]: [&[T]; 2]) {
-        let (lr, wd, mu) = (T::of(self.lr), T::of(self.wd), T::of(self.mu));
-        for (i, (w, &g)) in w.iter_mut().zip(g).enumerate() {
+impl Kernel<1> for PlainStep {
+    const NAME: &'static str = "sgd-step";
+    fn run<T: Real>(&self, w: &mut [T], [g]: [&[T]; 1]) {
+        let (lr, wd) = (T::of(self.lr), T::of(self.wd));
+        for (w, &g) in w.iter_mut().zip(g) {
             let d = if self.wd != 0.0 { g + wd * *w } else { g };
-            let d = if self.mu == 0.0 {
-                d
-            } else if self.nesterov {
-                d + mu * buf[i]
-            } else {
-                buf[i]
-            };
             *w -= lr * d;
         }
     }
@@ -135,21 +131,26 @@ impl Sgd {
         let w = self.params.vars()[i].clone();
         let first = self.steps[i] == 0;
         if ops::fused(self.params.kernels(), &[w.as_tensor(), g]) {
-            if c.momentum > 0.0 {
-                let b = Buffer { mu: c.momentum, damp: c.dampening, wd: c.weight_decay, first };
-                ops::launch2(&b, &self.buf[i], g, w.as_tensor())?;
+            if c.momentum == 0.0 {
+                return ops::launch1(&PlainStep { lr: c.lr, wd: c.weight_decay }, w.as_tensor(), g);
             }
-            let buf = if c.momentum > 0.0 { &self.buf[i] } else { g };
-            let u = Update { lr: c.lr, wd: c.weight_decay, mu: c.momentum, nesterov: c.nesterov };
-            return ops::launch2(&u, w.as_tensor(), g, buf);
+            let k = MomentumStep {
+                lr: c.lr,
+                mu: c.momentum,
+                damp: c.dampening,
+                wd: c.weight_decay,
+                nesterov: c.nesterov,
+                first,
+            };
+            return ops::launch_pair(&k, &self.buf[i], w.as_tensor(), g);
         }
-        let mut d = if c.weight_decay != 0.0 { (g + (w.as_tensor() * c.weight_decay)?)? } else { g.clone() };
+        let mut d = if c.weight_decay != 0.0 { (g + (&w.as_detached_tensor() * c.weight_decay)?)? } else { g.clone() };
         if c.momentum > 0.0 {
             let buf = if first { d.copy()? } else { ((&self.buf[i] * c.momentum)? + (&d * (1.0 - c.dampening))?)? };
             d = if c.nesterov { (d + (&buf * c.momentum)?)? } else { buf.clone() };
             self.buf[i] = buf;
         }
-        w.set(&(w.as_tensor() - (d * c.lr)?)?)
+        w.set(&(&w.as_detached_tensor() - (d * c.lr)?)?)
     }
 }
 
@@ -163,7 +164,7 @@ impl Optimizer for Sgd {
     }
 
     fn step_with(&mut self, _loss: &Tensor, grads: &[Option<Tensor>]) -> Result<StepReport> {
-        self.params.check_grads("sgd", grads)?;
+        let grads = &self.params.checked_grads("sgd", grads)?;
         for (i, g) in grads.iter().enumerate() {
             if let Some(g) = g {
                 self.update(i, g)?;

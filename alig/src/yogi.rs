@@ -75,19 +75,19 @@ impl Optimizer for Yogi {
     }
 
     fn step_with(&mut self, _loss: &Tensor, grads: &[Option<Tensor>]) -> Result<StepReport> {
-        self.params.check_grads("yogi", grads)?;
+        let grads = &self.params.checked_grads("yogi", grads)?;
         let c = &self.cfg;
         for (i, g) in grads.iter().enumerate() {
             let Some(g) = g else { continue };
             let w = &self.params.vars()[i];
             self.steps[i] += 1;
-            let g = if c.weight_decay != 0.0 { (g + (w.as_tensor() * c.weight_decay)?)? } else { g.clone() };
+            let g = if c.weight_decay != 0.0 { (g + (&w.as_detached_tensor() * c.weight_decay)?)? } else { g.clone() };
             self.m[i] = ((&self.m[i] * c.beta1)? + (&g * (1.0 - c.beta1))?)?;
             let g2 = g.sqr()?;
             let sign = (&self.v[i] - &g2)?.sign()?;
             self.v[i] = (&self.v[i] - ((sign * (1.0 - c.beta2))? * g2)?)?;
             let step_size = old_adam_step_size(c.lr, c.beta1, c.beta2, self.steps[i]);
-            w.set(&old_adam_update(w.as_tensor(), &self.m[i], &self.v[i], step_size, c.eps)?)?;
+            w.set(&old_adam_update(&w.as_detached_tensor(), &self.m[i], &self.v[i], step_size, c.eps)?)?;
         }
         Ok(StepReport { step_size: Some(Scalar::Host(c.lr)), ..Default::default() })
     }

@@ -1,0 +1,315 @@
+//! Table-driven tests over the optimizer registry, and closed-form checks.
+
+mod common;
+
+use std::collections::HashMap;
+
+use alig::{Hyper, Kernels, Optimizer, ParamSet, Schedule, OPTIMIZERS};
+use candle_core::{DType, Device, Tensor};
+use common::{flat, Problem};
+
+/// Hyper-parameters that train the test problem, per optimizer (registry defaults otherwise).
+fn hyper(name: &str) -> Hyper {
+    let base = (alig::registry::find(name).unwrap().defaults)();
+    match name {
+        "alig" => Hyper { lr: Some(0.5), momentum: 0.9, ..base },
+        "sgd" => Hyper { lr: Some(0.1), momentum: 0.9, weight_decay: 1e-4, ..base },
+        "adam" | "amsgrad" | "adamw" | "yogi" => Hyper { lr: Some(0.02), weight_decay: 1e-4, ..base },
+        "adagrad" => Hyper { lr: Some(0.1), ..base },
+        "dfw" => Hyper { lr: Some(0.5), momentum: 0.9, weight_decay: 1e-4, ..base },
+        "bpgrad" => Hyper { lr: Some(0.5), momentum: 0.9, ..base },
+        _ => Hyper { weight_decay: 1e-4, ..base },
+    }
+}
+
+fn build(name: &str, p: &Problem, kernels: Kernels) -> Box<dyn Optimizer> {
+    let params = ParamSet::trainable(&p.vars).unwrap().with_kernels(kernels);
+    alig::registry::build(name, params, &hyper(name)).unwrap()
+}
+
+fn step(opt: &mut dyn Optimizer, p: &Problem) -> f64 {
+    let loss = p.loss(opt.name());
+    let value = loss.to_dtype(DType::F64).unwrap().to_scalar::<f64>().unwrap();
+    opt.step(&loss, &loss.backward().unwrap()).unwrap();
+    value
+}
+
+#[test]
+fn every_optimizer_decreases_the_loss_keeps_the_dtype_and_leaves_buffers_alone() {
+    for dtype in [DType::F32, DType::F64] {
+        for spec in OPTIMIZERS {
+            for kernels in [Kernels::Auto, Kernels::Tensor] {
+                let p = Problem::new(7, dtype);
+                let buffer = flat(p.vars["bn.running_mean"].as_tensor()).unwrap();
+                let mut opt = build(spec.name, &p, kernels);
+                assert_eq!(opt.name(), spec.name);
+                assert!(!opt.params().names().iter().any(|n| n.contains("running")), "buffer handed to {}", spec.name);
+                let first = step(opt.as_mut(), &p);
+                let mut last = first;
+                for _ in 0..60 {
+                    last = step(opt.as_mut(), &p);
+                }
+                let what = format!("{} {dtype:?} {kernels:?}", spec.name);
+                assert!(last.is_finite() && last < 0.5 * first, "{what}: loss {first} -> {last}");
+                for (name, v) in &p.vars {
+                    assert_eq!(v.dtype(), dtype, "{what}: {name} changed dtype");
+                }
+                for (name, t) in opt.state().unwrap() {
+                    if t.dtype().is_float() {
+                        assert_eq!(t.dtype(), dtype, "{what}: state {name} is {:?}", t.dtype());
+                    }
+                }
+                assert_eq!(flat(p.vars["bn.running_mean"].as_tensor()).unwrap(), buffer, "{what} touched a buffer");
+            }
+        }
+    }
+}
+
+#[test]
+fn state_round_trips_and_the_next_step_is_identical() {
+    for spec in OPTIMIZERS {
+        for kernels in [Kernels::Auto, Kernels::Tensor] {
+            let a = Problem::new(11, DType::F32);
+            let mut opt_a = build(spec.name, &a, kernels);
+            for _ in 0..5 {
+                step(opt_a.as_mut(), &a);
+            }
+            let exported: HashMap<String, Tensor> = opt_a.state().unwrap().into_iter().collect();
+            // A fresh optimizer over a copy of the current weights, with the exported state.
+            let b = Problem::new(11, DType::F32);
+            for (name, v) in &b.vars {
+                v.set(a.vars[name].as_tensor()).unwrap();
+            }
+            let mut opt_b = build(spec.name, &b, kernels);
+            for (name, v) in &b.vars {
+                v.set(a.vars[name].as_tensor()).unwrap(); // undo a constructor projection of the copy
+            }
+            opt_b.load_state(&exported).unwrap();
+            step(opt_a.as_mut(), &a);
+            step(opt_b.as_mut(), &b);
+            assert_eq!(a.snapshot(), b.snapshot(), "{} {kernels:?}: weights differ after the resumed step", spec.name);
+            let (sa, sb) = (opt_a.state().unwrap(), opt_b.state().unwrap());
+            assert_eq!(sa.len(), sb.len());
+            for ((na, ta), (nb, tb)) in sa.iter().zip(&sb) {
+                assert_eq!(na, nb);
+                assert_eq!(flat(ta).unwrap(), flat(tb).unwrap(), "{}: state {na} differs", spec.name);
+            }
+            // The exported tensors are copies: later steps do not change them.
+            let again: HashMap<String, Tensor> = opt_b.state().unwrap().into_iter().collect();
+            if let Some((k, t)) = exported.iter().find(|(k, _)| !k.contains("step")) {
+                assert_ne!(
+                    flat(t).unwrap(),
+                    flat(&again[k]).unwrap(),
+                    "{}: {k} did not move or was aliased",
+                    spec.name
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn state_import_is_strict_and_names_the_entry() {
+    for spec in OPTIMIZERS {
+        let p = Problem::new(3, DType::F32);
+        let mut opt = build(spec.name, &p, Kernels::Auto);
+        step(opt.as_mut(), &p);
+        let good: HashMap<String, Tensor> = opt.state().unwrap().into_iter().collect();
+        let before: Vec<(String, Vec<f64>)> =
+            opt.state().unwrap().iter().map(|(k, t)| (k.clone(), flat(t).unwrap())).collect();
+        let unexpected = format!("{}.bogus.fc1.weight", spec.name);
+        let mut extra = good.clone();
+        extra.insert(unexpected.clone(), Tensor::zeros(3, DType::F32, &Device::Cpu).unwrap());
+        let err = opt.load_state(&extra).unwrap_err().to_string();
+        assert!(err.contains(&unexpected), "{}: {err}", spec.name);
+        if let Some(key) = good.keys().find(|k| !k.contains("step")).cloned() {
+            let mut missing = good.clone();
+            missing.remove(&key);
+            let err = opt.load_state(&missing).unwrap_err().to_string();
+            assert!(err.contains(&key), "{}: {err}", spec.name);
+            let mut misshapen = good.clone();
+            misshapen.insert(key.clone(), Tensor::zeros(7, DType::F32, &Device::Cpu).unwrap());
+            let err = opt.load_state(&misshapen).unwrap_err().to_string();
+            assert!(err.contains(&key) && err.contains("shape"), "{}: {err}", spec.name);
+        }
+        let after: Vec<(String, Vec<f64>)> =
+            opt.state().unwrap().iter().map(|(k, t)| (k.clone(), flat(t).unwrap())).collect();
+        assert_eq!(before, after, "{}: a failed import changed the state", spec.name);
+    }
+}
+
+#[test]
+fn a_parameter_without_gradient_is_not_updated() {
+    for spec in OPTIMIZERS {
+        let p = Problem::new(5, DType::F64);
+        let mut opt = build(spec.name, &p, Kernels::Auto);
+        let frozen = opt.params().names().iter().position(|n| n == "fc2.bias").unwrap();
+        let before = flat(p.vars["fc2.bias"].as_tensor()).unwrap();
+        for _ in 0..3 {
+            let loss = p.loss(spec.name);
+            let mut grads = opt.params().grads(&loss.backward().unwrap());
+            grads[frozen] = None;
+            opt.step_with(&loss, &grads).unwrap();
+        }
+        assert_eq!(
+            flat(p.vars["fc2.bias"].as_tensor()).unwrap(),
+            before,
+            "{} moved a parameter without gradient",
+            spec.name
+        );
+    }
+}
+
+#[test]
+fn bad_hyper_parameters_fail_with_their_name() {
+    let p = Problem::new(1, DType::F32);
+    let cases = [
+        ("alig", Hyper { lr: Some(-1.0), ..Hyper::default() }, "max_lr"),
+        ("alig", Hyper { max_norm: Some(0.0), ..Hyper::default() }, "max_norm"),
+        ("sgd", Hyper { lr: Some(f64::NAN), ..Hyper::default() }, "lr"),
+        ("sgd", Hyper { lr: Some(0.1), nesterov: Some(true), ..Hyper::default() }, "Nesterov"),
+        ("adam", Hyper { betas: Some((0.9, 1.0)), ..Hyper::default() }, "betas"),
+        ("dfw", Hyper { lr: Some(0.0), ..Hyper::default() }, "eta"),
+        ("l4mom", Hyper { weight_decay: -1.0, ..Hyper::default() }, "weight_decay"),
+    ];
+    for (name, h, word) in cases {
+        let params = ParamSet::trainable(&p.vars).unwrap();
+        let err = alig::registry::build(name, params, &h).err().expect("must fail").to_string();
+        assert!(err.contains(word) && err.contains(name), "{name}: {err}");
+    }
+}
+
+/// With the cap active at every step and no momentum, ALI-G is SGD with lr = max_lr.
+#[test]
+fn alig_with_the_cap_always_active_is_sgd_with_lr_max_lr() {
+    let max_lr = 1e-3;
+    let (a, b) = (Problem::new(9, DType::F64), Problem::new(9, DType::F64));
+    let mut alig = alig::registry::build(
+        "alig",
+        ParamSet::trainable(&a.vars).unwrap(),
+        &Hyper { lr: Some(max_lr), ..Hyper::default() },
+    )
+    .unwrap();
+    let mut sgd = alig::registry::build(
+        "sgd",
+        ParamSet::trainable(&b.vars).unwrap(),
+        &Hyper { lr: Some(max_lr), ..Hyper::default() },
+    )
+    .unwrap();
+    for t in 0..20 {
+        let loss = a.loss("alig");
+        let report = alig.step(&loss, &loss.backward().unwrap()).unwrap();
+        let unclipped = report.step_size_unclipped.unwrap().to_f64().unwrap();
+        assert!(unclipped > max_lr, "step {t}: the cap must bind ({unclipped})");
+        assert_eq!(report.step_size.unwrap().to_f64().unwrap(), max_lr);
+        step(sgd.as_mut(), &b);
+        for (name, v) in &a.vars {
+            let (x, y) = (flat(v.as_tensor()).unwrap(), flat(b.vars[name].as_tensor()).unwrap());
+            for (x, y) in x.iter().zip(&y) {
+                assert!((x - y).abs() <= 1e-14 * (1.0 + y.abs()), "step {t} {name}: {x} vs {y}");
+            }
+        }
+    }
+}
+
+#[test]
+fn the_projection_keeps_the_norm_at_most_max_norm() {
+    for kernels in [Kernels::Auto, Kernels::Tensor] {
+        let p = Problem::new(13, DType::F32);
+        let params = ParamSet::trainable(&p.vars).unwrap().with_kernels(kernels);
+        let norm0 = params.sq_norm().unwrap().to_scalar::<f32>().unwrap().sqrt();
+        let max_norm = 0.5 * norm0 as f64;
+        let h = Hyper { lr: Some(1.0), momentum: 0.9, max_norm: Some(max_norm), ..Hyper::default() };
+        let mut opt = alig::registry::build("alig", params.clone(), &h).unwrap();
+        let buffer = flat(p.vars["bn.running_mean"].as_tensor()).unwrap();
+        let norm = |ps: &ParamSet| ps.sq_norm().unwrap().to_scalar::<f32>().unwrap().sqrt() as f64;
+        assert!((norm(&params) - max_norm).abs() <= 1e-6 * max_norm, "constructor projection: {}", norm(&params));
+        for _ in 0..20 {
+            let loss = p.loss("alig");
+            let report = opt.step(&loss, &loss.backward().unwrap()).unwrap();
+            assert!(report.get("norm_before_projection").is_some());
+            assert!(norm(&params) <= max_norm * (1.0 + 1e-6), "{kernels:?}: norm {} > {max_norm}", norm(&params));
+        }
+        assert_eq!(flat(p.vars["bn.running_mean"].as_tensor()).unwrap(), buffer, "the projection touched a buffer");
+    }
+}
+
+#[test]
+fn grad_clipping_matches_torch() {
+    let p = Problem::new(2, DType::F64);
+    let params = ParamSet::trainable(&p.vars).unwrap();
+    let loss = p.loss("sgd");
+    let mut grads = params.grads(&loss.backward().unwrap());
+    let norm = alig::grad_sq_norm(&grads, Kernels::Tensor).unwrap().unwrap().to_scalar::<f64>().unwrap().sqrt();
+    let original: Vec<Vec<f64>> = grads.iter().map(|g| flat(g.as_ref().unwrap()).unwrap()).collect();
+    let max_norm = 0.25 * norm;
+    let reported = alig::clip_grad_norm(&mut grads, max_norm).unwrap().unwrap().to_scalar::<f64>().unwrap();
+    assert!((reported - norm).abs() <= 1e-12 * norm);
+    let coef = max_norm / (norm + 1e-6);
+    for (g, o) in grads.iter().zip(&original) {
+        for (x, y) in flat(g.as_ref().unwrap()).unwrap().iter().zip(o) {
+            assert!((x - coef * y).abs() <= 1e-15 + 1e-12 * y.abs());
+        }
+    }
+    // Under the threshold nothing changes.
+    let before: Vec<Vec<f64>> = grads.iter().map(|g| flat(g.as_ref().unwrap()).unwrap()).collect();
+    alig::clip_grad_norm(&mut grads, 10.0 * norm).unwrap();
+    let after: Vec<Vec<f64>> = grads.iter().map(|g| flat(g.as_ref().unwrap()).unwrap()).collect();
+    assert_eq!(before, after);
+}
+
+#[test]
+fn schedules_follow_multistep_lr() {
+    let s = Schedule::wrn_sgd();
+    assert_eq!(s.lr_at(0.1, 0), 0.1);
+    assert_eq!(s.lr_at(0.1, 59), 0.1);
+    assert!((s.lr_at(0.1, 60) - 0.02).abs() < 1e-15);
+    assert!((s.lr_at(0.1, 160) - 0.1 * 0.2f64.powi(3)).abs() < 1e-15);
+    assert_eq!("step:150,225:0.1".parse::<Schedule>().unwrap(), Schedule::densenet_sgd());
+    assert_eq!(Schedule::densenet_sgd().to_string().parse::<Schedule>().unwrap(), Schedule::densenet_sgd());
+    assert_eq!("constant".parse::<Schedule>().unwrap().factor_at(1000), 1.0);
+    for bad in ["step:60,x:0.2", "step:60:-1", "linear", "step:60"] {
+        let err = bad.parse::<Schedule>().unwrap_err();
+        assert!(err.contains("schedule") || err.contains("milestone"), "{bad}: {err}");
+    }
+}
+
+#[test]
+fn parameter_sets_are_sorted_and_exclude_buffers() {
+    let p = Problem::new(4, DType::F32);
+    let params = ParamSet::trainable(&p.vars).unwrap();
+    assert_eq!(params.names(), ["fc1.bias", "fc1.weight", "fc2.bias", "fc2.weight"]);
+    assert_eq!(params.elem_count(), 16 + 96 + 3 + 48);
+    assert!(alig::is_buffer_name("layer1.0.bn1.running_var") && alig::is_buffer_name("bn.num_batches_tracked"));
+    assert!(!alig::is_buffer_name("bn.weight") && !alig::is_buffer_name("running_meaning"));
+    let err = ParamSet::trainable_by(&p.vars, |_| false).err().unwrap().to_string();
+    assert!(err.contains("no trainable parameters"), "{err}");
+}
+
+/// Optimizer state and reports must be detached from autograd: a state tensor that tracked its
+/// inputs would chain every step's graph to the next (a leak that grows with every step).
+#[test]
+fn state_and_reports_never_hold_an_autograd_graph() {
+    for spec in OPTIMIZERS {
+        for kernels in [Kernels::Auto, Kernels::Tensor] {
+            let p = Problem::new(6, DType::F32);
+            let h = Hyper { weight_decay: 1e-3, max_norm: Some(100.0), ..hyper(spec.name) };
+            let params = ParamSet::trainable(&p.vars).unwrap().with_kernels(kernels);
+            let mut opt = alig::registry::build(spec.name, params, &h).unwrap();
+            for _ in 0..2 {
+                let loss = p.loss(spec.name);
+                assert!(loss.track_op());
+                let report = opt.step(&loss, &loss.backward().unwrap()).unwrap();
+                let scalars = [report.step_size.clone(), report.step_size_unclipped.clone()];
+                for s in scalars.iter().flatten().chain(report.extra.iter().map(|(_, s)| s)) {
+                    if let alig::Scalar::Device(t) = s {
+                        assert!(!t.track_op(), "{} {kernels:?}: a reported scalar tracks the graph", spec.name);
+                    }
+                }
+            }
+            for (name, t) in opt.state().unwrap() {
+                assert!(!t.track_op(), "{} {kernels:?}: state {name} tracks the graph", spec.name);
+            }
+        }
+    }
+}
