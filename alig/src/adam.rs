@@ -73,6 +73,7 @@ struct FirstMoment {
 
 impl Kernel<2> for FirstMoment {
     const NAME: &'static str = "adam-m";
+    #[inline(always)]
     fn run<T: Real>(&self, m: &mut [T], [g, w]: [&[T]; 2]) {
         let (a, wd) = (T::of(1.0 - self.beta1), T::of(self.wd));
         for ((m, &g), &w) in m.iter_mut().zip(g).zip(w) {
@@ -90,6 +91,7 @@ struct SecondMoment {
 
 impl Kernel<2> for SecondMoment {
     const NAME: &'static str = "adam-v";
+    #[inline(always)]
     fn run<T: Real>(&self, v: &mut [T], [g, w]: [&[T]; 2]) {
         let (b2, a, wd) = (T::of(self.beta2), T::of(1.0 - self.beta2), T::of(self.wd));
         for ((v, &g), &w) in v.iter_mut().zip(g).zip(w) {
@@ -104,6 +106,7 @@ struct RunningMax;
 
 impl Kernel<1> for RunningMax {
     const NAME: &'static str = "amsgrad-max";
+    #[inline(always)]
     fn run<T: Real>(&self, vm: &mut [T], [v]: [&[T]; 1]) {
         vm.iter_mut().zip(v).for_each(|(a, &b)| *a = if b > *a { b } else { *a });
     }
@@ -118,6 +121,7 @@ struct Apply {
 
 impl Kernel<2> for Apply {
     const NAME: &'static str = "adam-apply";
+    #[inline(always)]
     fn run<T: Real>(&self, w: &mut [T], [m, u]: [&[T]; 2]) {
         let (step, bc, eps) = (T::of(self.step), T::of(self.bc2_sqrt), T::of(self.eps));
         for ((w, &m), &u) in w.iter_mut().zip(m).zip(u) {
@@ -158,7 +162,7 @@ impl Adam {
             ops::launch2(&FirstMoment { beta1: c.beta1, wd: c.weight_decay }, &self.m[i], g, wt)?;
             ops::launch2(&SecondMoment { beta2: c.beta2, wd: c.weight_decay }, &self.v[i], g, wt)?;
             let u = if c.amsgrad {
-                ops::launch1(&RunningMax, &self.v_max[i], &self.v[i])?;
+                ops::launch1(&RunningMax, &self.v_max[i], &self.v[i], false)?;
                 &self.v_max[i]
             } else {
                 &self.v[i]

@@ -25,7 +25,7 @@ use candle_core::{Result, Tensor};
 
 use crate::ops::{self, Kernel, PairKernel, Real};
 use crate::optimizer::{non_negative, positive, Hyper, NamedTensors, Optimizer, Scalar, StepReport};
-use crate::params::{grad_sq_norm, ParamSet};
+use crate::params::{grad_sq_norm, Kernels, ParamSet};
 use crate::projection::project_l2_ball;
 use crate::state::{StateReader, StateWriter};
 
@@ -82,6 +82,9 @@ pub struct Alig {
     group_of: Vec<usize>,
     /// `z`, one per parameter when `momentum > 0`.
     z: Vec<Tensor>,
+    /// Whether the last step of the fused CPU path was clipped at `max_lr` (the guess of the next
+    /// speculative step; part of the state, so that a resumed run takes the same path).
+    last_clipped: bool,
 }
 
 /// `dst <- a dst + b src` (the step without momentum, `a = 1`).
@@ -92,6 +95,7 @@ struct Axpby {
 
 impl Kernel<1> for Axpby {
     const NAME: &'static str = "alig-axpby";
+    #[inline(always)]
     fn run<T: Real>(&self, dst: &mut [T], [s]: [&[T]; 1]) {
         let (a, b) = (T::of(self.a), T::of(self.b));
         dst.iter_mut().zip(s).for_each(|(d, &s)| *d = a * *d + b * s);
@@ -109,6 +113,7 @@ struct MomentumStep {
 
 impl PairKernel for MomentumStep {
     const NAME: &'static str = "alig-momentum-step";
+    #[inline(always)]
     fn run<T: Real>(&self, z: &mut [T], w: &mut [T], g: &[T]) {
         let (gamma, mu) = (T::of(self.gamma), T::of(self.mu));
         let iter = z.iter_mut().zip(w.iter_mut()).zip(g);
@@ -123,6 +128,35 @@ impl PairKernel for MomentumStep {
                 let step = gamma * g;
                 *z = mu * *z - step;
                 *w = (*w - step) + mu * *z;
+            }
+        }
+    }
+}
+
+/// The correction of a speculative step taken with `gamma + delta` instead of `gamma`:
+/// standard `z += delta g, w += (1 + mu) delta g`; adjusted `w += delta (g - mu z)` (its `z` does
+/// not depend on the step size).
+struct Correction {
+    delta: f64,
+    mu: f64,
+    adjusted: bool,
+}
+
+impl PairKernel for Correction {
+    const NAME: &'static str = "alig-correction";
+    #[inline(always)]
+    fn run<T: Real>(&self, z: &mut [T], w: &mut [T], g: &[T]) {
+        let (delta, mu) = (T::of(self.delta), T::of(self.mu));
+        let iter = z.iter_mut().zip(w.iter_mut()).zip(g);
+        if self.adjusted {
+            for ((z, w), &g) in iter {
+                *w += delta * (g - mu * *z);
+            }
+        } else {
+            let c = T::of((1.0 + self.mu) * self.delta);
+            for ((z, w), &g) in iter {
+                *z += delta * g;
+                *w += c * g;
             }
         }
     }
@@ -149,7 +183,7 @@ impl Alig {
         } else {
             vec![]
         };
-        Ok(Self { params, cfg, group_of, z })
+        Ok(Self { params, cfg, group_of, z, last_clipped: true })
     }
 
     pub fn config(&self) -> &AligConfig {
@@ -164,35 +198,123 @@ impl Alig {
         }
     }
 
-    /// The update of parameter `i`; `gamma_host` is the step size read on the host when the fused
-    /// CPU kernels run (CPU tensors: no device synchronisation).
-    fn update(&mut self, i: usize, g: &Tensor, gamma: &Tensor, gamma_host: Option<f64>) -> Result<()> {
-        let w = self.params.vars()[i].clone();
-        let mu = self.cfg.momentum;
-        let adjusted = self.cfg.adjusted_momentum;
-        let z = self.z.get(i).cloned();
-        if let Some(gamma) = gamma_host.filter(|_| ops::fused(self.params.kernels(), &[w.as_tensor(), g])) {
-            return match &z {
-                None => ops::launch1(&Axpby { a: 1.0, b: -gamma }, w.as_tensor(), g),
-                Some(z) => ops::launch_pair(&MomentumStep { gamma, mu, adjusted }, z, w.as_tensor(), g),
-            };
+    fn n_groups(&self) -> usize {
+        self.cfg.groups.len() + 1
+    }
+
+    /// `gamma_u = loss / (sq + eps)` and each group's `min(gamma_u, max_lr)`, as 0-d tensors.
+    fn step_sizes(&self, loss: &Tensor, sq: &Tensor) -> Result<(Tensor, Vec<Tensor>)> {
+        let unclipped = loss.div(&(sq + self.cfg.eps)?)?;
+        let gammas = (0..self.n_groups())
+            .map(|k| match self.group_max_lr(k) {
+                Some(m) => unclipped.minimum(m),
+                None => Ok(unclipped.clone()),
+            })
+            .collect::<Result<_>>()?;
+        Ok((unclipped, gammas))
+    }
+
+    /// The step with candle tensor ops: every device, no host synchronisation.
+    fn step_tensor(&mut self, loss: &Tensor, grads: &[Option<Tensor>]) -> Result<(Tensor, Vec<Tensor>)> {
+        let sq = match grad_sq_norm(grads, Kernels::Tensor)? {
+            Some(sq) => sq,
+            None => ops::scalar(0.0, loss.dtype(), loss.device())?,
+        };
+        let (unclipped, gammas) = self.step_sizes(loss, &sq)?;
+        let (mu, adjusted) = (self.cfg.momentum, self.cfg.adjusted_momentum);
+        for (i, g) in grads.iter().enumerate() {
+            let Some(g) = g else { continue };
+            let gamma = &gammas[self.group_of[i]];
+            let w = &self.params.vars()[i];
+            let gg = g.broadcast_mul(gamma)?;
+            let stepped = (&w.as_detached_tensor() - &gg)?;
+            if self.z.is_empty() {
+                w.set(&stepped)?;
+                continue;
+            }
+            let z = if adjusted { ((&self.z[i] * mu)? - g)? } else { ((&self.z[i] * mu)? - gg)? };
+            let term = if adjusted { z.broadcast_mul(&(gamma * mu)?)? } else { (&z * mu)? };
+            self.z[i] = z;
+            w.set(&(stepped + term)?)?;
         }
-        let gg = g.broadcast_mul(gamma)?;
-        let stepped = (&w.as_detached_tensor() - &gg)?;
-        match z {
-            None => w.set(&stepped),
+        Ok((unclipped, gammas))
+    }
+
+    /// The step with the fused CPU kernels (CPU tensors: reading a scalar costs no synchronisation).
+    ///
+    /// When every group has a `max_lr` and the previous step was clipped, the step speculates that
+    /// this one is clipped too: one pass per parameter applies `gamma = max_lr` and sums the squared
+    /// gradient chunk by chunk while it is in cache, so the step reads memory exactly as often as
+    /// SGD's. If the norm then shows an unclipped step, a second pass corrects the parameters by
+    /// the difference (exact up to rounding). Otherwise the norm is computed first.
+    fn step_fused(&mut self, loss: &Tensor, grads: &[Option<Tensor>]) -> Result<(Tensor, Vec<Tensor>)> {
+        let (dtype, device) = (loss.dtype(), loss.device().clone());
+        // Every group's cap, rounded to the dtype (`None` when a group has none).
+        let caps = match (0..self.n_groups()).map(|k| self.group_max_lr(k)).collect::<Option<Vec<f64>>>() {
+            Some(ms) => Some(
+                ms.into_iter()
+                    .map(|m| ops::scalar(m, dtype, &device).and_then(|t| ops::host_f64(&t)))
+                    .collect::<Result<Vec<_>>>()?,
+            ),
+            None => None,
+        };
+        let speculate = self.last_clipped && caps.is_some();
+        let (unclipped, gammas) = if let (true, Some(caps)) = (speculate, &caps) {
+            let mut sq = 0.0;
+            for (i, g) in grads.iter().enumerate().rev() {
+                if let Some(g) = g {
+                    sq += self.fused_update(i, g, caps[self.group_of[i]], true)?;
+                }
+            }
+            let (unclipped, gammas) = self.step_sizes(loss, &ops::scalar(sq, dtype, &device)?)?;
+            let host = gammas.iter().map(ops::host_f64).collect::<Result<Vec<_>>>()?;
+            for (i, g) in grads.iter().enumerate() {
+                let k = self.group_of[i];
+                if let (Some(g), true) = (g, host[k] < caps[k]) {
+                    self.fused_correct(i, g, caps[k] - host[k])?;
+                }
+            }
+            (unclipped, gammas)
+        } else {
+            let sq = match grad_sq_norm(grads, self.params.kernels())? {
+                Some(sq) => sq,
+                None => ops::scalar(0.0, dtype, &device)?,
+            };
+            let (unclipped, gammas) = self.step_sizes(loss, &sq)?;
+            let host = gammas.iter().map(ops::host_f64).collect::<Result<Vec<_>>>()?;
+            // Backwards: the gradients the norm pass read last are still in cache.
+            for (i, g) in grads.iter().enumerate().rev() {
+                if let Some(g) = g {
+                    self.fused_update(i, g, host[self.group_of[i]], false)?;
+                }
+            }
+            (unclipped, gammas)
+        };
+        let u = ops::host_f64(&unclipped)?;
+        self.last_clipped = caps.is_some_and(|c| c.iter().all(|&m| u >= m));
+        Ok((unclipped, gammas))
+    }
+
+    /// The fused update of parameter `i` with step size `gamma`; returns `||g||^2` when `norm`.
+    fn fused_update(&self, i: usize, g: &Tensor, gamma: f64, norm: bool) -> Result<f64> {
+        let w = self.params.vars()[i].as_tensor();
+        match self.z.get(i) {
+            None => ops::launch1(&Axpby { a: 1.0, b: -gamma }, w, g, norm),
             Some(z) => {
-                let (z, momentum_term) = if adjusted {
-                    let z = ((z * mu)? - g)?;
-                    let term = z.broadcast_mul(&(gamma * mu)?)?;
-                    (z, term)
-                } else {
-                    let z = ((z * mu)? - gg)?;
-                    let term = (&z * mu)?;
-                    (z, term)
-                };
-                self.z[i] = z;
-                w.set(&(stepped + momentum_term)?)
+                let k = MomentumStep { gamma, mu: self.cfg.momentum, adjusted: self.cfg.adjusted_momentum };
+                ops::launch_pair(&k, z, w, g, norm)
+            }
+        }
+    }
+
+    /// Turns a step taken with `gamma + delta` into one taken with `gamma`.
+    fn fused_correct(&self, i: usize, g: &Tensor, delta: f64) -> Result<()> {
+        let w = self.params.vars()[i].as_tensor();
+        match self.z.get(i) {
+            None => ops::launch1(&Axpby { a: 1.0, b: delta }, w, g, false).map(drop),
+            Some(z) => {
+                let k = Correction { delta, mu: self.cfg.momentum, adjusted: self.cfg.adjusted_momentum };
+                ops::launch_pair(&k, z, w, g, false).map(drop)
             }
         }
     }
@@ -211,36 +333,16 @@ impl Optimizer for Alig {
         let grads = &self.params.checked_grads("alig", grads)?;
         let (dtype, device) = (self.params.dtype(), self.params.device().clone());
         let loss = loss.detach().to_device(&device)?.to_dtype(dtype)?.reshape(())?;
-        let sq = match grad_sq_norm(grads, self.params.kernels())? {
-            Some(sq) => sq,
-            None => ops::scalar(0.0, dtype, &device)?,
-        };
-        let unclipped = loss.div(&(sq + self.cfg.eps)?)?;
-        let n_groups = self.cfg.groups.len() + 1;
-        let mut gammas = Vec::with_capacity(n_groups);
-        for k in 0..n_groups {
-            gammas.push(match self.group_max_lr(k) {
-                Some(m) => unclipped.minimum(m)?,
-                None => unclipped.clone(),
-            });
-        }
-        let on_host = ops::fused(self.params.kernels(), &[self.params.vars()[0].as_tensor()]);
-        let host: Vec<Option<f64>> = gammas
-            .iter()
-            .map(|t| if on_host { ops::host_f64(t).map(Some) } else { Ok(None) })
-            .collect::<Result<_>>()?;
-        // Backwards: the gradients the norm pass read last are still in cache.
-        for (i, g) in grads.iter().enumerate().rev() {
-            if let Some(g) = g {
-                let k = self.group_of[i];
-                self.update(i, g, &gammas[k].clone(), host[k])?;
-            }
-        }
-        // Monitoring: the mean of the groups' step sizes, as the reference.
-        let step_size = if n_groups == 1 {
-            gammas.pop().unwrap_or(unclipped.clone())
+        let (unclipped, mut gammas) = if ops::fused(self.params.kernels(), &[self.params.vars()[0].as_tensor()]) {
+            self.step_fused(&loss, grads)?
         } else {
-            (Tensor::stack(&gammas, 0)?.sum_all()? / n_groups as f64)?
+            self.step_tensor(&loss, grads)?
+        };
+        // Monitoring: the mean of the groups' step sizes, as the reference.
+        let step_size = if gammas.len() == 1 {
+            gammas.remove(0)
+        } else {
+            (Tensor::stack(&gammas, 0)?.sum_all()? / gammas.len() as f64)?
         };
         let mut extra = vec![];
         if let Some(r) = self.cfg.max_norm {
@@ -272,14 +374,16 @@ impl Optimizer for Alig {
         if !self.z.is_empty() {
             w.buffers("momentum_buffer", &self.z)?;
         }
+        w.count("last_step_clipped", self.last_clipped as u64)?;
         Ok(w.finish())
     }
 
     fn load_state(&mut self, state: &HashMap<String, Tensor>) -> Result<()> {
         let mut r = StateReader::new("alig", &self.params, state);
         let z = if self.z.is_empty() { vec![] } else { r.buffers("momentum_buffer")? };
+        let last_clipped = r.count("last_step_clipped")? != 0;
         r.finish()?;
-        self.z = z;
+        (self.z, self.last_clipped) = (z, last_clipped);
         Ok(())
     }
 }

@@ -120,6 +120,38 @@ pub(crate) fn fused(kernels: Kernels, ts: &[&Tensor]) -> bool {
         && matches!(ts[0].dtype(), DType::F32 | DType::F64)
 }
 
+/// Evaluates an element-wise kernel call compiled for AVX-512 or AVX2 when the CPU has them (the
+/// build targets baseline x86-64). Rust never contracts `a * b + c` into an FMA, so every variant
+/// rounds exactly alike.
+macro_rules! vectorised {
+    ($call:expr) => {{
+        #[cfg(target_arch = "x86_64")]
+        {
+            #[target_feature(enable = "avx512f")]
+            unsafe fn avx512<R>(f: impl FnOnce() -> R) -> R {
+                f()
+            }
+            #[target_feature(enable = "avx2")]
+            unsafe fn avx2<R>(f: impl FnOnce() -> R) -> R {
+                f()
+            }
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                // SAFETY: the CPU supports AVX-512F, checked just above.
+                unsafe { avx512(|| $call) }
+            } else if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: the CPU supports AVX2, checked just above.
+                unsafe { avx2(|| $call) }
+            } else {
+                $call
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            $call
+        }
+    }};
+}
+
 /// The float types of the fused kernels.
 pub(crate) trait Real:
     WithDType
@@ -167,7 +199,10 @@ pub(crate) trait Kernel<const N: usize>: Sync {
 
 macro_rules! launcher {
     ($launch:ident, $op:ident, $n:literal, ($($s:ident, $l:ident),*)) => {
-        struct $launch<'a, K>(&'a K);
+        struct $launch<'a, K> {
+            kernel: &'a K,
+            norm: Option<&'a Mutex<f64>>,
+        }
 
         impl<K: Kernel<$n>> candle_core::$op for $launch<'_, K> {
             fn name(&self) -> &'static str {
@@ -175,11 +210,12 @@ macro_rules! launcher {
             }
 
             fn cpu_fwd(&self, dst: &mut CpuStorage, dst_l: &Layout $(, $s: &CpuStorage, $l: &Layout)*) -> Result<()> {
-                match dst {
-                    CpuStorage::F32(d) => run_chunks::<f32, K, $n>(self.0, d, dst_l, [$(($s, $l)),*]),
-                    CpuStorage::F64(d) => run_chunks::<f64, K, $n>(self.0, d, dst_l, [$(($s, $l)),*]),
+                let sq = match dst {
+                    CpuStorage::F32(d) => run_chunks::<f32, K, $n>(self.kernel, self.norm.is_some(), d, dst_l, [$(($s, $l)),*]),
+                    CpuStorage::F64(d) => run_chunks::<f64, K, $n>(self.kernel, self.norm.is_some(), d, dst_l, [$(($s, $l)),*]),
                     other => bail!("{}: unsupported dtype {:?}", K::NAME, other.dtype()),
-                }
+                }?;
+                add_norm(self.norm, sq)
             }
         }
     };
@@ -188,12 +224,23 @@ launcher!(Launch0, InplaceOp1, 0, ());
 launcher!(Launch1, InplaceOp2, 1, (s1, l1));
 launcher!(Launch2, InplaceOp3, 2, (s1, l1, s2, l2));
 
+fn add_norm(cell: Option<&Mutex<f64>>, sq: f64) -> Result<()> {
+    if let Some(cell) = cell {
+        *cell.lock().map_err(|_| candle_core::Error::Msg("fused kernel: poisoned lock".into()))? += sq;
+    }
+    Ok(())
+}
+
+/// Splits the work in chunks of [`CHUNK`] elements, in parallel. With `norm`, each task first
+/// sums the squares of its chunk of the first source, then updates it while it is in cache;
+/// returns that sum (0 otherwise).
 fn run_chunks<T: Real, K: Kernel<N>, const N: usize>(
     kernel: &K,
+    norm: bool,
     dst: &mut [T],
     dst_l: &Layout,
     srcs: [(&CpuStorage, &Layout); N],
-) -> Result<()> {
+) -> Result<f64> {
     let Some((d0, d1)) = dst_l.contiguous_offsets() else { bail!("{}: destination not contiguous", K::NAME) };
     let dst = &mut dst[d0..d1];
     let mut views: [&[T]; N] = [&[]; N];
@@ -204,30 +251,44 @@ fn run_chunks<T: Real, K: Kernel<N>, const N: usize>(
             bail!("{}: source of {} elements for a destination of {}", K::NAME, view.len(), dst.len())
         }
     }
+    let task = |d: &mut [T], src: [&[T]; N]| {
+        let sq = if norm && N > 0 { sum_sq_serial(src[0]) } else { 0.0 };
+        vectorised!(kernel.run(d, src));
+        sq
+    };
     if dst.len() <= CHUNK {
-        kernel.run(dst, views);
-    } else {
-        dst.par_chunks_mut(CHUNK).enumerate().for_each(|(i, d)| {
-            let lo = i * CHUNK;
-            kernel.run(d, views.map(|v| &v[lo..lo + d.len()]));
-        });
+        return Ok(task(dst, views));
     }
-    Ok(())
+    Ok(dst
+        .par_chunks_mut(CHUNK)
+        .enumerate()
+        .map(|(i, d)| {
+            let lo = i * CHUNK;
+            task(d, views.map(|v| &v[lo..lo + d.len()]))
+        })
+        .sum())
 }
 
 /// Runs `kernel` on `dst` (updated in place) with no source. The caller has checked [`fused`].
 pub(crate) fn launch0<K: Kernel<0>>(kernel: &K, dst: &Tensor) -> Result<()> {
-    dst.inplace_op1(&Launch0(kernel))
+    dst.inplace_op1(&Launch0 { kernel, norm: None })
 }
 
-/// Runs `kernel` on `dst` (updated in place) from one source. The caller has checked [`fused`].
-pub(crate) fn launch1<K: Kernel<1>>(kernel: &K, dst: &Tensor, a: &Tensor) -> Result<()> {
-    dst.inplace_op2(&a.contiguous()?, &Launch1(kernel))
+/// Runs `kernel` on `dst` (updated in place) from one source, and returns `||a||^2` when `norm`
+/// (computed chunk by chunk in the same pass). The caller has checked [`fused`].
+pub(crate) fn launch1<K: Kernel<1>>(kernel: &K, dst: &Tensor, a: &Tensor, norm: bool) -> Result<f64> {
+    let cell = Mutex::new(0.0);
+    dst.inplace_op2(&a.contiguous()?, &Launch1 { kernel, norm: norm.then_some(&cell) })?;
+    take(cell)
 }
 
 /// Runs `kernel` on `dst` (updated in place) from two sources. The caller has checked [`fused`].
 pub(crate) fn launch2<K: Kernel<2>>(kernel: &K, dst: &Tensor, a: &Tensor, b: &Tensor) -> Result<()> {
-    dst.inplace_op3(&a.contiguous()?, &b.contiguous()?, &Launch2(kernel))
+    dst.inplace_op3(&a.contiguous()?, &b.contiguous()?, &Launch2 { kernel, norm: None })
+}
+
+fn take(cell: Mutex<f64>) -> Result<f64> {
+    cell.into_inner().map_err(|_| candle_core::Error::Msg("fused kernel: poisoned lock".into()))
 }
 
 /// An element-wise in-place update of two buffers `a` and `b` (e.g. a momentum buffer and the
@@ -237,18 +298,22 @@ pub(crate) trait PairKernel: Sync {
     fn run<T: Real>(&self, a: &mut [T], b: &mut [T], src: &[T]);
 }
 
-/// Runs `kernel` on `a` and `b` (both updated in place) from `src`, in one pass. `a` is locked by
-/// an outer in-place op, then `b` and `src` by an inner one that also writes the outer's slice:
-/// three distinct storages, always locked in this order. The caller has checked [`fused`].
-pub(crate) fn launch_pair<K: PairKernel>(kernel: &K, a: &Tensor, b: &Tensor, src: &Tensor) -> Result<()> {
+/// Runs `kernel` on `a` and `b` (both updated in place) from `src`, in one pass, and returns
+/// `||src||^2` when `norm` (chunk by chunk, in the same pass). `a` is locked by an outer in-place
+/// op, then `b` and `src` by an inner one that also writes the outer's slice: three distinct
+/// storages, always locked in this order. The caller has checked [`fused`].
+pub(crate) fn launch_pair<K: PairKernel>(kernel: &K, a: &Tensor, b: &Tensor, src: &Tensor, norm: bool) -> Result<f64> {
     let src = src.contiguous()?;
-    a.inplace_op1(&PairOuter { kernel, b, src: &src })
+    let cell = Mutex::new(0.0);
+    a.inplace_op1(&PairOuter { kernel, b, src: &src, norm: norm.then_some(&cell) })?;
+    take(cell)
 }
 
 struct PairOuter<'a, K> {
     kernel: &'a K,
     b: &'a Tensor,
     src: &'a Tensor,
+    norm: Option<&'a Mutex<f64>>,
 }
 
 impl<K: PairKernel> candle_core::InplaceOp1 for PairOuter<'_, K> {
@@ -259,19 +324,22 @@ impl<K: PairKernel> candle_core::InplaceOp1 for PairOuter<'_, K> {
     fn cpu_fwd(&self, a: &mut CpuStorage, a_l: &Layout) -> Result<()> {
         let Some((a0, a1)) = a_l.contiguous_offsets() else { bail!("{}: buffer not contiguous", K::NAME) };
         match a {
-            CpuStorage::F32(v) => {
-                self.b.inplace_op2(self.src, &PairInner { kernel: self.kernel, a: Mutex::new(&mut v[a0..a1]) })
-            }
-            CpuStorage::F64(v) => {
-                self.b.inplace_op2(self.src, &PairInner { kernel: self.kernel, a: Mutex::new(&mut v[a0..a1]) })
-            }
+            CpuStorage::F32(v) => self.b.inplace_op2(self.src, &self.inner(&mut v[a0..a1])),
+            CpuStorage::F64(v) => self.b.inplace_op2(self.src, &self.inner(&mut v[a0..a1])),
             other => bail!("{}: unsupported dtype {:?}", K::NAME, other.dtype()),
         }
     }
 }
 
+impl<'a, K> PairOuter<'a, K> {
+    fn inner<'b, T>(&self, a: &'b mut [T]) -> PairInner<'a, 'b, T, K> {
+        PairInner { kernel: self.kernel, norm: self.norm, a: Mutex::new(a) }
+    }
+}
+
 struct PairInner<'a, 'b, T, K> {
     kernel: &'a K,
+    norm: Option<&'a Mutex<f64>>,
     /// The outer op's buffer; the mutex only hands the exclusive borrow to this `Sync` op.
     a: Mutex<&'b mut [T]>,
 }
@@ -292,13 +360,21 @@ impl<T: Real, K: PairKernel> candle_core::InplaceOp2 for PairInner<'_, '_, T, K>
         if a.len() != b.len() || s.len() != b.len() {
             bail!("{}: lengths {}, {} and {} differ", K::NAME, a.len(), b.len(), s.len())
         }
-        if b.len() <= CHUNK {
-            self.kernel.run(a, b, s);
+        let norm = self.norm.is_some();
+        let task = |a: &mut [T], b: &mut [T], s: &[T]| {
+            let sq = if norm { sum_sq_serial(s) } else { 0.0 };
+            vectorised!(self.kernel.run(a, b, s));
+            sq
+        };
+        let sq = if b.len() <= CHUNK {
+            task(a, b, s)
         } else {
-            a.par_chunks_mut(CHUNK).zip(b.par_chunks_mut(CHUNK)).zip(s.par_chunks(CHUNK)).for_each(|((a, b), s)| {
-                self.kernel.run(a, b, s);
-            });
-        }
-        Ok(())
+            a.par_chunks_mut(CHUNK)
+                .zip(b.par_chunks_mut(CHUNK))
+                .zip(s.par_chunks(CHUNK))
+                .map(|((a, b), s)| task(a, b, s))
+                .sum()
+        };
+        add_norm(self.norm, sq)
     }
 }

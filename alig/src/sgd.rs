@@ -75,6 +75,7 @@ struct MomentumStep {
 
 impl PairKernel for MomentumStep {
     const NAME: &'static str = "sgd-momentum-step";
+    #[inline(always)]
     fn run<T: Real>(&self, buf: &mut [T], w: &mut [T], g: &[T]) {
         let (lr, mu, keep, wd) = (T::of(self.lr), T::of(self.mu), T::of(1.0 - self.damp), T::of(self.wd));
         for ((b, w), &g) in buf.iter_mut().zip(w.iter_mut()).zip(g) {
@@ -94,6 +95,7 @@ struct PlainStep {
 
 impl Kernel<1> for PlainStep {
     const NAME: &'static str = "sgd-step";
+    #[inline(always)]
     fn run<T: Real>(&self, w: &mut [T], [g]: [&[T]; 1]) {
         let (lr, wd) = (T::of(self.lr), T::of(self.wd));
         for (w, &g) in w.iter_mut().zip(g) {
@@ -132,7 +134,7 @@ impl Sgd {
         let first = self.steps[i] == 0;
         if ops::fused(self.params.kernels(), &[w.as_tensor(), g]) {
             if c.momentum == 0.0 {
-                return ops::launch1(&PlainStep { lr: c.lr, wd: c.weight_decay }, w.as_tensor(), g);
+                return ops::launch1(&PlainStep { lr: c.lr, wd: c.weight_decay }, w.as_tensor(), g, false).map(drop);
             }
             let k = MomentumStep {
                 lr: c.lr,
@@ -142,7 +144,7 @@ impl Sgd {
                 nesterov: c.nesterov,
                 first,
             };
-            return ops::launch_pair(&k, &self.buf[i], w.as_tensor(), g);
+            return ops::launch_pair(&k, &self.buf[i], w.as_tensor(), g, false).map(drop);
         }
         let mut d = if c.weight_decay != 0.0 { (g + (&w.as_detached_tensor() * c.weight_decay)?)? } else { g.clone() };
         if c.momentum > 0.0 {

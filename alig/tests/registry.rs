@@ -313,3 +313,45 @@ fn state_and_reports_never_hold_an_autograd_graph() {
         }
     }
 }
+
+/// ALI-G's fused CPU step speculates that a step is clipped when the previous one was, and corrects
+/// it otherwise: over a run that crosses the cap both ways, it must equal the tensor-op step.
+#[test]
+fn alig_speculative_fused_step_equals_tensor_ops() {
+    for (momentum, adjusted, cap) in [(0.0, false, 5.0), (0.9, false, 2.0), (0.9, true, 2.0)] {
+        let (a, b) = (Problem::new(21, DType::F64), Problem::new(21, DType::F64));
+        let h = Hyper { lr: Some(cap), momentum, adjusted_momentum: adjusted, ..Hyper::default() };
+        let mut fused = alig::registry::build("alig", ParamSet::trainable(&a.vars).unwrap(), &h).unwrap();
+        let params_b = ParamSet::trainable(&b.vars).unwrap().with_kernels(Kernels::Tensor);
+        let mut plain = alig::registry::build("alig", params_b, &h).unwrap();
+        let (mut clipped, mut unclipped, mut switches, mut last) = (0, 0, 0, None);
+        for t in 0..20 {
+            let loss = a.loss("alig");
+            let report = fused.step(&loss, &loss.backward().unwrap()).unwrap();
+            let is_clipped = report.step_size_unclipped.unwrap().to_f64().unwrap() >= cap;
+            if is_clipped {
+                clipped += 1
+            } else {
+                unclipped += 1
+            }
+            switches += (last.is_some() && last != Some(is_clipped)) as usize;
+            last = Some(is_clipped);
+            step(plain.as_mut(), &b);
+            for (name, v) in &a.vars {
+                let (x, y) = (flat(v.as_tensor()).unwrap(), flat(b.vars[name].as_tensor()).unwrap());
+                for (x, y) in x.iter().zip(&y) {
+                    // Both paths round differently (sum order, the correction), and large steps
+                    // amplify that; a wrong correction would be off by about delta * g, far more.
+                    assert!(
+                        (x - y).abs() <= 1e-9 * (1.0 + y.abs()),
+                        "mu {momentum} adjusted {adjusted} step {t} {name}: {x} vs {y}"
+                    );
+                }
+            }
+        }
+        assert!(
+            switches > 0 && clipped > 0 && unclipped > 0,
+            "the run must cross the cap: {clipped} clipped, {unclipped} not"
+        );
+    }
+}
