@@ -162,7 +162,7 @@ impl Adam {
             ops::launch2(&FirstMoment { beta1: c.beta1, wd: c.weight_decay }, &self.m[i], g, wt)?;
             ops::launch2(&SecondMoment { beta2: c.beta2, wd: c.weight_decay }, &self.v[i], g, wt)?;
             let u = if c.amsgrad {
-                ops::launch1(&RunningMax, &self.v_max[i], &self.v[i], false)?;
+                ops::launch1(&RunningMax, &self.v_max[i], &self.v[i], ops::Norms::NONE)?;
                 &self.v_max[i]
             } else {
                 &self.v[i]

@@ -23,10 +23,10 @@ use std::collections::HashMap;
 
 use candle_core::{Result, Tensor};
 
-use crate::ops::{self, Kernel, PairKernel, Real};
+use crate::ops::{self, Kernel, Norms, PairKernel, Real};
 use crate::optimizer::{non_negative, positive, Hyper, NamedTensors, Optimizer, Scalar, StepReport};
 use crate::params::{grad_sq_norm, Kernels, ParamSet};
-use crate::projection::project_l2_ball;
+use crate::projection::{project_l2_ball, scale_into_ball};
 use crate::state::{StateReader, StateWriter};
 
 /// A parameter group with its own maximal learning rate: every parameter whose name starts with
@@ -241,13 +241,15 @@ impl Alig {
     }
 
     /// The step with the fused CPU kernels (CPU tensors: reading a scalar costs no synchronisation).
+    /// With a projection, also returns `||w||^2` after the update, summed while the kernels wrote
+    /// the weights.
     ///
     /// When every group has a `max_lr` and the previous step was clipped, the step speculates that
     /// this one is clipped too: one pass per parameter applies `gamma = max_lr` and sums the squared
     /// gradient chunk by chunk while it is in cache, so the step reads memory exactly as often as
     /// SGD's. If the norm then shows an unclipped step, a second pass corrects the parameters by
     /// the difference (exact up to rounding). Otherwise the norm is computed first.
-    fn step_fused(&mut self, loss: &Tensor, grads: &[Option<Tensor>]) -> Result<(Tensor, Vec<Tensor>)> {
+    fn step_fused(&mut self, loss: &Tensor, grads: &[Option<Tensor>]) -> Result<(Tensor, Vec<Tensor>, Option<f64>)> {
         let (dtype, device) = (loss.dtype(), loss.device().clone());
         // Every group's cap, rounded to the dtype (`None` when a group has none).
         let caps = match (0..self.n_groups()).map(|k| self.group_max_lr(k)).collect::<Option<Vec<f64>>>() {
@@ -258,12 +260,17 @@ impl Alig {
             ),
             None => None,
         };
-        let speculate = self.last_clipped && caps.is_some();
-        let (unclipped, gammas) = if let (true, Some(caps)) = (speculate, &caps) {
+        let project = self.cfg.max_norm.is_some();
+        // ||w_i||^2 after the update, for the projection.
+        let mut w_sq = vec![0.0; self.params.len()];
+        let (unclipped, gammas) = if let (true, Some(caps)) = (self.last_clipped, &caps) {
             let mut sq = 0.0;
             for (i, g) in grads.iter().enumerate().rev() {
                 if let Some(g) = g {
-                    sq += self.fused_update(i, g, caps[self.group_of[i]], true)?;
+                    let (g_sq, w_i) =
+                        self.fused_update(i, g, caps[self.group_of[i]], Norms { src: true, dst: project })?;
+                    sq += g_sq;
+                    w_sq[i] = w_i;
                 }
             }
             let (unclipped, gammas) = self.step_sizes(loss, &ops::scalar(sq, dtype, &device)?)?;
@@ -271,7 +278,7 @@ impl Alig {
             for (i, g) in grads.iter().enumerate() {
                 let k = self.group_of[i];
                 if let (Some(g), true) = (g, host[k] < caps[k]) {
-                    self.fused_correct(i, g, caps[k] - host[k])?;
+                    w_sq[i] = self.fused_correct(i, g, caps[k] - host[k], project)?;
                 }
             }
             (unclipped, gammas)
@@ -285,38 +292,52 @@ impl Alig {
             // Backwards: the gradients the norm pass read last are still in cache.
             for (i, g) in grads.iter().enumerate().rev() {
                 if let Some(g) = g {
-                    self.fused_update(i, g, host[self.group_of[i]], false)?;
+                    let norms = Norms { src: false, dst: project };
+                    w_sq[i] = self.fused_update(i, g, host[self.group_of[i]], norms)?.1;
                 }
             }
             (unclipped, gammas)
         };
         let u = ops::host_f64(&unclipped)?;
         self.last_clipped = caps.is_some_and(|c| c.iter().all(|&m| u >= m));
-        Ok((unclipped, gammas))
+        let mut total = None;
+        if project {
+            // Parameters without a gradient still count in the norm.
+            let frozen: Vec<&Tensor> =
+                self.params.vars().iter().zip(grads).filter(|(_, g)| g.is_none()).map(|(v, _)| v.as_tensor()).collect();
+            let frozen_sq =
+                if frozen.is_empty() { 0.0 } else { ops::host_f64(&ops::sum_sq(&frozen, self.params.kernels())?)? };
+            total = Some(w_sq.iter().sum::<f64>() + frozen_sq);
+        }
+        Ok((unclipped, gammas, total))
     }
 
-    /// The fused update of parameter `i` with step size `gamma`; returns `||g||^2` when `norm`.
-    fn fused_update(&self, i: usize, g: &Tensor, gamma: f64, norm: bool) -> Result<f64> {
+    /// The fused update of parameter `i` with step size `gamma`; returns `(||g||^2, ||w||^2 after)`
+    /// as asked by `norms`.
+    fn fused_update(&self, i: usize, g: &Tensor, gamma: f64, norms: Norms) -> Result<(f64, f64)> {
         let w = self.params.vars()[i].as_tensor();
         match self.z.get(i) {
-            None => ops::launch1(&Axpby { a: 1.0, b: -gamma }, w, g, norm),
+            None => ops::launch1(&Axpby { a: 1.0, b: -gamma }, w, g, norms),
             Some(z) => {
                 let k = MomentumStep { gamma, mu: self.cfg.momentum, adjusted: self.cfg.adjusted_momentum };
-                ops::launch_pair(&k, z, w, g, norm)
+                ops::launch_pair(&k, z, w, g, norms)
             }
         }
     }
 
-    /// Turns a step taken with `gamma + delta` into one taken with `gamma`.
-    fn fused_correct(&self, i: usize, g: &Tensor, delta: f64) -> Result<()> {
+    /// Turns a step taken with `gamma + delta` into one taken with `gamma`; returns `||w||^2`
+    /// after it when `norm`.
+    fn fused_correct(&self, i: usize, g: &Tensor, delta: f64, norm: bool) -> Result<f64> {
         let w = self.params.vars()[i].as_tensor();
-        match self.z.get(i) {
-            None => ops::launch1(&Axpby { a: 1.0, b: delta }, w, g, false).map(drop),
+        let norms = Norms { src: false, dst: norm };
+        let (_, w_sq) = match self.z.get(i) {
+            None => ops::launch1(&Axpby { a: 1.0, b: delta }, w, g, norms)?,
             Some(z) => {
                 let k = Correction { delta, mu: self.cfg.momentum, adjusted: self.cfg.adjusted_momentum };
-                ops::launch_pair(&k, z, w, g, false).map(drop)
+                ops::launch_pair(&k, z, w, g, norms)?
             }
-        }
+        };
+        Ok(w_sq)
     }
 }
 
@@ -333,10 +354,11 @@ impl Optimizer for Alig {
         let grads = &self.params.checked_grads("alig", grads)?;
         let (dtype, device) = (self.params.dtype(), self.params.device().clone());
         let loss = loss.detach().to_device(&device)?.to_dtype(dtype)?.reshape(())?;
-        let (unclipped, mut gammas) = if ops::fused(self.params.kernels(), &[self.params.vars()[0].as_tensor()]) {
+        let (unclipped, mut gammas, w_sq) = if ops::fused(self.params.kernels(), &[self.params.vars()[0].as_tensor()]) {
             self.step_fused(&loss, grads)?
         } else {
-            self.step_tensor(&loss, grads)?
+            let (unclipped, gammas) = self.step_tensor(&loss, grads)?;
+            (unclipped, gammas, None)
         };
         // Monitoring: the mean of the groups' step sizes, as the reference.
         let step_size = if gammas.len() == 1 {
@@ -346,7 +368,11 @@ impl Optimizer for Alig {
         };
         let mut extra = vec![];
         if let Some(r) = self.cfg.max_norm {
-            extra.push(("norm_before_projection", Scalar::Device(project_l2_ball(&self.params, r)?)));
+            let norm = match w_sq {
+                Some(sq) => scale_into_ball(&self.params, &ops::scalar(sq, dtype, &device)?, r)?,
+                None => project_l2_ball(&self.params, r)?,
+            };
+            extra.push(("norm_before_projection", Scalar::Device(norm)));
         }
         Ok(StepReport {
             step_size: Some(Scalar::Device(step_size)),

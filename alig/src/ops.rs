@@ -201,7 +201,7 @@ macro_rules! launcher {
     ($launch:ident, $op:ident, $n:literal, ($($s:ident, $l:ident),*)) => {
         struct $launch<'a, K> {
             kernel: &'a K,
-            norm: Option<&'a Mutex<f64>>,
+            norms: Option<(Norms, &'a Mutex<(f64, f64)>)>,
         }
 
         impl<K: Kernel<$n>> candle_core::$op for $launch<'_, K> {
@@ -210,12 +210,13 @@ macro_rules! launcher {
             }
 
             fn cpu_fwd(&self, dst: &mut CpuStorage, dst_l: &Layout $(, $s: &CpuStorage, $l: &Layout)*) -> Result<()> {
+                let norms = self.norms.map(|(n, _)| n).unwrap_or_default();
                 let sq = match dst {
-                    CpuStorage::F32(d) => run_chunks::<f32, K, $n>(self.kernel, self.norm.is_some(), d, dst_l, [$(($s, $l)),*]),
-                    CpuStorage::F64(d) => run_chunks::<f64, K, $n>(self.kernel, self.norm.is_some(), d, dst_l, [$(($s, $l)),*]),
+                    CpuStorage::F32(d) => run_chunks::<f32, K, $n>(self.kernel, norms, d, dst_l, [$(($s, $l)),*]),
+                    CpuStorage::F64(d) => run_chunks::<f64, K, $n>(self.kernel, norms, d, dst_l, [$(($s, $l)),*]),
                     other => bail!("{}: unsupported dtype {:?}", K::NAME, other.dtype()),
                 }?;
-                add_norm(self.norm, sq)
+                add_norms(self.norms.map(|(_, c)| c), sq)
             }
         }
     };
@@ -224,23 +225,40 @@ launcher!(Launch0, InplaceOp1, 0, ());
 launcher!(Launch1, InplaceOp2, 1, (s1, l1));
 launcher!(Launch2, InplaceOp3, 2, (s1, l1, s2, l2));
 
-fn add_norm(cell: Option<&Mutex<f64>>, sq: f64) -> Result<()> {
+/// Which squared norms a fused kernel also computes, chunk by chunk while the data is in cache:
+/// of its (first) source before the update, of its destination after it.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Norms {
+    pub src: bool,
+    pub dst: bool,
+}
+
+impl Norms {
+    pub const NONE: Norms = Norms { src: false, dst: false };
+}
+
+fn add_norms(cell: Option<&Mutex<(f64, f64)>>, sq: (f64, f64)) -> Result<()> {
     if let Some(cell) = cell {
-        *cell.lock().map_err(|_| candle_core::Error::Msg("fused kernel: poisoned lock".into()))? += sq;
+        let mut c = cell.lock().map_err(|_| candle_core::Error::Msg("fused kernel: poisoned lock".into()))?;
+        c.0 += sq.0;
+        c.1 += sq.1;
     }
     Ok(())
 }
 
-/// Splits the work in chunks of [`CHUNK`] elements, in parallel. With `norm`, each task first
-/// sums the squares of its chunk of the first source, then updates it while it is in cache;
-/// returns that sum (0 otherwise).
+fn add_pair(a: (f64, f64), b: (f64, f64)) -> (f64, f64) {
+    (a.0 + b.0, a.1 + b.1)
+}
+
+/// Splits the work in chunks of [`CHUNK`] elements, in parallel; returns the squared norms asked
+/// for by `norms` (0 otherwise).
 fn run_chunks<T: Real, K: Kernel<N>, const N: usize>(
     kernel: &K,
-    norm: bool,
+    norms: Norms,
     dst: &mut [T],
     dst_l: &Layout,
     srcs: [(&CpuStorage, &Layout); N],
-) -> Result<f64> {
+) -> Result<(f64, f64)> {
     let Some((d0, d1)) = dst_l.contiguous_offsets() else { bail!("{}: destination not contiguous", K::NAME) };
     let dst = &mut dst[d0..d1];
     let mut views: [&[T]; N] = [&[]; N];
@@ -252,9 +270,9 @@ fn run_chunks<T: Real, K: Kernel<N>, const N: usize>(
         }
     }
     let task = |d: &mut [T], src: [&[T]; N]| {
-        let sq = if norm && N > 0 { sum_sq_serial(src[0]) } else { 0.0 };
+        let before = if norms.src && N > 0 { sum_sq_serial(src[0]) } else { 0.0 };
         vectorised!(kernel.run(d, src));
-        sq
+        (before, if norms.dst { sum_sq_serial(d) } else { 0.0 })
     };
     if dst.len() <= CHUNK {
         return Ok(task(dst, views));
@@ -266,28 +284,28 @@ fn run_chunks<T: Real, K: Kernel<N>, const N: usize>(
             let lo = i * CHUNK;
             task(d, views.map(|v| &v[lo..lo + d.len()]))
         })
-        .sum())
+        .reduce(|| (0.0, 0.0), add_pair))
 }
 
 /// Runs `kernel` on `dst` (updated in place) with no source. The caller has checked [`fused`].
 pub(crate) fn launch0<K: Kernel<0>>(kernel: &K, dst: &Tensor) -> Result<()> {
-    dst.inplace_op1(&Launch0 { kernel, norm: None })
+    dst.inplace_op1(&Launch0 { kernel, norms: None })
 }
 
-/// Runs `kernel` on `dst` (updated in place) from one source, and returns `||a||^2` when `norm`
-/// (computed chunk by chunk in the same pass). The caller has checked [`fused`].
-pub(crate) fn launch1<K: Kernel<1>>(kernel: &K, dst: &Tensor, a: &Tensor, norm: bool) -> Result<f64> {
-    let cell = Mutex::new(0.0);
-    dst.inplace_op2(&a.contiguous()?, &Launch1 { kernel, norm: norm.then_some(&cell) })?;
+/// Runs `kernel` on `dst` (updated in place) from one source; returns `(||a||^2, ||dst||^2)` as
+/// asked by `norms` (computed in the same pass). The caller has checked [`fused`].
+pub(crate) fn launch1<K: Kernel<1>>(kernel: &K, dst: &Tensor, a: &Tensor, norms: Norms) -> Result<(f64, f64)> {
+    let cell = Mutex::new((0.0, 0.0));
+    dst.inplace_op2(&a.contiguous()?, &Launch1 { kernel, norms: Some((norms, &cell)) })?;
     take(cell)
 }
 
 /// Runs `kernel` on `dst` (updated in place) from two sources. The caller has checked [`fused`].
 pub(crate) fn launch2<K: Kernel<2>>(kernel: &K, dst: &Tensor, a: &Tensor, b: &Tensor) -> Result<()> {
-    dst.inplace_op3(&a.contiguous()?, &b.contiguous()?, &Launch2 { kernel, norm: None })
+    dst.inplace_op3(&a.contiguous()?, &b.contiguous()?, &Launch2 { kernel, norms: None })
 }
 
-fn take(cell: Mutex<f64>) -> Result<f64> {
+fn take(cell: Mutex<(f64, f64)>) -> Result<(f64, f64)> {
     cell.into_inner().map_err(|_| candle_core::Error::Msg("fused kernel: poisoned lock".into()))
 }
 
@@ -298,14 +316,20 @@ pub(crate) trait PairKernel: Sync {
     fn run<T: Real>(&self, a: &mut [T], b: &mut [T], src: &[T]);
 }
 
-/// Runs `kernel` on `a` and `b` (both updated in place) from `src`, in one pass, and returns
-/// `||src||^2` when `norm` (chunk by chunk, in the same pass). `a` is locked by an outer in-place
-/// op, then `b` and `src` by an inner one that also writes the outer's slice: three distinct
-/// storages, always locked in this order. The caller has checked [`fused`].
-pub(crate) fn launch_pair<K: PairKernel>(kernel: &K, a: &Tensor, b: &Tensor, src: &Tensor, norm: bool) -> Result<f64> {
+/// Runs `kernel` on `a` and `b` (both updated in place) from `src`, in one pass; returns
+/// `(||src||^2, ||b||^2 after)` as asked by `norms` (chunk by chunk, in the same pass). `a` is
+/// locked by an outer in-place op, then `b` and `src` by an inner one that also writes the outer's
+/// slice: three distinct storages, always locked in this order. The caller has checked [`fused`].
+pub(crate) fn launch_pair<K: PairKernel>(
+    kernel: &K,
+    a: &Tensor,
+    b: &Tensor,
+    src: &Tensor,
+    norms: Norms,
+) -> Result<(f64, f64)> {
     let src = src.contiguous()?;
-    let cell = Mutex::new(0.0);
-    a.inplace_op1(&PairOuter { kernel, b, src: &src, norm: norm.then_some(&cell) })?;
+    let cell = Mutex::new((0.0, 0.0));
+    a.inplace_op1(&PairOuter { kernel, b, src: &src, norms, cell: &cell })?;
     take(cell)
 }
 
@@ -313,7 +337,8 @@ struct PairOuter<'a, K> {
     kernel: &'a K,
     b: &'a Tensor,
     src: &'a Tensor,
-    norm: Option<&'a Mutex<f64>>,
+    norms: Norms,
+    cell: &'a Mutex<(f64, f64)>,
 }
 
 impl<K: PairKernel> candle_core::InplaceOp1 for PairOuter<'_, K> {
@@ -333,13 +358,14 @@ impl<K: PairKernel> candle_core::InplaceOp1 for PairOuter<'_, K> {
 
 impl<'a, K> PairOuter<'a, K> {
     fn inner<'b, T>(&self, a: &'b mut [T]) -> PairInner<'a, 'b, T, K> {
-        PairInner { kernel: self.kernel, norm: self.norm, a: Mutex::new(a) }
+        PairInner { kernel: self.kernel, norms: self.norms, cell: self.cell, a: Mutex::new(a) }
     }
 }
 
 struct PairInner<'a, 'b, T, K> {
     kernel: &'a K,
-    norm: Option<&'a Mutex<f64>>,
+    norms: Norms,
+    cell: &'a Mutex<(f64, f64)>,
     /// The outer op's buffer; the mutex only hands the exclusive borrow to this `Sync` op.
     a: Mutex<&'b mut [T]>,
 }
@@ -360,11 +386,11 @@ impl<T: Real, K: PairKernel> candle_core::InplaceOp2 for PairInner<'_, '_, T, K>
         if a.len() != b.len() || s.len() != b.len() {
             bail!("{}: lengths {}, {} and {} differ", K::NAME, a.len(), b.len(), s.len())
         }
-        let norm = self.norm.is_some();
+        let norms = self.norms;
         let task = |a: &mut [T], b: &mut [T], s: &[T]| {
-            let sq = if norm { sum_sq_serial(s) } else { 0.0 };
+            let before = if norms.src { sum_sq_serial(s) } else { 0.0 };
             vectorised!(self.kernel.run(a, b, s));
-            sq
+            (before, if norms.dst { sum_sq_serial(b) } else { 0.0 })
         };
         let sq = if b.len() <= CHUNK {
             task(a, b, s)
@@ -373,8 +399,8 @@ impl<T: Real, K: PairKernel> candle_core::InplaceOp2 for PairInner<'_, '_, T, K>
                 .zip(b.par_chunks_mut(CHUNK))
                 .zip(s.par_chunks(CHUNK))
                 .map(|((a, b), s)| task(a, b, s))
-                .sum()
+                .reduce(|| (0.0, 0.0), add_pair)
         };
-        add_norm(self.norm, sq)
+        add_norms(Some(self.cell), sq)
     }
 }

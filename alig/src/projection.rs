@@ -24,7 +24,13 @@ impl Kernel<0> for Scale {
 /// Projects `params` onto the l2 ball of radius `max_norm`, in place. Returns the norm before the
 /// projection (a 0-d tensor on the device; the projection is active when it exceeds `max_norm`).
 pub fn project_l2_ball(params: &ParamSet, max_norm: f64) -> Result<Tensor> {
-    let norm = params.sq_norm()?.sqrt()?;
+    scale_into_ball(params, &params.sq_norm()?, max_norm)
+}
+
+/// The projection, given the squared norm `sq_norm` of `params` (0-d tensor) computed elsewhere,
+/// e.g. by ALI-G's fused update while it wrote the weights.
+pub(crate) fn scale_into_ball(params: &ParamSet, sq_norm: &Tensor, max_norm: f64) -> Result<Tensor> {
+    let norm = sq_norm.sqrt()?;
     let radius = ops::scalar(max_norm, norm.dtype(), norm.device())?;
     // factor = min(r / ||w||, 1): exactly 1 (a no-op multiplication) inside the ball.
     let factor = radius.div(&norm)?.minimum(1.0)?;

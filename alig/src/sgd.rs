@@ -134,7 +134,8 @@ impl Sgd {
         let first = self.steps[i] == 0;
         if ops::fused(self.params.kernels(), &[w.as_tensor(), g]) {
             if c.momentum == 0.0 {
-                return ops::launch1(&PlainStep { lr: c.lr, wd: c.weight_decay }, w.as_tensor(), g, false).map(drop);
+                return ops::launch1(&PlainStep { lr: c.lr, wd: c.weight_decay }, w.as_tensor(), g, ops::Norms::NONE)
+                    .map(drop);
             }
             let k = MomentumStep {
                 lr: c.lr,
@@ -144,7 +145,7 @@ impl Sgd {
                 nesterov: c.nesterov,
                 first,
             };
-            return ops::launch_pair(&k, &self.buf[i], w.as_tensor(), g, false).map(drop);
+            return ops::launch_pair(&k, &self.buf[i], w.as_tensor(), g, ops::Norms::NONE).map(drop);
         }
         let mut d = if c.weight_decay != 0.0 { (g + (&w.as_detached_tensor() * c.weight_decay)?)? } else { g.clone() };
         if c.momentum > 0.0 {
