@@ -355,3 +355,35 @@ fn alig_speculative_fused_step_equals_tensor_ops() {
         );
     }
 }
+
+/// Per-group caps: each parameter is stepped with its group's `min(gamma_u, max_lr)`, and the
+/// reported step size is the mean over the groups (as the reference).
+#[test]
+fn alig_groups_have_their_own_max_lr() {
+    for kernels in [Kernels::Auto, Kernels::Tensor] {
+        let p = Problem::new(8, DType::F64);
+        let before = p.snapshot();
+        let cfg = alig::AligConfig {
+            max_lr: None,
+            groups: vec![alig::GroupMaxLr { prefix: "fc1.".into(), max_lr: Some(1e-4) }],
+            ..Default::default()
+        };
+        let params = ParamSet::trainable(&p.vars).unwrap().with_kernels(kernels);
+        let mut opt = alig::Alig::new(params.clone(), cfg).unwrap();
+        let loss = p.loss("alig");
+        let grads = params.grads(&loss.backward().unwrap());
+        let report = opt.step_with(&loss, &grads).unwrap();
+        let unclipped = report.step_size_unclipped.unwrap().to_f64().unwrap();
+        assert!(unclipped > 1e-4);
+        let mean = report.step_size.unwrap().to_f64().unwrap();
+        assert!((mean - 0.5 * (unclipped + 1e-4)).abs() < 1e-12 * unclipped, "{mean} vs {unclipped}");
+        for (name, g) in params.names().iter().zip(&grads) {
+            let gamma = if name.starts_with("fc1.") { 1e-4 } else { unclipped };
+            let g = flat(g.as_ref().unwrap()).unwrap();
+            let now = flat(p.vars[name].as_tensor()).unwrap();
+            for ((w0, g), w1) in before[name].iter().zip(&g).zip(&now) {
+                assert!((w0 - gamma * g - w1).abs() <= 1e-14, "{kernels:?} {name}: {w1} vs {}", w0 - gamma * g);
+            }
+        }
+    }
+}
