@@ -1,0 +1,67 @@
+//! Helpers of the zoo's integration tests.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use candle_core::{DType, Device, Tensor};
+
+/// The shared golden folder: `$ALIG_GOLDEN_DIR`, else `../shared/golden` beside the checkout.
+pub fn golden_dir() -> PathBuf {
+    match std::env::var_os("ALIG_GOLDEN_DIR") {
+        Some(d) => d.into(),
+        None => std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/golden"),
+    }
+}
+
+pub fn load(path: PathBuf) -> HashMap<String, Tensor> {
+    candle_core::safetensors::load(&path, &Device::Cpu).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+pub fn flat(t: &Tensor) -> Vec<f64> {
+    t.to_dtype(DType::F64).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap()
+}
+
+/// Element-wise `|got - want| <= atol + rtol |want|`.
+pub fn close(what: &str, got: &Tensor, want: &Tensor, atol: f64, rtol: f64) -> Result<(), String> {
+    if got.dims() != want.dims() {
+        return Err(format!("{what}: shape {:?}, expected {:?}", got.dims(), want.dims()));
+    }
+    for (i, (a, b)) in flat(got).iter().zip(flat(want)).enumerate() {
+        if (a - b).is_nan() || (a - b).abs() > atol + rtol * b.abs() {
+            return Err(format!("{what}: element {i} is {a}, expected {b}"));
+        }
+    }
+    Ok(())
+}
+
+/// The golden README's gradient rule: `max |got - want| <= rel * max |want| + abs`.
+pub fn close_scaled(what: &str, got: &Tensor, want: &Tensor, rel: f64, abs: f64) -> Result<(), String> {
+    if got.dims() != want.dims() {
+        return Err(format!("{what}: shape {:?}, expected {:?}", got.dims(), want.dims()));
+    }
+    let (g, w) = (flat(got), flat(want));
+    let scale = w.iter().fold(0f64, |m, x| m.max(x.abs()));
+    let worst = g.iter().zip(&w).fold(0f64, |m, (a, b)| m.max((a - b).abs()));
+    if worst.is_nan() || worst > rel * scale + abs {
+        return Err(format!("{what}: max abs diff {worst:e} > {rel} * {scale:e} + {abs}"));
+    }
+    Ok(())
+}
+
+/// `(key, shape)` of a manifest's state dict and its parameter count.
+pub fn manifest(name: &str) -> (Vec<(String, Vec<usize>)>, usize) {
+    let path = golden_dir().join("zoo/manifests").join(format!("{name}.json"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let keys = v["state_dict"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let shape = e["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect();
+            (e["key"].as_str().unwrap().to_string(), shape)
+        })
+        .collect();
+    (keys, v["num_params"].as_u64().unwrap() as usize)
+}
