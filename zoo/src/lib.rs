@@ -5,13 +5,21 @@
 //! Every model: `XConfig` (`Default` = the paper's setting), `X::new(&cfg, vb)`,
 //! `forward_t(&x, train)`, and a seeded host-side initialisation ([`init`]).
 //!
-//! Done: Wide ResNet ([`wrn`]), BatchNorm with PyTorch's state ([`bn`]), strict checkpoint loading
-//! ([`checkpoint`]). Still to come (issues #3 and #5): DenseNet-BC, ResNet-18 (and its padded
-//! max-pool), the Bi-LSTM NLI model and the DNC.
+//! Image models: Wide ResNet ([`wrn`]), DenseNet-BC ([`densenet`]), ResNet-18 ([`resnet`]), all in
+//! the [`registry`]; BatchNorm with PyTorch's state ([`bn`]); a padded max-pool with a correct
+//! backward ([`ops`]); strict checkpoint loading ([`checkpoint`]). The sequence models (Bi-LSTM NLI,
+//! DNC) come with issue #5.
 
 pub mod bn;
 pub mod checkpoint;
+pub mod densenet;
 pub mod init;
+pub mod ops;
+pub mod registry;
+pub mod resnet;
 pub mod wrn;
 
+pub use densenet::{Densenet, DensenetConfig};
+pub use registry::{ModelArgs, ModelSpec, MODELS};
+pub use resnet::{Resnet, ResnetConfig};
 pub use wrn::{Wrn, WrnConfig};

@@ -65,3 +65,17 @@ pub fn manifest(name: &str) -> (Vec<(String, Vec<usize>)>, usize) {
         .collect();
     (keys, v["num_params"].as_u64().unwrap() as usize)
 }
+
+/// The counter-based generator of `shared/golden/zoo/README.md` (resnet18's portable weights):
+/// `r_i = 2 u_i - 1` with `u_i = (splitmix64(fnv1a64(key) + i) >> 40) * 2^-24`, then
+/// `r_i * scale + offset`, all in f32 without FMA.
+pub fn portable(key: &str, n: usize, scale: f32, offset: f32) -> Vec<f32> {
+    let seed = zoo::init::fnv1a64(key);
+    (0..n as u64)
+        .map(|i| {
+            let u = (zoo::init::splitmix64(seed.wrapping_add(i)) >> 40) as f32 * (1.0 / (1u64 << 24) as f32);
+            let r = 2.0 * u - 1.0;
+            r * scale + offset
+        })
+        .collect()
+}

@@ -1,0 +1,5 @@
+//! Custom ops candle lacks or gets wrong for training (see `shared/spec/candle-cpu.md`).
+
+pub mod maxpool;
+
+pub use maxpool::max_pool2d;
