@@ -30,6 +30,15 @@ pub fn max_pool2d(x: &Tensor, kernel: usize, stride: usize, padding: usize) -> R
     }
 }
 
+/// The device-generic form of [`max_pool2d`] (what CUDA and Metal run), composed from candle ops.
+pub fn max_pool2d_composite(x: &Tensor, kernel: usize, stride: usize, padding: usize) -> Result<Tensor> {
+    let (_, _, h, w) = x.dims4()?;
+    if kernel == 0 || stride == 0 || 2 * padding > kernel || h + 2 * padding < kernel || w + 2 * padding < kernel {
+        bail!("max_pool2d: bad window {kernel}/{stride}/{padding} for a {h}x{w} input")
+    }
+    MaxPool { kernel, stride, padding }.composite(x)
+}
+
 #[derive(Clone, Copy, Debug)]
 struct MaxPool {
     kernel: usize,

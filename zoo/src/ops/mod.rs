@@ -2,4 +2,4 @@
 
 pub mod maxpool;
 
-pub use maxpool::max_pool2d;
+pub use maxpool::{max_pool2d, max_pool2d_composite};
