@@ -1,4 +1,19 @@
-//! Datasets of the ALI-G toolkit (Berrada, Zisserman, Kumar, ICML 2020): CIFAR-10/100, SVHN, SNLI with
-//! GloVe, ImageNet-style folders and the DNC repeat-copy task.
-//!
-//! Not implemented yet: the readers and loaders arrive with issue #4.
+//! Datasets of the ALI-G toolkit (Berrada, Zisserman, Kumar, "Training Neural Networks for and by
+//! Interpolation", ICML 2020): readers of the real file formats, the paper's splits and
+//! transforms, and a prefetching, seeded batch loader.
+
+pub mod cifar;
+pub mod digits;
+pub mod idx;
+pub mod images;
+pub mod loader;
+pub mod mat5;
+pub mod rng;
+pub mod splits;
+pub mod svhn;
+pub mod transforms;
+
+pub use images::ImageSet;
+pub use loader::{Loader, LoaderConfig};
+pub use splits::{Caps, Splits};
+pub use transforms::{Augment, Normalize};

@@ -1,0 +1,214 @@
+//! The batch loader: seeded per-epoch shuffle, augmentation on `u8` images in worker threads,
+//! batches converted to f32 and normalised on the device, prefetched so the model does not wait.
+//!
+//! Determinism: the order of epoch `e` is the permutation of stream `e` of the seed, and the
+//! augmentation of the `k`-th sample of epoch `e` draws from its own stream, so batches do not
+//! depend on the number of workers or on their timing, and a resumed run (same seed, same epoch,
+//! same first batch) sees exactly the same batches.
+
+use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use candle_core::{DType, Device, Result, Tensor};
+
+use crate::images::ImageSet;
+use crate::rng::Rng;
+use crate::transforms::{Augment, Normalize};
+
+/// How a [`Loader`] batches a data set.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LoaderConfig {
+    pub batch_size: usize,
+    /// Reshuffle every epoch (training); in order otherwise (evaluation).
+    pub shuffle: bool,
+    /// Drop the last incomplete batch.
+    pub drop_last: bool,
+    pub augment: Augment,
+    pub seed: u64,
+    /// Worker threads preparing batches (at least 1).
+    pub workers: usize,
+    /// Batches each worker may prepare ahead.
+    pub prefetch: usize,
+}
+
+impl Default for LoaderConfig {
+    fn default() -> Self {
+        Self {
+            batch_size: 128,
+            shuffle: true,
+            drop_last: false,
+            augment: Augment::None,
+            seed: 0,
+            workers: 2,
+            prefetch: 2,
+        }
+    }
+}
+
+/// Batches of an [`ImageSet`].
+pub struct Loader {
+    set: Arc<ImageSet>,
+    cfg: LoaderConfig,
+    normalize: Normalize,
+    device: Device,
+}
+
+/// A batch prepared on the host: `u8` images and labels.
+struct HostBatch {
+    pixels: Vec<u8>,
+    labels: Vec<u32>,
+}
+
+const AUGMENT_STREAM: u64 = 0x5eed_a55e;
+
+impl Loader {
+    pub fn new(set: Arc<ImageSet>, cfg: LoaderConfig, normalize: Normalize, device: Device) -> Result<Self> {
+        if cfg.batch_size == 0 {
+            candle_core::bail!("loader: batch size must be positive")
+        }
+        if set.is_empty() {
+            candle_core::bail!("loader: the data set is empty")
+        }
+        if cfg.drop_last && cfg.batch_size > set.len() {
+            candle_core::bail!(
+                "loader: batch size {} is larger than the data set ({} images) and incomplete batches are dropped",
+                cfg.batch_size,
+                set.len()
+            )
+        }
+        if normalize.mean.len() != set.shape[0] {
+            candle_core::bail!(
+                "loader: normalisation for {} channels, images have {}",
+                normalize.mean.len(),
+                set.shape[0]
+            )
+        }
+        Ok(Self { set, cfg, normalize, device })
+    }
+
+    pub fn len(&self) -> usize {
+        self.set.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty()
+    }
+
+    /// Batches per epoch.
+    pub fn batches(&self) -> usize {
+        if self.cfg.drop_last {
+            self.set.len() / self.cfg.batch_size
+        } else {
+            self.set.len().div_ceil(self.cfg.batch_size)
+        }
+    }
+
+    /// The sample order of `epoch`.
+    pub fn order(&self, epoch: usize) -> Vec<usize> {
+        if self.cfg.shuffle {
+            Rng::new(self.cfg.seed, epoch as u64).permutation(self.set.len())
+        } else {
+            (0..self.set.len()).collect()
+        }
+    }
+
+    /// The batches of `epoch`, starting at batch `first` (0 for a whole epoch).
+    pub fn epoch_from(&self, epoch: usize, first: usize) -> Batches {
+        let order = Arc::new(self.order(epoch));
+        let total = self.batches();
+        let workers = self.cfg.workers.max(1);
+        let mut receivers = vec![];
+        let mut handles = vec![];
+        for w in 0..workers {
+            let (tx, rx) = sync_channel::<HostBatch>(self.cfg.prefetch.max(1));
+            let (set, order, cfg) = (self.set.clone(), order.clone(), self.cfg.clone());
+            handles.push(std::thread::spawn(move || {
+                let per = set.image_len();
+                for b in (first..total).filter(|b| b % workers == w) {
+                    let idx = &order[b * cfg.batch_size..((b + 1) * cfg.batch_size).min(order.len())];
+                    let mut pixels = vec![0u8; idx.len() * per];
+                    for (k, (&i, out)) in idx.iter().zip(pixels.chunks_exact_mut(per)).enumerate() {
+                        let position = (epoch as u64) << 32 | (b * cfg.batch_size + k) as u64;
+                        let mut rng = Rng::new(cfg.seed ^ AUGMENT_STREAM, position);
+                        cfg.augment.apply(set.image(i), set.shape, &mut rng, out);
+                    }
+                    let labels = idx.iter().map(|&i| set.labels[i]).collect();
+                    if tx.send(HostBatch { pixels, labels }).is_err() {
+                        return; // the consumer stopped early
+                    }
+                }
+            }));
+            receivers.push(rx);
+        }
+        Batches {
+            receivers,
+            handles,
+            next: first,
+            total,
+            shape: self.set.shape,
+            normalize: self.normalize.clone(),
+            device: self.device.clone(),
+        }
+    }
+
+    /// All batches of `epoch`.
+    pub fn epoch(&self, epoch: usize) -> Batches {
+        self.epoch_from(epoch, 0)
+    }
+}
+
+/// The batches of one epoch, in order: `(images [B, C, H, W] f32 normalised, labels [B] u32)` on
+/// the loader's device.
+pub struct Batches {
+    receivers: Vec<Receiver<HostBatch>>,
+    handles: Vec<JoinHandle<()>>,
+    next: usize,
+    total: usize,
+    shape: [usize; 3],
+    normalize: Normalize,
+    device: Device,
+}
+
+impl Iterator for Batches {
+    type Item = Result<(Tensor, Tensor)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.next >= self.total {
+            return None;
+        }
+        let w = self.next % self.receivers.len();
+        self.next += 1;
+        let batch = match self.receivers[w].recv() {
+            Ok(b) => b,
+            Err(_) => return Some(Err(candle_core::Error::Msg("loader: a worker thread stopped".into()))),
+        };
+        Some(self.to_device(batch))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = self.total - self.next;
+        (left, Some(left))
+    }
+}
+
+impl Batches {
+    fn to_device(&self, b: HostBatch) -> Result<(Tensor, Tensor)> {
+        let [c, h, w] = self.shape;
+        let n = b.labels.len();
+        let x = Tensor::from_vec(b.pixels, (n, c, h, w), &self.device)?.to_dtype(DType::F32)?;
+        let x = self.normalize.apply(&x)?;
+        let y = Tensor::from_vec(b.labels, n, &self.device)?;
+        Ok((x, y))
+    }
+}
+
+impl Drop for Batches {
+    fn drop(&mut self) {
+        // Closing the channels ends the workers.
+        self.receivers.clear();
+        for h in self.handles.drain(..) {
+            let _ = h.join();
+        }
+    }
+}
