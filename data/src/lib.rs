@@ -8,6 +8,7 @@ pub mod idx;
 pub mod images;
 pub mod loader;
 pub mod mat5;
+pub mod repeat_copy;
 pub mod rng;
 pub mod splits;
 pub mod svhn;
@@ -15,5 +16,6 @@ pub mod transforms;
 
 pub use images::ImageSet;
 pub use loader::{Loader, LoaderConfig};
+pub use repeat_copy::{RepeatCopyBatch, RepeatCopyConfig};
 pub use splits::{Caps, Splits};
 pub use transforms::{Augment, Normalize};
