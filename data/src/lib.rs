@@ -4,14 +4,17 @@
 
 pub mod cifar;
 pub mod digits;
+pub mod glove;
 pub mod idx;
 pub mod images;
 pub mod loader;
 pub mod mat5;
 pub mod repeat_copy;
 pub mod rng;
+pub mod snli;
 pub mod splits;
 pub mod svhn;
+pub mod tokenize;
 pub mod transforms;
 
 pub use images::ImageSet;
