@@ -57,7 +57,7 @@ impl RepeatCopyConfig {
         if self.min_length > self.max_length || self.min_repeats > self.max_repeats {
             bail!("repeat-copy: min_length <= max_length and min_repeats <= max_repeats are required")
         }
-        if !(self.norm_max > 0.0) {
+        if !self.norm_max.is_finite() || self.norm_max <= 0.0 {
             bail!("repeat-copy: norm_max must be positive")
         }
         Ok(())

@@ -24,14 +24,7 @@ fn pass(s: &str, rule: impl Fn(&[char], usize) -> Option<(usize, String)>) -> St
 }
 
 fn starts(c: &[char], i: usize, lit: &str) -> bool {
-    let mut k = i;
-    for ch in lit.chars() {
-        if c.get(k) != Some(&ch) {
-            return false;
-        }
-        k += 1;
-    }
-    true
+    (i..).zip(lit.chars()).all(|(k, ch)| c.get(k) == Some(&ch))
 }
 
 /// The tokens of `sentence`.
