@@ -4,6 +4,7 @@
 
 pub mod cifar;
 pub mod digits;
+pub mod folder;
 pub mod glove;
 pub mod idx;
 pub mod images;
@@ -17,8 +18,9 @@ pub mod svhn;
 pub mod tokenize;
 pub mod transforms;
 
+pub use folder::ImageFolder;
 pub use images::ImageSet;
-pub use loader::{Loader, LoaderConfig};
+pub use loader::{ImageSource, Loader, LoaderConfig};
 pub use repeat_copy::{RepeatCopyBatch, RepeatCopyConfig};
 pub use splits::{Caps, Splits};
 pub use transforms::{Augment, Normalize};

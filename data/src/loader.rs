@@ -16,6 +16,36 @@ use crate::images::ImageSet;
 use crate::rng::Rng;
 use crate::transforms::{Augment, Normalize};
 
+/// Images a [`Loader`] can batch: in memory ([`ImageSet`]) or decoded on demand
+/// ([`crate::folder::ImageFolder`]).
+pub trait ImageSource: Send + Sync {
+    fn len(&self) -> usize;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// `[C, H, W]` of every sample the source writes.
+    fn shape(&self) -> [usize; 3];
+    fn label(&self, i: usize) -> u32;
+    /// Writes sample `i`, transformed with `augment` drawing from `rng`, into `out` (`u8`, CHW).
+    fn fill(&self, i: usize, augment: Augment, rng: &mut Rng, out: &mut [u8]) -> Result<()>;
+}
+
+impl ImageSource for ImageSet {
+    fn len(&self) -> usize {
+        ImageSet::len(self)
+    }
+    fn shape(&self) -> [usize; 3] {
+        self.shape
+    }
+    fn label(&self, i: usize) -> u32 {
+        self.labels[i]
+    }
+    fn fill(&self, i: usize, augment: Augment, rng: &mut Rng, out: &mut [u8]) -> Result<()> {
+        augment.apply(self.image(i), self.shape, rng, out);
+        Ok(())
+    }
+}
+
 /// How a [`Loader`] batches a data set.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LoaderConfig {
@@ -46,9 +76,9 @@ impl Default for LoaderConfig {
     }
 }
 
-/// Batches of an [`ImageSet`].
+/// Batches of an [`ImageSource`].
 pub struct Loader {
-    set: Arc<ImageSet>,
+    set: Arc<dyn ImageSource>,
     cfg: LoaderConfig,
     normalize: Normalize,
     device: Device,
@@ -63,7 +93,7 @@ struct HostBatch {
 const AUGMENT_STREAM: u64 = 0x5eed_a55e;
 
 impl Loader {
-    pub fn new(set: Arc<ImageSet>, cfg: LoaderConfig, normalize: Normalize, device: Device) -> Result<Self> {
+    pub fn new(set: Arc<dyn ImageSource>, cfg: LoaderConfig, normalize: Normalize, device: Device) -> Result<Self> {
         if cfg.batch_size == 0 {
             candle_core::bail!("loader: batch size must be positive")
         }
@@ -77,11 +107,11 @@ impl Loader {
                 set.len()
             )
         }
-        if normalize.mean.len() != set.shape[0] {
+        if normalize.mean.len() != set.shape()[0] {
             candle_core::bail!(
                 "loader: normalisation for {} channels, images have {}",
                 normalize.mean.len(),
-                set.shape[0]
+                set.shape()[0]
             )
         }
         Ok(Self { set, cfg, normalize, device })
@@ -121,20 +151,24 @@ impl Loader {
         let mut receivers = vec![];
         let mut handles = vec![];
         for w in 0..workers {
-            let (tx, rx) = sync_channel::<HostBatch>(self.cfg.prefetch.max(1));
+            let (tx, rx) = sync_channel::<Result<HostBatch>>(self.cfg.prefetch.max(1));
             let (set, order, cfg) = (self.set.clone(), order.clone(), self.cfg.clone());
             handles.push(std::thread::spawn(move || {
-                let per = set.image_len();
+                let per: usize = set.shape().iter().product();
                 for b in (first..total).filter(|b| b % workers == w) {
                     let idx = &order[b * cfg.batch_size..((b + 1) * cfg.batch_size).min(order.len())];
                     let mut pixels = vec![0u8; idx.len() * per];
+                    let mut filled = Ok(());
                     for (k, (&i, out)) in idx.iter().zip(pixels.chunks_exact_mut(per)).enumerate() {
                         let position = (epoch as u64) << 32 | (b * cfg.batch_size + k) as u64;
                         let mut rng = Rng::new(cfg.seed ^ AUGMENT_STREAM, position);
-                        cfg.augment.apply(set.image(i), set.shape, &mut rng, out);
+                        filled = set.fill(i, cfg.augment, &mut rng, out);
+                        if filled.is_err() {
+                            break;
+                        }
                     }
-                    let labels = idx.iter().map(|&i| set.labels[i]).collect();
-                    if tx.send(HostBatch { pixels, labels }).is_err() {
+                    let labels = idx.iter().map(|&i| set.label(i)).collect();
+                    if tx.send(filled.map(|_| HostBatch { pixels, labels })).is_err() {
                         return; // the consumer stopped early
                     }
                 }
@@ -146,7 +180,7 @@ impl Loader {
             handles,
             next: first,
             total,
-            shape: self.set.shape,
+            shape: self.set.shape(),
             normalize: self.normalize.clone(),
             device: self.device.clone(),
         }
@@ -161,7 +195,7 @@ impl Loader {
 /// The batches of one epoch, in order: `(images [B, C, H, W] f32 normalised, labels [B] u32)` on
 /// the loader's device.
 pub struct Batches {
-    receivers: Vec<Receiver<HostBatch>>,
+    receivers: Vec<Receiver<Result<HostBatch>>>,
     handles: Vec<JoinHandle<()>>,
     next: usize,
     total: usize,
@@ -179,11 +213,11 @@ impl Iterator for Batches {
         }
         let w = self.next % self.receivers.len();
         self.next += 1;
-        let batch = match self.receivers[w].recv() {
-            Ok(b) => b,
-            Err(_) => return Some(Err(candle_core::Error::Msg("loader: a worker thread stopped".into()))),
-        };
-        Some(self.to_device(batch))
+        match self.receivers[w].recv() {
+            Ok(Ok(batch)) => Some(self.to_device(batch)),
+            Ok(Err(e)) => Some(Err(e)),
+            Err(_) => Some(Err(candle_core::Error::Msg("loader: a worker thread stopped".into()))),
+        }
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {

@@ -1,0 +1,96 @@
+//! ImageNet-style class folders: discovery as torchvision's ImageFolder, decoding by content,
+//! resize and crops, errors.
+
+mod common;
+
+use std::sync::Arc;
+
+use candle_core::Device;
+use common::temp_dir;
+use data::rng::Rng;
+use data::{Augment, ImageFolder, Loader, LoaderConfig, Normalize};
+
+/// A `w x h` RGB image with asymmetric pixels.
+fn picture(w: u32, h: u32) -> image::RgbImage {
+    image::RgbImage::from_fn(w, h, |x, y| image::Rgb([(x * 13 + y * 3) as u8, (y * 17 + 5) as u8, (x * y) as u8]))
+}
+
+#[test]
+fn classes_files_and_decoding() {
+    let root = temp_dir("folder");
+    std::fs::create_dir_all(root.join("b_class")).unwrap();
+    std::fs::create_dir_all(root.join("a_class/sub")).unwrap();
+    picture(16, 8).save(root.join("b_class/x.png")).unwrap();
+    picture(8, 8).save_with_format(root.join("a_class/sub/y.JPG"), image::ImageFormat::Jpeg).unwrap();
+    // A PNG named .jpeg decodes by content.
+    picture(10, 12).save_with_format(root.join("a_class/z.jpeg"), image::ImageFormat::Png).unwrap();
+    std::fs::write(root.join("a_class/notes.txt"), "not an image").unwrap();
+    std::fs::write(root.join("README"), "a file at the top level is not a class").unwrap();
+
+    let f = ImageFolder::scan(&root, 8).unwrap();
+    assert_eq!(f.classes, ["a_class", "b_class"]);
+    let names: Vec<(String, u32)> =
+        f.samples.iter().map(|(p, c)| (p.strip_prefix(&root).unwrap().display().to_string(), *c)).collect();
+    assert_eq!(
+        names,
+        [("a_class/sub/y.JPG".to_string(), 0), ("a_class/z.jpeg".to_string(), 0), ("b_class/x.png".to_string(), 1)]
+    );
+
+    // 16x8 with size 8: no resize, centre crop of columns 4..12.
+    let mut out = vec![0u8; 3 * 64];
+    f.load(2, Augment::None, &mut Rng::new(0, 0), &mut out).unwrap();
+    let src = picture(16, 8);
+    for y in 0..8 {
+        for x in 0..8 {
+            for c in 0..3 {
+                assert_eq!(out[c * 64 + y * 8 + x], src.get_pixel(x as u32 + 4, y as u32)[c], "({x}, {y}) channel {c}");
+            }
+        }
+    }
+    // Random crops stay inside the image and flips mirror them.
+    for t in 0..50 {
+        f.load(2, Augment::CropFlip { padding: 0 }, &mut Rng::new(1, t), &mut out).unwrap();
+        let first_row: Vec<u8> = (0..8).map(|x| out[x]).collect();
+        let found = (0..=8).any(|x0| {
+            let row: Vec<u8> = (0..8).map(|x| src.get_pixel(x0 + x, 0)[0]).collect();
+            row == first_row || row.iter().rev().copied().collect::<Vec<_>>() == first_row
+        });
+        assert!(found, "trial {t}: {first_row:?}");
+    }
+    // Through the loader, normalised with the ImageNet constants.
+    let loader = Loader::new(
+        Arc::new(f),
+        LoaderConfig { batch_size: 2, shuffle: false, ..Default::default() },
+        Normalize::imagenet(),
+        Device::Cpu,
+    )
+    .unwrap();
+    let batches: Vec<_> = loader.epoch(0).map(|b| b.unwrap()).collect();
+    assert_eq!(batches[0].0.dims(), [2, 3, 8, 8]);
+    assert_eq!(batches[1].1.to_vec1::<u32>().unwrap(), [1]);
+}
+
+#[test]
+fn errors_name_the_folder_or_file() {
+    let root = temp_dir("folder-bad");
+    assert!(ImageFolder::scan(&root.join("absent"), 8).unwrap_err().to_string().contains("absent"));
+    assert!(ImageFolder::scan(&root, 8).unwrap_err().to_string().contains("no class sub-folders"));
+    std::fs::create_dir_all(root.join("cat")).unwrap();
+    std::fs::create_dir_all(root.join("dog")).unwrap();
+    std::fs::write(root.join("cat/a.png"), b"not a png at all").unwrap();
+    let err = ImageFolder::scan(&root, 8).unwrap_err().to_string();
+    assert!(err.contains("dog") && err.contains("without images"), "{err}");
+    std::fs::write(root.join("dog/b.jpg"), b"junk").unwrap();
+    let f = ImageFolder::scan(&root, 8).unwrap();
+    let err = f.load(0, Augment::None, &mut Rng::new(0, 0), &mut [0u8; 192]).unwrap_err().to_string();
+    assert!(err.contains("a.png") && err.contains("decode"), "{err}");
+    // The loader hands the error over instead of panicking.
+    let loader = Loader::new(
+        Arc::new(f),
+        LoaderConfig { batch_size: 1, shuffle: false, ..Default::default() },
+        Normalize::imagenet(),
+        Device::Cpu,
+    )
+    .unwrap();
+    assert!(loader.epoch(0).next().unwrap().is_err());
+}
