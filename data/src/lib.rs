@@ -6,10 +6,15 @@ pub mod cifar;
 pub mod digits;
 pub mod folder;
 pub mod glove;
+#[cfg(feature = "hub")]
+pub mod hub;
 pub mod idx;
 pub mod images;
 pub mod loader;
 pub mod mat5;
+#[cfg(feature = "hub")]
+pub mod parquet_mirror;
+pub mod registry;
 pub mod repeat_copy;
 pub mod rng;
 pub mod snli;
@@ -21,6 +26,7 @@ pub mod transforms;
 pub use folder::ImageFolder;
 pub use images::ImageSet;
 pub use loader::{ImageSource, Loader, LoaderConfig};
+pub use registry::{Data, DataArgs, DatasetSpec, ImageData, Input, NliData, DATASETS};
 pub use repeat_copy::{RepeatCopyBatch, RepeatCopyConfig};
 pub use splits::{Caps, Splits};
 pub use transforms::{Augment, Normalize};

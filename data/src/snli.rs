@@ -78,7 +78,7 @@ pub fn word_set<'a>(splits: impl IntoIterator<Item = &'a RawPairs>) -> BTreeSet<
 }
 
 /// Pairs as ids into a vocabulary.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct NliPairs {
     pub premises: Vec<Vec<u32>>,
     pub hypotheses: Vec<Vec<u32>>,

@@ -1,0 +1,439 @@
+//! The one table of datasets: names, classes, inputs, the files expected in `--data-dir`, where to
+//! get them, and how they are split and transformed as in the paper.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use candle_core::{bail, Result};
+
+use crate::cifar::{self, Cifar};
+use crate::folder::ImageFolder;
+use crate::glove::{self, Vectors};
+use crate::images::ImageSet;
+use crate::loader::ImageSource;
+use crate::repeat_copy::RepeatCopyConfig;
+use crate::snli::{self, NliPairs, RawPairs};
+use crate::splits::{Caps, Splits, CIFAR_VAL, SVHN_VAL};
+use crate::transforms::{Augment, Normalize};
+use crate::{digits, idx, svhn};
+
+/// Where the data comes from and how it is cut.
+#[derive(Clone, Debug, Default)]
+pub struct DataArgs {
+    /// The folder holding the dataset's files (see [`DatasetSpec::files`]).
+    pub data_dir: Option<PathBuf>,
+    /// Read the hub cache only, never download.
+    pub offline: bool,
+    /// The hub cache (default: `$HF_HUB_CACHE`, `$HF_HOME/hub`, `~/.cache/huggingface/hub`).
+    pub hub_cache: Option<PathBuf>,
+    /// Seed of the validation split.
+    pub split_seed: u64,
+    pub caps: Caps,
+    /// The paper's training augmentation (where the paper has one).
+    pub augment: bool,
+    /// SNLI: the GloVe text file (default `<data-dir>/glove.840B.300d.txt`).
+    pub glove: Option<PathBuf>,
+}
+
+/// What one sample is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Input {
+    Image {
+        channels: usize,
+        height: usize,
+        width: usize,
+    },
+    /// Two sentences as word vectors of `dim`.
+    SentencePair {
+        dim: usize,
+    },
+    /// The DNC's bit sequences.
+    BitSequence {
+        bits: usize,
+    },
+}
+
+/// Image classification data, ready for [`crate::Loader`]s.
+pub struct ImageData {
+    pub splits: Splits<Arc<dyn ImageSource>>,
+    pub normalize: Normalize,
+    /// The training augmentation (`Augment::None` when off or when the paper has none).
+    pub augment: Augment,
+    pub num_classes: usize,
+    /// Where the files came from, for the run's record.
+    pub source: String,
+}
+
+/// Natural-language inference data with its frozen word vectors.
+pub struct NliData {
+    pub splits: Splits<NliPairs>,
+    pub vectors: Vectors,
+    pub source: String,
+}
+
+/// A loaded dataset.
+pub enum Data {
+    Images(ImageData),
+    Nli(NliData),
+    RepeatCopy(RepeatCopyConfig),
+}
+
+/// One dataset of the registry.
+pub struct DatasetSpec {
+    pub name: &'static str,
+    pub summary: &'static str,
+    pub num_classes: usize,
+    pub input: Input,
+    /// The files expected in `--data-dir`.
+    pub files: &'static [&'static str],
+    /// The hub mirror used when the files are not there (with the `hub` feature).
+    pub hub: Option<&'static str>,
+    /// Where to get the files.
+    pub source: &'static str,
+    load: fn(&DatasetSpec, &DataArgs) -> Result<Data>,
+}
+
+impl DatasetSpec {
+    /// Opens the dataset: train/val/test as in the paper, capped as asked.
+    pub fn load(&self, args: &DataArgs) -> Result<Data> {
+        (self.load)(self, args).map_err(|e| candle_core::Error::Msg(format!("dataset {}: {e}", self.name)))
+    }
+
+    fn missing(&self, args: &DataArgs) -> candle_core::Error {
+        let dir =
+            args.data_dir.as_ref().map_or("no --data-dir given".to_string(), |d| format!("{} lacks them", d.display()));
+        let hub = match (self.hub, cfg!(feature = "hub"), args.offline) {
+            (Some(h), true, true) => format!("; the hub mirror {h} is not in the hub cache (--offline)"),
+            (Some(h), false, _) => format!("; or build with the `hub` feature to fetch {h}"),
+            _ => String::new(),
+        };
+        candle_core::Error::Msg(format!(
+            "expected {} ({dir}); get them from {}{hub}",
+            self.files.join(", "),
+            self.source
+        ))
+    }
+}
+
+fn arc(s: Splits<ImageSet>) -> Splits<Arc<dyn ImageSource>> {
+    Splits { train: Arc::new(s.train), val: Arc::new(s.val), test: Arc::new(s.test) }
+}
+
+fn dir_with(args: &DataArgs, file: &str, subfolders: &[&str]) -> Option<PathBuf> {
+    let d = args.data_dir.as_ref()?;
+    std::iter::once(d.clone()).chain(subfolders.iter().map(|s| d.join(s))).find(|p| p.join(file).is_file())
+}
+
+#[cfg(feature = "hub")]
+fn hub_files(spec: &DatasetSpec, args: &DataArgs, files: &[&str]) -> Result<Vec<PathBuf>> {
+    let Some(repo) = spec.hub else { return Err(spec.missing(args)) };
+    let hub = crate::hub::Hub::new(args.hub_cache.as_deref(), args.offline)?;
+    files
+        .iter()
+        .map(|f| hub.file(crate::hub::RepoKind::Dataset, repo, None, f))
+        .collect::<Result<Vec<_>>>()
+        .map_err(|e| candle_core::Error::Msg(format!("{}; {e}", spec.missing(args))))
+}
+
+fn digits_data(_: &DatasetSpec, args: &DataArgs) -> Result<Data> {
+    let all = digits::load()?;
+    let (rest, test) = crate::splits::hold_out(&all, 360, args.split_seed ^ 0xd161)?;
+    let s = Splits::held_out(rest, test, 180, args.split_seed)?.capped(args.caps);
+    Ok(Data::Images(ImageData {
+        splits: arc(s),
+        normalize: Normalize::unit(1, 16.0),
+        augment: Augment::None,
+        num_classes: 10,
+        source: "embedded UCI digits (scikit-learn's digits.csv.gz)".into(),
+    }))
+}
+
+fn idx_data(spec: &DatasetSpec, args: &DataArgs) -> Result<Data> {
+    let Some(dir) = args.data_dir.as_ref().filter(|d| d.is_dir()) else { return Err(spec.missing(args)) };
+    let train = idx::load(dir, "train")?;
+    let test = idx::load(dir, "t10k")?;
+    // The reference's MNIST split: 50,000 / 10,000 (a sixth of smaller sets).
+    let val = 10_000.min(train.len() / 6).max(1);
+    let s = Splits::held_out(train, test, val, args.split_seed)?.capped(args.caps);
+    Ok(Data::Images(ImageData {
+        splits: arc(s),
+        normalize: Normalize::mnist(),
+        augment: Augment::None,
+        num_classes: 10,
+        source: dir.display().to_string(),
+    }))
+}
+
+fn cifar_data(spec: &DatasetSpec, args: &DataArgs) -> Result<Data> {
+    let kind = if spec.num_classes == 10 { Cifar::C10 } else { Cifar::C100 };
+    let (train, test, source) = match args.data_dir.as_ref().map(|d| cifar::find_dir(d, kind)) {
+        Some(Ok(d)) => {
+            let (tr, te) = cifar::load(&d, kind)?;
+            (tr, te, d.display().to_string())
+        }
+        Some(Err(e)) if !cfg!(feature = "hub") => return Err(e),
+        _ => cifar_from_hub(spec, args, kind)?,
+    };
+    let val = CIFAR_VAL.min(train.len() / 10).max(1);
+    let s = Splits::held_out(train, test, val, args.split_seed)?.capped(args.caps);
+    Ok(Data::Images(ImageData {
+        splits: arc(s),
+        normalize: Normalize::cifar(),
+        augment: if args.augment { Augment::CropFlip { padding: 4 } } else { Augment::None },
+        num_classes: spec.num_classes,
+        source,
+    }))
+}
+
+#[cfg(feature = "hub")]
+fn cifar_from_hub(spec: &DatasetSpec, args: &DataArgs, kind: Cifar) -> Result<(ImageSet, ImageSet, String)> {
+    let (folder, label) = match kind {
+        Cifar::C10 => ("plain_text", "label"),
+        Cifar::C100 => ("cifar100", "fine_label"),
+    };
+    let (train, test) =
+        (format!("{folder}/train-00000-of-00001.parquet"), format!("{folder}/test-00000-of-00001.parquet"));
+    let paths = hub_files(spec, args, &[&train, &test])?;
+    let read = |p: &PathBuf| crate::parquet_mirror::read_images(p, "img", label, spec.num_classes);
+    Ok((read(&paths[0])?, read(&paths[1])?, format!("hub {}", spec.hub.unwrap_or_default())))
+}
+
+#[cfg(not(feature = "hub"))]
+fn cifar_from_hub(spec: &DatasetSpec, args: &DataArgs, _: Cifar) -> Result<(ImageSet, ImageSet, String)> {
+    Err(spec.missing(args))
+}
+
+fn svhn_data(spec: &DatasetSpec, args: &DataArgs) -> Result<Data> {
+    let extra = spec.name == "svhn-extra";
+    let (train, extra_set, test, source) = match dir_with(args, "train_32x32.mat", &["svhn"]) {
+        Some(d) => {
+            let (tr, ex, te) = svhn::load(&d, extra)?;
+            (tr, ex, te, d.display().to_string())
+        }
+        None => svhn_from_hub(spec, args, extra)?,
+    };
+    let val = SVHN_VAL.min(train.len() / 10).max(1);
+    let s = Splits::svhn(train, extra_set, test, val, args.split_seed)?.capped(args.caps);
+    Ok(Data::Images(ImageData {
+        splits: arc(s),
+        // The paper: no augmentation and no normalisation for SVHN (ToTensor only).
+        normalize: Normalize::unit(3, 255.0),
+        augment: Augment::None,
+        num_classes: 10,
+        source,
+    }))
+}
+
+#[cfg(feature = "hub")]
+fn svhn_from_hub(
+    spec: &DatasetSpec,
+    args: &DataArgs,
+    extra: bool,
+) -> Result<(ImageSet, Option<ImageSet>, ImageSet, String)> {
+    let mut names = vec!["cropped_digits/train-00000-of-00001.parquet", "cropped_digits/test-00000-of-00001.parquet"];
+    if extra {
+        names.extend(["cropped_digits/extra-00000-of-00002.parquet", "cropped_digits/extra-00001-of-00002.parquet"]);
+    }
+    let paths = hub_files(spec, args, &names)?;
+    let read = |p: &PathBuf| crate::parquet_mirror::read_images(p, "image", "label", 10);
+    let extra_set = if extra { Some(read(&paths[2])?.concat(read(&paths[3])?)?) } else { None };
+    Ok((read(&paths[0])?, extra_set, read(&paths[1])?, format!("hub {}", spec.hub.unwrap_or_default())))
+}
+
+#[cfg(not(feature = "hub"))]
+fn svhn_from_hub(
+    spec: &DatasetSpec,
+    args: &DataArgs,
+    _: bool,
+) -> Result<(ImageSet, Option<ImageSet>, ImageSet, String)> {
+    Err(spec.missing(args))
+}
+
+fn imagenet_data(spec: &DatasetSpec, args: &DataArgs) -> Result<Data> {
+    let Some(dir) = args.data_dir.as_ref() else { return Err(spec.missing(args)) };
+    let root = if dir.join("images/train").is_dir() { dir.join("images") } else { dir.clone() };
+    if !root.join("train").is_dir() || !root.join("val").is_dir() {
+        return Err(spec.missing(args));
+    }
+    let open = |s: &str| ImageFolder::scan(&root.join(s), 224);
+    let (train, val) = (open("train")?, open("val")?);
+    // The paper's layout has its own test/ (the official validation images); without it the
+    // validation folder serves as both.
+    let test = if root.join("test").is_dir() { open("test")? } else { val.clone() };
+    let cap = |mut f: ImageFolder, c: Option<usize>| {
+        if let Some(n) = c {
+            f.samples.truncate(n);
+        }
+        Arc::new(f) as Arc<dyn ImageSource>
+    };
+    let splits =
+        Splits { train: cap(train, args.caps.train), val: cap(val, args.caps.val), test: cap(test, args.caps.test) };
+    Ok(Data::Images(ImageData {
+        splits,
+        normalize: Normalize::imagenet(),
+        augment: if args.augment { Augment::CropFlip { padding: 0 } } else { Augment::None },
+        num_classes: 1000,
+        source: root.display().to_string(),
+    }))
+}
+
+fn snli_data(spec: &DatasetSpec, args: &DataArgs) -> Result<Data> {
+    let names = ["snli_1.0_train.jsonl", "snli_1.0_dev.jsonl", "snli_1.0_test.jsonl"];
+    let (raw, source): (Vec<RawPairs>, String) = match dir_with(args, names[0], &["snli_1.0"]) {
+        Some(d) => {
+            (names.iter().map(|n| snli::read_jsonl(&d.join(n))).collect::<Result<_>>()?, d.display().to_string())
+        }
+        None => snli_from_hub(spec, args)?,
+    };
+    let glove_path = match (&args.glove, &args.data_dir) {
+        (Some(g), _) => g.clone(),
+        (None, Some(d)) => d.join("glove.840B.300d.txt"),
+        (None, None) => {
+            bail!("snli: needs GloVe vectors: pass their text file (glove.840B.300d.txt) or put it in --data-dir")
+        }
+    };
+    let vectors = glove::load_cached(&glove_path, 300, &snli::word_set(&raw))?;
+    let index = vectors.index();
+    let mut ids = raw.iter().map(|r| snli::to_ids(r, &index)).collect::<Result<Vec<_>>>()?.into_iter();
+    let (mut train, mut val, mut test) = (ids.next().unwrap(), ids.next().unwrap(), ids.next().unwrap());
+    for (s, c) in [(&mut train, args.caps.train), (&mut val, args.caps.val), (&mut test, args.caps.test)] {
+        if let Some(n) = c {
+            *s = std::mem::take(s).truncate(n);
+        }
+    }
+    Ok(Data::Nli(NliData { splits: Splits { train, val, test }, vectors, source }))
+}
+
+#[cfg(feature = "hub")]
+fn snli_from_hub(spec: &DatasetSpec, args: &DataArgs) -> Result<(Vec<RawPairs>, String)> {
+    let names = [
+        "plain_text/train-00000-of-00001.parquet",
+        "plain_text/validation-00000-of-00001.parquet",
+        "plain_text/test-00000-of-00001.parquet",
+    ];
+    let paths = hub_files(spec, args, &names)?;
+    let raw = paths.iter().map(|p| crate::parquet_mirror::read_snli(p)).collect::<Result<_>>()?;
+    Ok((raw, format!("hub {}", spec.hub.unwrap_or_default())))
+}
+
+#[cfg(not(feature = "hub"))]
+fn snli_from_hub(spec: &DatasetSpec, args: &DataArgs) -> Result<(Vec<RawPairs>, String)> {
+    Err(spec.missing(args))
+}
+
+fn repeat_copy_data(_: &DatasetSpec, _: &DataArgs) -> Result<Data> {
+    Ok(Data::RepeatCopy(RepeatCopyConfig::default()))
+}
+
+const CIFAR_SOURCE: &str = "https://www.cs.toronto.edu/~kriz/cifar.html (the binary version)";
+const SVHN_SOURCE: &str = "http://ufldl.stanford.edu/housenumbers/ (format 2, cropped digits)";
+
+/// Every dataset of the paper, and two small ones for quick runs.
+pub static DATASETS: &[DatasetSpec] = &[
+    DatasetSpec {
+        name: "digits",
+        summary: "UCI handwritten digits, 1,797 8x8 images, embedded (quick runs; no download)",
+        num_classes: 10,
+        input: Input::Image { channels: 1, height: 8, width: 8 },
+        files: &[],
+        hub: None,
+        source: "embedded (scikit-learn's copy of the UCI set, CC BY 4.0)",
+        load: digits_data,
+    },
+    DatasetSpec {
+        name: "mnist",
+        summary: "MNIST or Fashion-MNIST IDX files (50,000 / 10,000 / 10,000)",
+        num_classes: 10,
+        input: Input::Image { channels: 1, height: 28, width: 28 },
+        files: &[
+            "train-images-idx3-ubyte[.gz]",
+            "train-labels-idx1-ubyte[.gz]",
+            "t10k-images-idx3-ubyte[.gz]",
+            "t10k-labels-idx1-ubyte[.gz]",
+        ],
+        hub: None,
+        source: "http://yann.lecun.com/exdb/mnist/ or Debian's dataset-fashion-mnist",
+        load: idx_data,
+    },
+    DatasetSpec {
+        name: "cifar10",
+        summary: "CIFAR-10: 45,000 / 5,000 / 10,000, random crop and flip",
+        num_classes: 10,
+        input: Input::Image { channels: 3, height: 32, width: 32 },
+        files: &["data_batch_1.bin .. data_batch_5.bin", "test_batch.bin"],
+        hub: Some("uoft-cs/cifar10"),
+        source: CIFAR_SOURCE,
+        load: cifar_data,
+    },
+    DatasetSpec {
+        name: "cifar100",
+        summary: "CIFAR-100 (fine labels): 45,000 / 5,000 / 10,000, random crop and flip",
+        num_classes: 100,
+        input: Input::Image { channels: 3, height: 32, width: 32 },
+        files: &["train.bin", "test.bin"],
+        hub: Some("uoft-cs/cifar100"),
+        source: CIFAR_SOURCE,
+        load: cifar_data,
+    },
+    DatasetSpec {
+        name: "svhn",
+        summary: "SVHN: 67,257 / 6,000 / 26,032, no augmentation",
+        num_classes: 10,
+        input: Input::Image { channels: 3, height: 32, width: 32 },
+        files: &["train_32x32.mat", "test_32x32.mat"],
+        hub: Some("ufldl-stanford/svhn"),
+        source: SVHN_SOURCE,
+        load: svhn_data,
+    },
+    DatasetSpec {
+        name: "svhn-extra",
+        summary: "SVHN with the extra images (the paper's): 598,388 / 6,000 / 26,032",
+        num_classes: 10,
+        input: Input::Image { channels: 3, height: 32, width: 32 },
+        files: &["train_32x32.mat", "test_32x32.mat", "extra_32x32.mat"],
+        hub: Some("ufldl-stanford/svhn"),
+        source: SVHN_SOURCE,
+        load: svhn_data,
+    },
+    DatasetSpec {
+        name: "imagenet",
+        summary: "ImageNet-style class folders train/, val/ (and test/), 224x224",
+        num_classes: 1000,
+        input: Input::Image { channels: 3, height: 224, width: 224 },
+        files: &["train/<class>/<images>", "val/<class>/<images>", "test/<class>/<images> (optional)"],
+        hub: None,
+        source: "https://image-net.org (ILSVRC2012, one folder per WordNet id)",
+        load: imagenet_data,
+    },
+    DatasetSpec {
+        name: "snli",
+        summary: "SNLI 1.0 with frozen GloVe 840B vectors (550k / 10k / 10k pairs, '-' dropped)",
+        num_classes: 3,
+        input: Input::SentencePair { dim: 300 },
+        files: &["snli_1.0_train.jsonl", "snli_1.0_dev.jsonl", "snli_1.0_test.jsonl", "glove.840B.300d.txt"],
+        hub: Some("stanfordnlp/snli"),
+        source: "https://nlp.stanford.edu/projects/snli/ and https://nlp.stanford.edu/projects/glove/",
+        load: snli_data,
+    },
+    DatasetSpec {
+        name: "repeat-copy",
+        summary: "the DNC repeat-copy task (4 bits, lengths 1-2, repeats 1-2), generated",
+        num_classes: 0,
+        input: Input::BitSequence { bits: 4 },
+        files: &[],
+        hub: None,
+        source: "generated from the seed",
+        load: repeat_copy_data,
+    },
+];
+
+/// The registry row named `name`; the error lists the valid names.
+pub fn find(name: &str) -> Result<&'static DatasetSpec> {
+    match DATASETS.iter().find(|d| d.name == name) {
+        Some(d) => Ok(d),
+        None => {
+            let names: Vec<&str> = DATASETS.iter().map(|d| d.name).collect();
+            bail!("unknown dataset {name:?}; expected one of: {}", names.join(", "))
+        }
+    }
+}
