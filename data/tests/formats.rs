@@ -123,6 +123,9 @@ fn idx_plain_and_gzipped() {
     assert!(err.contains("t10k-images-idx3-ubyte"), "{err}");
     write_idx(&dir, "t10k", 3, 4, 4, false);
     let mut img = std::fs::read(dir.join("t10k-images-idx3-ubyte")).unwrap();
+    std::fs::write(dir.join("t10k-images-idx3-ubyte"), &img[..40]).unwrap();
+    let err = idx::load(&dir, "t10k").unwrap_err().to_string();
+    assert!(err.contains("3 x 4 x 4") && err.contains("file has 40"), "truncated: {err}");
     img[3] = 0x01;
     std::fs::write(dir.join("t10k-images-idx3-ubyte"), &img).unwrap();
     let err = idx::load(&dir, "t10k").unwrap_err().to_string();

@@ -91,6 +91,15 @@ fn cifar10_from_a_hub_cache_offline() {
     }
     assert_eq!(d.splits.test.label(1), 1);
 
+    // A corrupt mirror file names itself.
+    let bad = cache_file(&cache, "datasets--uoft-cs--cifar100", "cifar100/train-00000-of-00001.parquet");
+    std::fs::write(&bad, b"PAR1 but not really").unwrap();
+    std::fs::write(cache_file(&cache, "datasets--uoft-cs--cifar100", "cifar100/test-00000-of-00001.parquet"), b"x")
+        .unwrap();
+    let args = DataArgs { offline: true, hub_cache: Some(cache.clone()), ..Default::default() };
+    let err = registry::find("cifar100").unwrap().load(&args).err().unwrap().to_string();
+    assert!(err.contains("train-00000-of-00001.parquet") && err.contains("parquet"), "{err}");
+
     // Not in the cache: the error names the repository, the file and --offline.
     let empty = temp_dir("hub-empty");
     let args = DataArgs { offline: true, hub_cache: Some(empty), ..Default::default() };

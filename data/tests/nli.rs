@@ -114,6 +114,8 @@ fn glove_text_with_odd_tokens_and_the_cache() {
     let b = glove::load_cached(&path, 3, &keep).unwrap();
     assert_eq!(a, v);
     assert_eq!(b, v);
+    let err = glove::read_text(&dir.join("absent.txt"), 3, &keep).unwrap_err().to_string();
+    assert!(err.contains("absent.txt") && err.contains("glove.840B.300d.zip"), "{err}");
     // A bad number names the file and line.
     std::fs::write(dir.join("bad.txt"), "the 0.1 x 0.3\n").unwrap();
     let err = glove::read_text(&dir.join("bad.txt"), 3, &keep).unwrap_err().to_string();

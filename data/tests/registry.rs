@@ -80,7 +80,10 @@ fn imagenet_folders_and_missing_files() {
             registry::find(name).unwrap().load(&args).err().unwrap_or_else(|| panic!("{name} must fail")).to_string();
         let spec = registry::find(name).unwrap();
         assert!(err.contains(name) || err.contains(spec.files[0]), "{name}: {err}");
-        assert!(spec.files.iter().any(|f| err.contains(f.split([' ', '[']).next().unwrap())), "{name} names its files: {err}");
+        assert!(
+            spec.files.iter().any(|f| err.contains(f.split([' ', '[']).next().unwrap())),
+            "{name} names its files: {err}"
+        );
     }
 }
 

@@ -1,0 +1,78 @@
+#!/usr/bin/env python3
+"""Data loading throughput, ours next to torchvision's DataLoader, in one run.
+
+Both load 50,000 CIFAR-shaped uint8 images with the paper's training transform (RandomCrop(32,
+padding=4), RandomHorizontalFlip, ToTensor, Normalize with the CIFAR constants), batch 128,
+shuffled, with the same number of workers; images/s is the median over epochs after one warm-up
+epoch. torchvision's pipeline is the one `torchvision.datasets.CIFAR10` runs (a PIL image per
+sample).
+
+usage: bench/.venv/bin/python bench/loader.py [WORKERS] [EPOCHS]
+       (pip install torch torchvision numpy pillow into bench/.venv)
+"""
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+WORKERS = int(sys.argv[1]) if len(sys.argv) > 1 else 2
+EPOCHS = int(sys.argv[2]) if len(sys.argv) > 2 else 3
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def ours():
+    out = subprocess.run(["cargo", "bench", "-q", "-p", "data", "--bench", "loader", "--", str(WORKERS), str(EPOCHS)],
+                         cwd=ROOT, check=True, capture_output=True, text=True).stdout
+    return {r["what"]: r for r in map(json.loads, filter(None, out.splitlines()))}
+
+
+def torchvision_rate():
+    import numpy as np
+    import torch
+    import torchvision.transforms as T
+    from PIL import Image
+
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(1)
+    data = rng.integers(0, 256, size=(50_000, 32, 32, 3), dtype=np.uint8)  # HWC, as torchvision's CIFAR10
+    labels = (np.arange(50_000) % 10).tolist()
+    tf = T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.ToTensor(),
+                    T.Normalize((125.3 / 255, 123.0 / 255, 113.9 / 255), (63.0 / 255, 62.1 / 255, 66.7 / 255))])
+
+    class Cifar(torch.utils.data.Dataset):
+        def __len__(self):
+            return len(labels)
+
+        def __getitem__(self, i):
+            return tf(Image.fromarray(data[i])), labels[i]
+
+    loader = torch.utils.data.DataLoader(Cifar(), batch_size=128, shuffle=True, num_workers=WORKERS,
+                                         persistent_workers=WORKERS > 0)
+    rates = []
+    for e in range(EPOCHS + 1):
+        t = time.perf_counter()
+        n = sum(x.shape[0] for x, _ in loader)
+        if e > 0:
+            rates.append(n / (time.perf_counter() - t))
+    return statistics.median(rates), torch.__version__
+
+
+def main():
+    mine = ours()
+    theirs, version = torchvision_rate()
+    r = mine["loader"]["images_per_s"]
+    print(f"CIFAR-shaped loading with augmentation, batch 128, {WORKERS} workers, median of {EPOCHS} epochs; "
+          f"PyTorch {version}\n")
+    print("| loader | images/s | ratio |")
+    print("|---|---|---|")
+    print(f"| ours (data::Loader) | {r:,.0f} | {r / theirs:.1f}x |")
+    print(f"| torchvision DataLoader | {theirs:,.0f} | 1.0x |")
+    w = mine["wait"]
+    print(f"\nA loop whose step takes {w['step_ms']} ms waited {w['mean_wait_ms']:.3f} ms per batch for data "
+          f"(over {w['batches']} batches).")
+
+
+if __name__ == "__main__":
+    main()
