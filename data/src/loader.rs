@@ -84,10 +84,16 @@ pub struct Loader {
     device: Device,
 }
 
-/// A batch prepared on the host: `u8` images and labels.
+/// A batch prepared on the host: `u8` images (moved to the device, converted and normalised
+/// there) or, for a CPU device, images already normalised by the worker.
 struct HostBatch {
-    pixels: Vec<u8>,
+    pixels: Pixels,
     labels: Vec<u32>,
+}
+
+enum Pixels {
+    U8(Vec<u8>),
+    F32(Vec<f32>),
 }
 
 const AUGMENT_STREAM: u64 = 0x5eed_a55e;
@@ -153,6 +159,8 @@ impl Loader {
         for w in 0..workers {
             let (tx, rx) = sync_channel::<Result<HostBatch>>(self.cfg.prefetch.max(1));
             let (set, order, cfg) = (self.set.clone(), order.clone(), self.cfg.clone());
+            // On the CPU the device is this host: the workers normalise, in parallel.
+            let normalize = self.device.is_cpu().then(|| self.normalize.clone());
             handles.push(std::thread::spawn(move || {
                 let per: usize = set.shape().iter().product();
                 for b in (first..total).filter(|b| b % workers == w) {
@@ -168,6 +176,10 @@ impl Loader {
                         }
                     }
                     let labels = idx.iter().map(|&i| set.label(i)).collect();
+                    let pixels = match &normalize {
+                        Some(n) => Pixels::F32(n.apply_host(&pixels, set.shape()[1] * set.shape()[2])),
+                        None => Pixels::U8(pixels),
+                    };
                     if tx.send(filled.map(|_| HostBatch { pixels, labels })).is_err() {
                         return; // the consumer stopped early
                     }
@@ -230,8 +242,12 @@ impl Batches {
     fn to_device(&self, b: HostBatch) -> Result<(Tensor, Tensor)> {
         let [c, h, w] = self.shape;
         let n = b.labels.len();
-        let x = Tensor::from_vec(b.pixels, (n, c, h, w), &self.device)?.to_dtype(DType::F32)?;
-        let x = self.normalize.apply(&x)?;
+        let x = match b.pixels {
+            Pixels::F32(v) => Tensor::from_vec(v, (n, c, h, w), &self.device)?,
+            Pixels::U8(v) => {
+                self.normalize.apply(&Tensor::from_vec(v, (n, c, h, w), &self.device)?.to_dtype(DType::F32)?)?
+            }
+        };
         let y = Tensor::from_vec(b.labels, n, &self.device)?;
         Ok((x, y))
     }

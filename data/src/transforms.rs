@@ -39,6 +39,20 @@ impl Normalize {
         Self { scale: 1.0 / max, mean: vec![0.0; channels], std: vec![1.0; channels] }
     }
 
+    /// The normalisation of `u8` images `[B, C, plane]` on the host, in f32 with the same
+    /// arithmetic as [`Normalize::apply`]: `(x * scale - mean) * (1 / std)`.
+    pub fn apply_host(&self, pixels: &[u8], plane: usize) -> Vec<f32> {
+        let c = self.mean.len();
+        let inv: Vec<f32> = self.std.iter().map(|s| 1.0 / s).collect();
+        let mut out = Vec::with_capacity(pixels.len());
+        for (k, chunk) in pixels.chunks(plane).enumerate() {
+            let ch = k % c;
+            let (m, s) = (self.mean[ch], inv[ch]);
+            out.extend(chunk.iter().map(|&p| (p as f32 * self.scale - m) * s));
+        }
+        out
+    }
+
     /// Applies the normalisation to a `[B, C, H, W]` f32 tensor on its device.
     pub fn apply(&self, x: &Tensor) -> Result<Tensor> {
         let c = self.mean.len();

@@ -190,3 +190,20 @@ fn labels_and_shapes_are_checked() {
     assert!(err.contains("bad.bin") && err.contains("label 5"), "{err}");
     assert!(ImageSet::new("short", vec![0; 5], vec![0], [3, 2, 1], 3).is_err());
 }
+
+/// The CPU loader normalises in its workers; other devices normalise after the transfer: both
+/// must give the same numbers.
+#[test]
+fn host_and_device_normalisation_agree_bit_for_bit() {
+    let mut rng = Rng::new(2, 2);
+    let pixels: Vec<u8> = (0..2 * 3 * 5 * 5).map(|_| rng.next_u64() as u8).collect();
+    for n in [Normalize::cifar(), Normalize::imagenet(), Normalize::unit(3, 255.0)] {
+        let host = n.apply_host(&pixels, 25);
+        let t = candle_core::Tensor::from_vec(pixels.clone(), (2, 3, 5, 5), &Device::Cpu)
+            .unwrap()
+            .to_dtype(candle_core::DType::F32)
+            .unwrap();
+        let dev = n.apply(&t).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert_eq!(host, dev);
+    }
+}
