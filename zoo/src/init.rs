@@ -18,6 +18,10 @@ pub enum Init {
         fan_in: usize,
     },
     Const(f64),
+    /// `N(0, std^2)` redrawn outside two standard deviations (Sonnet's default).
+    TruncatedNormal {
+        std: f64,
+    },
 }
 
 /// FNV-1a 64 of a key.
@@ -48,6 +52,21 @@ pub fn values(init: Init, key: &str, shape: &[usize], seed: u64) -> Vec<f64> {
             let bound = 1.0 / (fan_in as f64).sqrt();
             (0..n as u64).map(|i| bound * (2.0 * uniform(stream, i) - 1.0)).collect()
         }
+        Init::TruncatedNormal { std } => (0..n as u64)
+            .map(|i| {
+                // Redraw from fresh pairs of the stream until inside two standard deviations.
+                let mut k = 0u64;
+                loop {
+                    let j = (i << 8) | k;
+                    let (u1, u2) = (uniform(stream, 2 * j), uniform(stream, 2 * j + 1));
+                    let z = (-2.0 * (1.0 - u1).ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
+                    if z.abs() <= 2.0 || k == 255 {
+                        break std * z.clamp(-2.0, 2.0);
+                    }
+                    k += 1;
+                }
+            })
+            .collect(),
         Init::KaimingFanOut => {
             let fan_out = shape[0] * shape[2..].iter().product::<usize>();
             let std = (2.0 / fan_out as f64).sqrt();

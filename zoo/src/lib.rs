@@ -13,13 +13,17 @@
 pub mod bn;
 pub mod checkpoint;
 pub mod densenet;
+pub mod dnc;
 pub mod init;
+pub mod nli;
 pub mod ops;
 pub mod registry;
 pub mod resnet;
 pub mod wrn;
 
 pub use densenet::{Densenet, DensenetConfig};
+pub use dnc::{masked_sigmoid_cross_entropy, Dnc, DncConfig, DncState};
+pub use nli::{Nli, NliConfig, Pooling};
 pub use registry::{ModelArgs, ModelSpec, MODELS};
 pub use resnet::{Resnet, ResnetConfig};
 pub use wrn::{Wrn, WrnConfig};

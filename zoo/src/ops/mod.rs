@@ -1,5 +1,7 @@
 //! Custom ops candle lacks or gets wrong for training (see `shared/spec/candle-cpu.md`).
 
+pub mod cumprod;
 pub mod maxpool;
 
+pub use cumprod::exclusive_cumprod;
 pub use maxpool::{max_pool2d, max_pool2d_composite};
