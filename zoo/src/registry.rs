@@ -4,26 +4,60 @@ use candle_core::{bail, DType, Device, Result, Tensor};
 use candle_nn::{ModuleT, VarBuilder, VarMap};
 
 use crate::init::{init_varmap, Init};
-use crate::{Densenet, DensenetConfig, Resnet, ResnetConfig, Wrn, WrnConfig};
+use crate::{Densenet, DensenetConfig, Dnc, DncConfig, Nli, NliConfig, Resnet, ResnetConfig, Wrn, WrnConfig};
 
 /// The shape options a model reads (`None`: the model's paper default).
 #[derive(Clone, Debug, PartialEq)]
 pub struct ModelArgs {
+    /// Classes (image and NLI models), or output channels (DNC).
     pub num_classes: usize,
     pub depth: Option<usize>,
     pub width: Option<usize>,
     pub growth: Option<usize>,
     pub dropout: Option<f64>,
+    /// Recurrent size: the Bi-LSTM's per direction (2048), the DNC controller's (64).
+    pub hidden: Option<usize>,
+    /// Input size: word vectors (NLI, 300) or observation channels (DNC, 6).
+    pub input: Option<usize>,
 }
 
 impl ModelArgs {
     pub fn classes(num_classes: usize) -> Self {
-        Self { num_classes, depth: None, width: None, growth: None, dropout: None }
+        Self { num_classes, depth: None, width: None, growth: None, dropout: None, hidden: None, input: None }
     }
 }
 
-/// A model of the zoo, as its users call it.
+/// An image model of the zoo, as its users call it.
 pub type DynModel = Box<dyn ModuleT + Send + Sync>;
+
+/// A built model: what it consumes decides how it is called.
+pub enum Model {
+    /// Images `[N, C, H, W]` -> logits, via `forward_t(x, train)`.
+    Image(DynModel),
+    /// Sentence pairs of word vectors -> logits.
+    Nli(Nli),
+    /// Bit sequences -> per-step logits.
+    Dnc(Dnc),
+}
+
+impl Model {
+    /// The image model, or an error naming what this model consumes instead.
+    pub fn into_image(self) -> Result<DynModel> {
+        match self {
+            Model::Image(m) => Ok(m),
+            Model::Nli(_) => bail!("this model takes sentence pairs, not images"),
+            Model::Dnc(_) => bail!("this model takes bit sequences, not images"),
+        }
+    }
+}
+
+/// What a model consumes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ModelKind {
+    Image,
+    SentencePair,
+    Sequence,
+}
 
 /// One model of the registry.
 pub struct ModelSpec {
@@ -31,16 +65,15 @@ pub struct ModelSpec {
     pub summary: &'static str,
     /// The [`ModelArgs`] fields it reads besides `num_classes`.
     pub options: &'static [&'static str],
-    /// The input of one sample in the paper, `[C, H, W]`.
-    pub input: [usize; 3],
-    build: fn(&ModelArgs, VarBuilder) -> Result<DynModel>,
-    /// The reference initialisation of each tensor.
-    pub init_rule: fn(&str, &[usize]) -> Option<Init>,
+    pub kind: ModelKind,
+    build: fn(&ModelArgs, VarBuilder) -> Result<Model>,
+    /// The reference initialisation of each tensor, for these arguments.
+    init_rule: fn(&ModelArgs) -> Box<dyn Fn(&str, &[usize]) -> Option<Init>>,
 }
 
 impl ModelSpec {
     /// Builds the model's variables into `vb` (names as the PyTorch state dict).
-    pub fn build(&self, args: &ModelArgs, vb: VarBuilder) -> Result<DynModel> {
+    pub fn build(&self, args: &ModelArgs, vb: VarBuilder) -> Result<Model> {
         (self.build)(args, vb)
     }
 
@@ -52,14 +85,14 @@ impl ModelSpec {
         dtype: DType,
         dev: &Device,
         seed: u64,
-    ) -> Result<DynModel> {
+    ) -> Result<Model> {
         let model = self.build(args, VarBuilder::from_varmap(varmap, dtype, dev))?;
-        init_varmap(varmap, seed, self.init_rule)?;
+        init_varmap(varmap, seed, (self.init_rule)(args))?;
         Ok(model)
     }
 }
 
-fn wrn(a: &ModelArgs, vb: VarBuilder) -> Result<DynModel> {
+fn wrn(a: &ModelArgs, vb: VarBuilder) -> Result<Model> {
     let d = WrnConfig::default();
     let cfg = WrnConfig {
         depth: a.depth.unwrap_or(d.depth),
@@ -67,10 +100,10 @@ fn wrn(a: &ModelArgs, vb: VarBuilder) -> Result<DynModel> {
         num_classes: a.num_classes,
         dropout: a.dropout.unwrap_or(d.dropout),
     };
-    Ok(Box::new(Wrn::new(&cfg, vb)?))
+    Ok(Model::Image(Box::new(Wrn::new(&cfg, vb)?)))
 }
 
-fn densenet(a: &ModelArgs, vb: VarBuilder) -> Result<DynModel> {
+fn densenet(a: &ModelArgs, vb: VarBuilder) -> Result<Model> {
     let d = DensenetConfig::default();
     let cfg = DensenetConfig {
         depth: a.depth.unwrap_or(d.depth),
@@ -79,11 +112,39 @@ fn densenet(a: &ModelArgs, vb: VarBuilder) -> Result<DynModel> {
         dropout: a.dropout.unwrap_or(d.dropout),
         ..d
     };
-    Ok(Box::new(Densenet::new(&cfg, vb)?))
+    Ok(Model::Image(Box::new(Densenet::new(&cfg, vb)?)))
 }
 
-fn resnet18(a: &ModelArgs, vb: VarBuilder) -> Result<DynModel> {
-    Ok(Box::new(Resnet::new(&ResnetConfig { num_classes: a.num_classes }, vb)?))
+fn resnet18(a: &ModelArgs, vb: VarBuilder) -> Result<Model> {
+    Ok(Model::Image(Box::new(Resnet::new(&ResnetConfig { num_classes: a.num_classes }, vb)?)))
+}
+
+fn nli_config(a: &ModelArgs) -> NliConfig {
+    let d = NliConfig::default();
+    NliConfig {
+        word_dim: a.input.unwrap_or(d.word_dim),
+        hidden: a.hidden.unwrap_or(d.hidden),
+        num_classes: a.num_classes,
+        ..d
+    }
+}
+
+fn nli(a: &ModelArgs, vb: VarBuilder) -> Result<Model> {
+    Ok(Model::Nli(Nli::new(&nli_config(a), vb)?))
+}
+
+fn dnc_config(a: &ModelArgs) -> DncConfig {
+    let d = DncConfig::default();
+    DncConfig {
+        input_size: a.input.unwrap_or(d.input_size),
+        hidden: a.hidden.unwrap_or(d.hidden),
+        output_size: a.num_classes,
+        ..d
+    }
+}
+
+fn dnc(a: &ModelArgs, vb: VarBuilder) -> Result<Model> {
+    Ok(Model::Dnc(Dnc::new(&dnc_config(a), vb)?))
 }
 
 /// Every image model of the paper.
@@ -92,25 +153,41 @@ pub static MODELS: &[ModelSpec] = &[
         name: "wrn",
         summary: "Wide ResNet, pre-activation (paper: WRN-40-4 on CIFAR, WRN-16-4 dropout 0.4 on SVHN)",
         options: &["depth", "width", "dropout"],
-        input: [3, 32, 32],
+        kind: ModelKind::Image,
         build: wrn,
-        init_rule: Wrn::init_rule,
+        init_rule: |_| Box::new(Wrn::init_rule),
     },
     ModelSpec {
         name: "densenet",
         summary: "DenseNet-BC (paper: depth 40, growth 40 on CIFAR)",
         options: &["depth", "growth", "dropout"],
-        input: [3, 32, 32],
+        kind: ModelKind::Image,
         build: densenet,
-        init_rule: Densenet::init_rule,
+        init_rule: |_| Box::new(Densenet::init_rule),
     },
     ModelSpec {
         name: "resnet18",
         summary: "ResNet-18, torchvision layout (paper: ImageNet, 224x224)",
         options: &[],
-        input: [3, 224, 224],
+        kind: ModelKind::Image,
         build: resnet18,
-        init_rule: Resnet::init_rule,
+        init_rule: |_| Box::new(Resnet::init_rule),
+    },
+    ModelSpec {
+        name: "nli",
+        summary: "InferSent Bi-LSTM-max encoder and linear classifier (paper: SNLI, 2048 per direction)",
+        options: &["hidden", "input"],
+        kind: ModelKind::SentencePair,
+        build: nli,
+        init_rule: |a| Box::new(Nli::init_rule(&nli_config(a))),
+    },
+    ModelSpec {
+        name: "dnc",
+        summary: "Differentiable Neural Computer (paper: repeat copy, memory 16 x 16, 4 read heads)",
+        options: &["hidden", "input"],
+        kind: ModelKind::Sequence,
+        build: dnc,
+        init_rule: |a| Box::new(Dnc::init_rule(&dnc_config(a))),
     },
 ];
 

@@ -82,6 +82,8 @@ fn stored_case(case: &str, model: &str, args: ModelArgs) {
     let m = registry::find(model)
         .unwrap()
         .build(&args, VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu))
+        .unwrap()
+        .into_image()
         .unwrap();
     let file = golden_dir().join("zoo").join(case).join("state_dict.safetensors");
     let report = checkpoint::load(&varmap, &file).unwrap();
@@ -120,6 +122,8 @@ fn resnet18() {
     let model = registry::find("resnet18")
         .unwrap()
         .build(&ModelArgs::classes(10), VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu))
+        .unwrap()
+        .into_image()
         .unwrap();
     let io = load(dir.join("io.safetensors"));
     {
