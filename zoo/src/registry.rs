@@ -27,6 +27,9 @@ impl ModelArgs {
     }
 }
 
+/// How each tensor `(name, shape)` is initialised (`None`: left as built).
+pub type InitRule = Box<dyn Fn(&str, &[usize]) -> Option<Init>>;
+
 /// An image model of the zoo, as its users call it.
 pub type DynModel = Box<dyn ModuleT + Send + Sync>;
 
@@ -68,7 +71,7 @@ pub struct ModelSpec {
     pub kind: ModelKind,
     build: fn(&ModelArgs, VarBuilder) -> Result<Model>,
     /// The reference initialisation of each tensor, for these arguments.
-    init_rule: fn(&ModelArgs) -> Box<dyn Fn(&str, &[usize]) -> Option<Init>>,
+    init_rule: fn(&ModelArgs) -> InitRule,
 }
 
 impl ModelSpec {
