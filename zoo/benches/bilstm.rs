@@ -35,5 +35,9 @@ fn main() {
         }
     }
     times.sort_by(f64::total_cmp);
-    println!("{{\"what\": \"bilstm\", \"median_ms\": {:.1}, \"min_ms\": {:.1}, \"rounds\": {rounds}}}", times[times.len() / 2], times[0]);
+    println!(
+        "{{\"what\": \"bilstm\", \"median_ms\": {:.1}, \"min_ms\": {:.1}, \"rounds\": {rounds}}}",
+        times[times.len() / 2],
+        times[0]
+    );
 }
