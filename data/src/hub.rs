@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use candle_core::Result;
-use hf_hub::{HFClientBuilder, HFError};
+use hf_hub::{HFClientBuilder, HFError, HFRepositorySync, HFResult, RepoType};
 
 /// A hub client.
 pub struct Hub {
@@ -38,22 +38,8 @@ impl Hub {
     pub fn file(&self, kind: RepoKind, repo: &str, revision: Option<&str>, file: &str) -> Result<PathBuf> {
         let (owner, name) = repo.split_once('/').unwrap_or(("", repo));
         let sent = match kind {
-            RepoKind::Dataset => {
-                let r = self.client.dataset(owner, name);
-                let req = r.download_file().filename(file).local_files_only(self.offline);
-                match revision {
-                    Some(rev) => req.revision(rev).send(),
-                    None => req.send(),
-                }
-            }
-            RepoKind::Model => {
-                let r = self.client.model(owner, name);
-                let req = r.download_file().filename(file).local_files_only(self.offline);
-                match revision {
-                    Some(rev) => req.revision(rev).send(),
-                    None => req.send(),
-                }
-            }
+            RepoKind::Dataset => fetch(self.client.dataset(owner, name), revision, file, self.offline),
+            RepoKind::Model => fetch(self.client.model(owner, name), revision, file, self.offline),
         };
         sent.map_err(|e| {
             let rev = revision.unwrap_or("main");
@@ -68,5 +54,18 @@ impl Hub {
             };
             candle_core::Error::Msg(format!("hub {repo}@{rev}: {file}: {why}"))
         })
+    }
+}
+
+fn fetch<T: RepoType>(
+    repo: HFRepositorySync<T>,
+    revision: Option<&str>,
+    file: &str,
+    offline: bool,
+) -> HFResult<PathBuf> {
+    let req = repo.download_file().filename(file).local_files_only(offline);
+    match revision {
+        Some(rev) => req.revision(rev).send(),
+        None => req.send(),
     }
 }
