@@ -80,6 +80,15 @@ impl LstmDirection {
         // The input projection of every step in one product.
         let xw = x.reshape((t_max * b, d))?.matmul(&self.w_ih.t()?)?.broadcast_add(&(&self.b_ih + &self.b_hh)?)?;
         let xw = xw.reshape((t_max, b, 4 * h))?;
+        if x.device().is_cpu() && x.dtype() == candle_core::DType::F32 {
+            // The fused recurrence (one op, hand-written backward).
+            let m: Vec<f32> = mask
+                .iter()
+                .map(|m| m.flatten_all()?.to_dtype(candle_core::DType::F32)?.to_vec1::<f32>())
+                .collect::<Result<Vec<_>>>()?
+                .concat();
+            return crate::ops::lstm_direction(&xw, &self.w_hh, m, reverse);
+        }
         let w_hh_t = self.w_hh.t()?;
         let mut state_h = Tensor::zeros((b, h), x.dtype(), x.device())?;
         let mut state_c = state_h.clone();

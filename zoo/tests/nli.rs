@@ -84,3 +84,24 @@ fn paper_size_and_bad_input() {
     assert!(m.encode(&x, &[5, 1]).unwrap_err().to_string().contains("length 5"));
     assert!(m.encode(&x, &[1]).is_err());
 }
+
+/// Off the CPU's f32 fast path the recurrence is composed of candle ops: in f64 (which takes that
+/// path) the model must match the reference too.
+#[test]
+fn the_composed_recurrence_matches_too() {
+    let io = load(golden_dir().join("zoo/bilstm-nli-tiny/io.safetensors"));
+    let (l1, l2) = (lengths(&io["s1_len"]), lengths(&io["s2_len"]));
+    let varmap = VarMap::new();
+    let cfg = NliConfig { word_dim: 8, hidden: 6, fc_dim: 10, num_classes: 3, pooling: Pooling::MaxWithPadding };
+    let m = Nli::new(&cfg, VarBuilder::from_varmap(&varmap, DType::F64, &Device::Cpu)).unwrap();
+    checkpoint::load(&varmap, golden_dir().join("zoo/bilstm-nli-tiny/state_dict.safetensors")).unwrap();
+    let f64_of = |t: &Tensor| t.to_dtype(DType::F64).unwrap();
+    let logits = m.forward(&f64_of(&io["s1_emb"]), &l1, &f64_of(&io["s2_emb"]), &l2).unwrap();
+    close("logits (f64)", &logits, &io["logits_eval"], 1e-4, 1e-4).unwrap();
+    let loss = candle_nn::loss::cross_entropy(&logits, &io["labels"].to_dtype(DType::U32).unwrap()).unwrap();
+    let params = ParamSet::trainable(&varmap.data().lock().unwrap()).unwrap();
+    let want = load(golden_dir().join("zoo/bilstm-nli-tiny/grads.safetensors"));
+    for (name, g) in params.names().iter().zip(params.grads(&loss.backward().unwrap())) {
+        close_scaled(&format!("grad {name} (f64)"), &g.unwrap(), &want[name], 1e-3, 1e-7).unwrap();
+    }
+}

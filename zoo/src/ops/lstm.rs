@@ -1,0 +1,170 @@
+//! One direction of an LSTM layer over a padded batch, as a single op with a hand-written
+//! backward (on the CPU; elsewhere the model composes candle ops).
+//!
+//! Inputs: `xw [T, B, 4H]`, the input projection `W_ih x_t + b_ih + b_hh` of every step (a product
+//! candle differentiates), and `w_hh [4H, H]`; constant: `mask [T, B]` (1 inside a sentence).
+//! Output: `h [T, B, H]`, zero outside a sentence. Per step (PyTorch's gate order i, f, g, o):
+//!
+//! ```text
+//! z = xw_t + h W_hh^T ;  c' = s(f) c + s(i) tanh(g) ;  h' = s(o) tanh(c')
+//! c <- m c' + (1 - m) c ;  h <- m h' + (1 - m) h ;  out_t = m h'
+//! ```
+//!
+//! The forward keeps the activations it needs; the backward runs the steps in reverse (BPTT) with
+//! two products per step for the gradients of `h` and `W_hh`.
+
+use std::sync::Mutex;
+
+use candle_core::{bail, CpuStorage, CustomOp2, Device, Layout, Result, Shape, Tensor};
+
+/// See the module docs. `reverse` runs from the last step to the first.
+pub fn lstm_direction(xw: &Tensor, w_hh: &Tensor, mask: Vec<f32>, reverse: bool) -> Result<Tensor> {
+    let (t, b, g) = xw.dims3()?;
+    let (g2, h) = w_hh.dims2()?;
+    if g != 4 * h || g2 != g || mask.len() != t * b {
+        bail!("lstm_direction: xw {:?}, w_hh {:?} and {} mask values do not fit", xw.dims(), w_hh.dims(), mask.len())
+    }
+    xw.contiguous()?.apply_op2(&w_hh.contiguous()?, LstmDirection { mask, reverse, cache: Mutex::new(None) })
+}
+
+struct Cache {
+    /// Per processed step: activated gates `[B, 4H]` (s(i), s(f), tanh(g), s(o)), `c'`, the
+    /// previous `c` and the previous `h` (`[B, H]` each).
+    gates: Vec<Vec<f32>>,
+    c_new: Vec<Vec<f32>>,
+    c_prev: Vec<Vec<f32>>,
+    h_prev: Vec<Vec<f32>>,
+}
+
+struct LstmDirection {
+    mask: Vec<f32>,
+    reverse: bool,
+    cache: Mutex<Option<Cache>>,
+}
+
+fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+fn slice<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
+    match (s, l.contiguous_offsets()) {
+        (CpuStorage::F32(v), Some((a, b))) => Ok(&v[a..b]),
+        _ => bail!("lstm_direction: f32 contiguous tensors only"),
+    }
+}
+
+/// `a [m, k] x b [k, n]` through candle's GEMM.
+fn matmul(a: &[f32], m: usize, k: usize, b: &Tensor) -> Result<Vec<f32>> {
+    Tensor::from_slice(a, (m, k), &Device::Cpu)?.matmul(b)?.flatten_all()?.to_vec1::<f32>()
+}
+
+impl LstmDirection {
+    fn order(&self, t: usize) -> Vec<usize> {
+        if self.reverse {
+            (0..t).rev().collect()
+        } else {
+            (0..t).collect()
+        }
+    }
+}
+
+impl CustomOp2 for LstmDirection {
+    fn name(&self) -> &'static str {
+        "lstm-direction"
+    }
+
+    fn cpu_fwd(&self, xs: &CpuStorage, xl: &Layout, ws: &CpuStorage, wl: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (t_max, b, g) = xl.shape().dims3()?;
+        let h = g / 4;
+        let (xw, w) = (slice(xs, xl)?, slice(ws, wl)?);
+        let w_t = Tensor::from_slice(w, (g, h), &Device::Cpu)?.t()?.contiguous()?; // [H, 4H]
+        let mut out = vec![0f32; t_max * b * h];
+        let (mut hs, mut cs) = (vec![0f32; b * h], vec![0f32; b * h]);
+        let mut cache = Cache { gates: vec![], c_new: vec![], c_prev: vec![], h_prev: vec![] };
+        for t in self.order(t_max) {
+            let rec = matmul(&hs, b, h, &w_t)?; // [B, 4H]
+            let mut act = vec![0f32; b * g];
+            let mut c_new = vec![0f32; b * h];
+            let (c_prev, h_prev) = (cs.clone(), hs.clone());
+            for n in 0..b {
+                let m = self.mask[t * b + n];
+                let z = &xw[(t * b + n) * g..(t * b + n + 1) * g];
+                let r = &rec[n * g..(n + 1) * g];
+                for k in 0..h {
+                    let (i, f, gg, o) = (
+                        sigmoid(z[k] + r[k]),
+                        sigmoid(z[h + k] + r[h + k]),
+                        (z[2 * h + k] + r[2 * h + k]).tanh(),
+                        sigmoid(z[3 * h + k] + r[3 * h + k]),
+                    );
+                    let a = &mut act[n * g..(n + 1) * g];
+                    (a[k], a[h + k], a[2 * h + k], a[3 * h + k]) = (i, f, gg, o);
+                    let c = f * c_prev[n * h + k] + i * gg;
+                    c_new[n * h + k] = c;
+                    let hn = o * c.tanh();
+                    cs[n * h + k] = m * c + (1.0 - m) * c_prev[n * h + k];
+                    hs[n * h + k] = m * hn + (1.0 - m) * h_prev[n * h + k];
+                    out[(t * b + n) * h + k] = m * hn;
+                }
+            }
+            cache.gates.push(act);
+            cache.c_new.push(c_new);
+            cache.c_prev.push(c_prev);
+            cache.h_prev.push(h_prev);
+        }
+        *self.cache.lock().map_err(|_| candle_core::Error::Msg("lstm cache poisoned".into()))? = Some(cache);
+        Ok((CpuStorage::F32(out), Shape::from((t_max, b, h))))
+    }
+
+    fn bwd(
+        &self,
+        xw: &Tensor,
+        w_hh: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let (t_max, b, g) = xw.dims3()?;
+        let h = g / 4;
+        let guard = self.cache.lock().map_err(|_| candle_core::Error::Msg("lstm cache poisoned".into()))?;
+        let Some(cache) = guard.as_ref() else { bail!("lstm_direction: backward without a forward") };
+        let dout = grad.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
+        let w = w_hh.contiguous()?; // [4H, H]
+        let mut dxw = vec![0f32; t_max * b * g];
+        let mut dw = Tensor::zeros((g, h), candle_core::DType::F32, &Device::Cpu)?;
+        let (mut dh_state, mut dc_state) = (vec![0f32; b * h], vec![0f32; b * h]);
+        // Walk the processed steps backwards; `s` indexes the cache in processing order.
+        for (s, t) in self.order(t_max).into_iter().enumerate().rev() {
+            let (act, c_new, c_prev) = (&cache.gates[s], &cache.c_new[s], &cache.c_prev[s]);
+            let mut dz = vec![0f32; b * g];
+            let (mut dh_prev, mut dc_prev) = (vec![0f32; b * h], vec![0f32; b * h]);
+            for n in 0..b {
+                let m = self.mask[t * b + n];
+                let a = &act[n * g..(n + 1) * g];
+                for k in 0..h {
+                    let j = n * h + k;
+                    let (i, f, gg, o) = (a[k], a[h + k], a[2 * h + k], a[3 * h + k]);
+                    let tc = c_new[j].tanh();
+                    let dh_new = m * (dout[(t * b + n) * h + k] + dh_state[j]);
+                    let dc = m * dc_state[j] + dh_new * o * (1.0 - tc * tc);
+                    let d = &mut dz[n * g..(n + 1) * g];
+                    d[k] = dc * gg * i * (1.0 - i);
+                    d[h + k] = dc * c_prev[j] * f * (1.0 - f);
+                    d[2 * h + k] = dc * i * (1.0 - gg * gg);
+                    d[3 * h + k] = dh_new * tc * o * (1.0 - o);
+                    dc_prev[j] = dc * f + (1.0 - m) * dc_state[j];
+                    dh_prev[j] = (1.0 - m) * dh_state[j];
+                }
+            }
+            dxw[t * b * g..(t + 1) * b * g].copy_from_slice(&dz);
+            let dz_t = Tensor::from_slice(&dz, (b, g), &Device::Cpu)?;
+            // dh_prev += dz W_hh ; dW_hh += dz^T h_prev
+            let through = dz_t.matmul(&w)?.flatten_all()?.to_vec1::<f32>()?;
+            for (x, y) in dh_prev.iter_mut().zip(through) {
+                *x += y;
+            }
+            dw = (dw + dz_t.t()?.matmul(&Tensor::from_slice(&cache.h_prev[s], (b, h), &Device::Cpu)?)?)?;
+            (dh_state, dc_state) = (dh_prev, dc_prev);
+        }
+        Ok((Some(Tensor::from_vec(dxw, (t_max, b, g), &Device::Cpu)?), Some(dw)))
+    }
+}
