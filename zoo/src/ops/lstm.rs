@@ -130,7 +130,8 @@ impl CustomOp2 for LstmDirection {
         let dout = grad.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
         let w = w_hh.contiguous()?; // [4H, H]
         let mut dxw = vec![0f32; t_max * b * g];
-        let mut dw = Tensor::zeros((g, h), candle_core::DType::F32, &Device::Cpu)?;
+        // The previous h of every step, in time order, for one product dW_hh = dZ^T H_prev at the end.
+        let mut h_prev_all = vec![0f32; t_max * b * h];
         let (mut dh_state, mut dc_state) = (vec![0f32; b * h], vec![0f32; b * h]);
         // Walk the processed steps backwards; `s` indexes the cache in processing order.
         for (s, t) in self.order(t_max).into_iter().enumerate().rev() {
@@ -162,9 +163,11 @@ impl CustomOp2 for LstmDirection {
             for (x, y) in dh_prev.iter_mut().zip(through) {
                 *x += y;
             }
-            dw = (dw + dz_t.t()?.matmul(&Tensor::from_slice(&cache.h_prev[s], (b, h), &Device::Cpu)?)?)?;
+            h_prev_all[t * b * h..(t + 1) * b * h].copy_from_slice(&cache.h_prev[s]);
             (dh_state, dc_state) = (dh_prev, dc_prev);
         }
-        Ok((Some(Tensor::from_vec(dxw, (t_max, b, g), &Device::Cpu)?), Some(dw)))
+        let dxw = Tensor::from_vec(dxw, (t_max * b, g), &Device::Cpu)?;
+        let dw = dxw.t()?.matmul(&Tensor::from_vec(h_prev_all, (t_max * b, h), &Device::Cpu)?)?;
+        Ok((Some(dxw.reshape((t_max, b, g))?), Some(dw)))
     }
 }
