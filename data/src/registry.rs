@@ -260,9 +260,13 @@ fn imagenet_data(spec: &DatasetSpec, args: &DataArgs) -> Result<Data> {
     // The paper's layout has its own test/ (the official validation images); without it the
     // validation folder serves as both.
     let test = if root.join("test").is_dir() { open("test")? } else { val.clone() };
+    // Files are grouped by class: a cap keeps a seeded random subset (in order), not the first classes.
     let cap = |mut f: ImageFolder, c: Option<usize>| {
-        if let Some(n) = c {
-            f.samples.truncate(n);
+        if let Some(n) = c.filter(|&n| n < f.samples.len()) {
+            let mut keep = crate::rng::Rng::new(args.split_seed, 7).permutation(f.samples.len());
+            keep.truncate(n);
+            keep.sort_unstable();
+            f.samples = keep.into_iter().map(|i| f.samples[i].clone()).collect();
         }
         Arc::new(f) as Arc<dyn ImageSource>
     };

@@ -67,6 +67,22 @@ fn imagenet_folders_and_missing_files() {
     }
     let d = images("imagenet", &DataArgs { data_dir: Some(dir.clone()), ..Default::default() });
     assert_eq!((d.splits.train.len(), d.splits.test.len(), d.splits.train.shape()), (2, 2, [3, 224, 224]));
+    // A cap keeps a random subset across classes, not the first class.
+    let mut labels = std::collections::HashSet::new();
+    for seed in 0..8 {
+        let capped = images(
+            "imagenet",
+            &DataArgs {
+                data_dir: Some(dir.clone()),
+                split_seed: seed,
+                caps: Caps { train: Some(1), ..Default::default() },
+                ..Default::default()
+            },
+        );
+        assert_eq!(capped.splits.train.len(), 1);
+        labels.insert(capped.splits.train.label(0));
+    }
+    assert_eq!(labels.len(), 2, "both classes can be drawn");
 
     let empty = temp_dir("registry-empty");
     for name in ["cifar10", "svhn", "imagenet", "mnist", "snli"] {
