@@ -55,7 +55,9 @@ fn sum_sq_cpu<T: Real>(ts: &[&Tensor]) -> Result<f64> {
         let Some((start, end)) = layout.contiguous_offsets() else { bail!("sum_sq: not contiguous") };
         chunks.extend(T::cpu_storage_as_slice(cpu)?[start..end].chunks(CHUNK));
     }
-    Ok(chunks.par_iter().map(|c| sum_sq_serial(c)).sum())
+    // Partial sums in parallel, added in chunk order: the same bits whatever the scheduling.
+    let partial: Vec<f64> = chunks.par_iter().map(|c| sum_sq_serial(c)).collect();
+    Ok(partial.iter().sum())
 }
 
 /// `sum x^2` of one chunk in f64, with the widest vector unit the CPU has (the build targets
@@ -251,7 +253,8 @@ fn add_pair(a: (f64, f64), b: (f64, f64)) -> (f64, f64) {
 }
 
 /// Splits the work in chunks of [`CHUNK`] elements, in parallel; returns the squared norms asked
-/// for by `norms` (0 otherwise).
+/// for by `norms` (0 otherwise), added in chunk order so that the result does not depend on how
+/// the threads were scheduled (a resumed run must take bit-identical steps).
 fn run_chunks<T: Real, K: Kernel<N>, const N: usize>(
     kernel: &K,
     norms: Norms,
@@ -284,7 +287,9 @@ fn run_chunks<T: Real, K: Kernel<N>, const N: usize>(
             let lo = i * CHUNK;
             task(d, views.map(|v| &v[lo..lo + d.len()]))
         })
-        .reduce(|| (0.0, 0.0), add_pair))
+        .collect::<Vec<_>>()
+        .into_iter()
+        .fold((0.0, 0.0), add_pair))
 }
 
 /// Runs `kernel` on `dst` (updated in place) with no source. The caller has checked [`fused`].
@@ -399,7 +404,9 @@ impl<T: Real, K: PairKernel> candle_core::InplaceOp2 for PairInner<'_, '_, T, K>
                 .zip(b.par_chunks_mut(CHUNK))
                 .zip(s.par_chunks(CHUNK))
                 .map(|((a, b), s)| task(a, b, s))
-                .reduce(|| (0.0, 0.0), add_pair)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .fold((0.0, 0.0), add_pair)
         };
         add_norms(Some(self.cell), sq)
     }

@@ -387,3 +387,33 @@ fn alig_groups_have_their_own_max_lr() {
         }
     }
 }
+
+/// The fused kernels reduce in parallel; the result must not depend on thread scheduling, or a
+/// resumed run would drift from an uninterrupted one.
+#[test]
+fn fused_reductions_are_deterministic() {
+    let make = || {
+        let mut rng = common::Rng::new(31);
+        let w = candle_core::Var::from_tensor(&rng.tensor(&[600_000], 0.1, DType::F32)).unwrap();
+        let g = rng.tensor(&[600_000], 1e-3, DType::F32);
+        (w, g)
+    };
+    let mut first: Option<Vec<f64>> = None;
+    for _ in 0..8 {
+        let (w, g) = make();
+        let params = ParamSet::new([("w".to_string(), w.clone())]).unwrap();
+        let h = Hyper { lr: Some(0.1), momentum: 0.9, max_norm: Some(50.0), ..Hyper::default() };
+        let mut opt = alig::registry::build("alig", params, &h).unwrap();
+        let loss = Tensor::new(2.0f32, &Device::Cpu).unwrap();
+        let mut seen = vec![];
+        for _ in 0..3 {
+            let r = opt.step_with(&loss, &[Some(g.clone())]).unwrap();
+            seen.push(r.step_size_unclipped.unwrap().to_f64().unwrap());
+        }
+        seen.extend(flat(w.as_tensor()).unwrap().iter().step_by(997));
+        match &first {
+            None => first = Some(seen),
+            Some(f) => assert_eq!(f, &seen, "a repeated run differs"),
+        }
+    }
+}
