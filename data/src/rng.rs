@@ -23,11 +23,9 @@ impl Rng {
     }
 
     pub fn next_u64(&mut self) -> u64 {
+        let out = splitmix64(self.state);
         self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        out
     }
 
     /// Uniform in `0..n` (Lemire's multiply-shift with rejection: no modulo bias).

@@ -73,8 +73,9 @@ impl LstmDirection {
     }
 
     /// Outputs `[T, B, H]` of this direction over `x` `[T, B, D]`; `mask[t]` is `[B, 1]` (1 inside
-    /// the sentence). `reverse` runs from the last step to the first.
-    fn run(&self, x: &Tensor, mask: &[Tensor], reverse: bool) -> Result<Tensor> {
+    /// the sentence), `host_mask` the same values as `[T * B]`. `reverse` runs from the last step
+    /// to the first.
+    fn run(&self, x: &Tensor, mask: &[Tensor], host_mask: &[f32], reverse: bool) -> Result<Tensor> {
         let (t_max, b, d) = x.dims3()?;
         let h = self.hidden;
         // The input projection of every step in one product.
@@ -82,12 +83,7 @@ impl LstmDirection {
         let xw = xw.reshape((t_max, b, 4 * h))?;
         if x.device().is_cpu() && x.dtype() == candle_core::DType::F32 {
             // The fused recurrence (one op, hand-written backward).
-            let m: Vec<f32> = mask
-                .iter()
-                .map(|m| m.flatten_all()?.to_dtype(candle_core::DType::F32)?.to_vec1::<f32>())
-                .collect::<Result<Vec<_>>>()?
-                .concat();
-            return crate::ops::lstm_direction(&xw, &self.w_hh, m, reverse);
+            return crate::ops::lstm_direction(&xw, &self.w_hh, host_mask.to_vec(), reverse);
         }
         let w_hh_t = self.w_hh.t()?;
         let mut state_h = Tensor::zeros((b, h), x.dtype(), x.device())?;
@@ -158,13 +154,15 @@ impl Nli {
         if let Some(l) = lengths.iter().find(|&&l| l == 0 || l > t_max) {
             bail!("nli: sentence length {l} is outside 1..={t_max}")
         }
-        let mask: Vec<Tensor> = (0..t_max)
-            .map(|t| {
-                let m: Vec<f32> = lengths.iter().map(|&l| (t < l) as u8 as f32).collect();
-                Tensor::from_vec(m, (b, 1), x.device())?.to_dtype(x.dtype())
-            })
+        let host_mask: Vec<f32> = (0..t_max).flat_map(|t| lengths.iter().map(move |&l| (t < l) as u8 as f32)).collect();
+        let mask: Vec<Tensor> = host_mask
+            .chunks(b)
+            .map(|m| Tensor::from_slice(m, (b, 1), x.device())?.to_dtype(x.dtype()))
             .collect::<Result<_>>()?;
-        let out = Tensor::cat(&[self.forward_lstm.run(x, &mask, false)?, self.backward_lstm.run(x, &mask, true)?], 2)?;
+        let out = Tensor::cat(
+            &[self.forward_lstm.run(x, &mask, &host_mask, false)?, self.backward_lstm.run(x, &mask, &host_mask, true)?],
+            2,
+        )?;
         match self.cfg.pooling {
             Pooling::MaxWithPadding => out.max(0),
             Pooling::Masked => {
