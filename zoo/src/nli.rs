@@ -76,11 +76,10 @@ impl LstmDirection {
     /// the sentence), `host_mask` the same values as `[T * B]`. `reverse` runs from the last step
     /// to the first.
     fn run(&self, x: &Tensor, mask: &[Tensor], host_mask: &[f32], reverse: bool) -> Result<Tensor> {
-        let (t_max, b, d) = x.dims3()?;
+        let (t_max, b, _) = x.dims3()?;
         let h = self.hidden;
         // The input projection of every step in one product.
-        let xw = x.reshape((t_max * b, d))?.matmul(&self.w_ih.t()?)?.broadcast_add(&(&self.b_ih + &self.b_hh)?)?;
-        let xw = xw.reshape((t_max, b, 4 * h))?;
+        let xw = crate::ops::linear(x, &self.w_ih, &(&self.b_ih + &self.b_hh)?)?; // [T, B, 4H]
         if x.device().is_cpu() && x.dtype() == candle_core::DType::F32 {
             // The fused recurrence (one op, hand-written backward).
             return crate::ops::lstm_direction(&xw, &self.w_hh, host_mask.to_vec(), reverse);

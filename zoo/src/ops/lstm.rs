@@ -15,8 +15,10 @@
 
 use std::sync::Mutex;
 
-use candle_core::{bail, CpuStorage, CustomOp2, Device, Layout, Result, Shape, Tensor};
+use candle_core::{bail, CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
+
+use super::gemm::{matmul, matmul_into, View};
 
 /// See the module docs. `reverse` runs from the last step to the first.
 pub fn lstm_direction(xw: &Tensor, w_hh: &Tensor, mask: Vec<f32>, reverse: bool) -> Result<Tensor> {
@@ -59,11 +61,6 @@ fn slice<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
     }
 }
 
-/// `a [m, k] x b [k, n]` through candle's GEMM.
-fn matmul(a: &[f32], m: usize, k: usize, b: &Tensor) -> Result<Vec<f32>> {
-    Tensor::from_slice(a, (m, k), &Device::Cpu)?.matmul(b)?.flatten_all()?.to_vec1::<f32>()
-}
-
 impl LstmDirection {
     fn order(&self, t: usize) -> Vec<usize> {
         if self.reverse {
@@ -83,12 +80,14 @@ impl CustomOp2 for LstmDirection {
         let (t_max, b, g) = xl.shape().dims3()?;
         let h = g / 4;
         let (xw, w) = (slice(xs, xl)?, slice(ws, wl)?);
-        let w_t = Tensor::from_slice(w, (g, h), &Device::Cpu)?.t()?.contiguous()?; // [H, 4H]
+        let w_t = View::new(w, g, h).t(); // [H, 4H]
         let mut out = vec![0f32; t_max * b * h];
         let (mut hs, mut cs) = (vec![0f32; b * h], vec![0f32; b * h]);
         let mut cache = Cache { gates: vec![], c_new: vec![], c_prev: vec![], h_prev: vec![] };
         for t in self.order(t_max) {
-            let rec = matmul(&hs, b, h, &w_t)?; // [B, 4H]
+            // z = xw_t + h W_hh^T, [B, 4H]
+            let mut z_all = xw[t * b * g..(t + 1) * b * g].to_vec();
+            matmul_into(View::new(&hs, b, h), w_t, &mut z_all, true);
             let (c_prev, h_prev) = (cs.clone(), hs.clone());
             let mut act = vec![0f32; b * g];
             let mut c_new = vec![0f32; b * h];
@@ -102,15 +101,10 @@ impl CustomOp2 for LstmDirection {
                 .enumerate()
                 .for_each(|(n, ((((a, c_new), c_state), h_state), out))| {
                     let m = self.mask[t * b + n];
-                    let z = &xw[(t * b + n) * g..(t * b + n + 1) * g];
-                    let r = &rec[n * g..(n + 1) * g];
+                    let z = &z_all[n * g..(n + 1) * g];
                     for k in 0..h {
-                        let (i, f, gg, o) = (
-                            sigmoid(z[k] + r[k]),
-                            sigmoid(z[h + k] + r[h + k]),
-                            tanh(z[2 * h + k] + r[2 * h + k]),
-                            sigmoid(z[3 * h + k] + r[3 * h + k]),
-                        );
+                        let (i, f, gg, o) =
+                            (sigmoid(z[k]), sigmoid(z[h + k]), tanh(z[2 * h + k]), sigmoid(z[3 * h + k]));
                         (a[k], a[h + k], a[2 * h + k], a[3 * h + k]) = (i, f, gg, o);
                         let c = f * c_state[k] + i * gg;
                         c_new[k] = c;
@@ -142,7 +136,8 @@ impl CustomOp2 for LstmDirection {
         let guard = self.cache.lock().map_err(|_| candle_core::Error::Msg("lstm cache poisoned".into()))?;
         let Some(cache) = guard.as_ref() else { bail!("lstm_direction: backward without a forward") };
         let dout = grad.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
-        let w = w_hh.contiguous()?; // [4H, H]
+        let w = w_hh.contiguous()?.flatten_all()?.to_vec1::<f32>()?; // [4H, H]
+        let w = View::new(&w, g, h);
         let mut dxw = vec![0f32; t_max * b * g];
         // The previous h of every step, in time order, for one product dW_hh = dZ^T H_prev at the end.
         let mut h_prev_all = vec![0f32; t_max * b * h];
@@ -172,17 +167,13 @@ impl CustomOp2 for LstmDirection {
                 },
             );
             dxw[t * b * g..(t + 1) * b * g].copy_from_slice(&dz);
-            let dz_t = Tensor::from_slice(&dz, (b, g), &Device::Cpu)?;
-            // dh_prev += dz W_hh ; dW_hh += dz^T h_prev
-            let through = dz_t.matmul(&w)?.flatten_all()?.to_vec1::<f32>()?;
-            for (x, y) in dh_prev.iter_mut().zip(through) {
-                *x += y;
-            }
+            // dh_prev += dz W_hh (dW_hh = dZ^T H_prev after the loop)
+            matmul_into(View::new(&dz, b, g), w, &mut dh_prev, true);
             h_prev_all[t * b * h..(t + 1) * b * h].copy_from_slice(&cache.h_prev[s]);
             (dh_state, dc_state) = (dh_prev, dc_prev);
         }
-        let dxw = Tensor::from_vec(dxw, (t_max * b, g), &Device::Cpu)?;
-        let dw = dxw.t()?.matmul(&Tensor::from_vec(h_prev_all, (t_max * b, h), &Device::Cpu)?)?;
-        Ok((Some(dxw.reshape((t_max, b, g))?), Some(dw)))
+        let dw = matmul(View::new(&dxw, t_max * b, g).t(), View::new(&h_prev_all, t_max * b, h));
+        let dw = Tensor::from_vec(dw, (g, h), w_hh.device())?;
+        Ok((Some(Tensor::from_vec(dxw, (t_max, b, g), xw.device())?), Some(dw)))
     }
 }

@@ -1,0 +1,103 @@
+//! A safe f32 matrix product on host slices, through the `gemm` crate candle itself uses (same
+//! kernels, same threads), without building a tensor around every operand.
+
+/// A row-major or transposed view of a matrix stored in a slice: element `(r, c)` lives at
+/// `r * rs + c * cs`.
+#[derive(Clone, Copy, Debug)]
+pub struct View<'a> {
+    pub data: &'a [f32],
+    pub rows: usize,
+    pub cols: usize,
+    rs: usize,
+    cs: usize,
+}
+
+impl<'a> View<'a> {
+    /// `data` as a row-major `rows x cols` matrix.
+    pub fn new(data: &'a [f32], rows: usize, cols: usize) -> Self {
+        assert_eq!(data.len(), rows * cols, "gemm view: {} values for {rows} x {cols}", data.len());
+        Self { data, rows, cols, rs: cols, cs: 1 }
+    }
+
+    /// The transpose, without moving data.
+    pub fn t(self) -> Self {
+        Self { rows: self.cols, cols: self.rows, rs: self.cs, cs: self.rs, ..self }
+    }
+}
+
+/// `out = a b` (or `out += a b` with `accumulate`), `out` row-major `a.rows x b.cols`.
+pub fn matmul_into(a: View, b: View, out: &mut [f32], accumulate: bool) {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    assert_eq!(k, b.rows, "gemm: {m} x {k} times {} x {n}", b.rows);
+    assert_eq!(out.len(), m * n, "gemm: output of {} values for {m} x {n}", out.len());
+    if m == 0 || n == 0 {
+        return;
+    }
+    let threads = rayon::current_num_threads();
+    let parallelism =
+        if threads > 1 && m * n * k >= 1 << 15 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
+    // SAFETY: the asserts above and `View::new` bound every index the strides reach:
+    // a spans (m-1) rs + (k-1) cs < len, likewise b, and out is m x n row-major.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            out.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            a.data.as_ptr(),
+            a.cs as isize,
+            a.rs as isize,
+            b.data.as_ptr(),
+            b.cs as isize,
+            b.rs as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        )
+    }
+}
+
+/// `a b` as a new row-major vector.
+pub fn matmul(a: View, b: View) -> Vec<f32> {
+    let mut out = vec![0f32; a.rows * b.cols];
+    matmul_into(a, b, &mut out, false);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn naive(a: View, b: View) -> Vec<f32> {
+        let at = |v: &View, r: usize, c: usize| v.data[r * v.rs + c * v.cs];
+        let mut out = vec![0f32; a.rows * b.cols];
+        for r in 0..a.rows {
+            for c in 0..b.cols {
+                out[r * b.cols + c] = (0..a.cols).map(|i| at(&a, r, i) * at(&b, i, c)).sum();
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn products_and_transposes_match_the_definition() {
+        let a: Vec<f32> = (0..6 * 70).map(|i| ((i * 7) % 13) as f32 - 6.0).collect();
+        let b: Vec<f32> = (0..70 * 90).map(|i| ((i * 5) % 11) as f32 - 5.0).collect();
+        let (va, vb) = (View::new(&a, 6, 70), View::new(&b, 70, 90));
+        assert_eq!(matmul(va, vb), naive(va, vb));
+        // a^T a and (b^T)^T-style views.
+        assert_eq!(matmul(va.t(), va), naive(va.t(), va));
+        let bt: Vec<f32> =
+            naive(vb.t(), View::new(&(0..70 * 70).map(|i| (i % 71 == 0) as u8 as f32).collect::<Vec<_>>(), 70, 70));
+        assert_eq!(matmul(va, View::new(&bt, 90, 70).t()), naive(va, vb));
+        let mut acc = naive(va, vb);
+        matmul_into(va, vb, &mut acc, true);
+        assert_eq!(acc, naive(va, vb).iter().map(|x| 2.0 * x).collect::<Vec<_>>());
+    }
+}
