@@ -33,12 +33,14 @@ pub struct DensenetConfig {
     /// Bottleneck units (the "B" of BC).
     pub bottleneck: bool,
     pub num_classes: usize,
+    /// Channels of the input images (3 in the paper).
+    pub in_channels: usize,
     pub dropout: f64,
 }
 
 impl Default for DensenetConfig {
     fn default() -> Self {
-        Self { depth: 40, growth: 40, reduction: 0.5, bottleneck: true, num_classes: 10, dropout: 0.0 }
+        Self { depth: 40, growth: 40, reduction: 0.5, bottleneck: true, num_classes: 10, in_channels: 3, dropout: 0.0 }
     }
 }
 
@@ -48,7 +50,7 @@ fn conv(c_in: usize, c_out: usize, k: usize, vb: VarBuilder) -> Result<Conv2d> {
 
 fn dropout(x: Tensor, p: f64, train: bool) -> Result<Tensor> {
     if train && p > 0.0 {
-        candle_nn::ops::dropout(&x, p as f32)
+        crate::dropout::dropout(&x, p)
     } else {
         Ok(x)
     }
@@ -88,15 +90,19 @@ impl Densenet {
         if cfg.depth < 4 + step || (cfg.depth - 4) % step != 0 {
             bail!("densenet: depth must be {step}n + 4 with n >= 1 (bottleneck: {}), got {}", cfg.bottleneck, cfg.depth)
         }
-        if cfg.growth == 0 || cfg.num_classes == 0 || !(cfg.reduction > 0.0 && cfg.reduction <= 1.0) {
-            bail!("densenet: growth and num_classes must be positive and reduction in (0, 1]")
+        if cfg.growth == 0
+            || cfg.num_classes == 0
+            || cfg.in_channels == 0
+            || !(cfg.reduction > 0.0 && cfg.reduction <= 1.0)
+        {
+            bail!("densenet: growth, num_classes and in_channels must be positive and reduction in (0, 1]")
         }
         if !(0.0..1.0).contains(&cfg.dropout) {
             bail!("densenet: dropout must be in [0, 1), got {}", cfg.dropout)
         }
         let k = cfg.growth;
         let mut c = 2 * k;
-        let conv1 = conv(3, c, 3, vb.pp("conv1"))?;
+        let conv1 = conv(cfg.in_channels, c, 3, vb.pp("conv1"))?;
         let (mut blocks, mut transitions) = (vec![], vec![]);
         for b in 1..=3 {
             let block = vb.pp(format!("block{b}")).pp("layer");

@@ -7,13 +7,15 @@
 //!
 //! Image models: Wide ResNet ([`wrn`]), DenseNet-BC ([`densenet`]), ResNet-18 ([`resnet`]), all in
 //! the [`registry`]; BatchNorm with PyTorch's state ([`bn`]); a padded max-pool with a correct
-//! backward ([`ops`]); strict checkpoint loading ([`checkpoint`]). The sequence models (Bi-LSTM NLI,
-//! DNC) come with issue #5.
+//! backward ([`ops`]); strict checkpoint loading ([`checkpoint`]). Sequence models: the InferSent
+//! Bi-LSTM-max NLI model ([`nli`]) and the Differentiable Neural Computer ([`dnc`]). Dropout draws
+//! seeded masks ([`dropout`]), so runs and resumed runs repeat exactly.
 
 pub mod bn;
 pub mod checkpoint;
 pub mod densenet;
 pub mod dnc;
+pub mod dropout;
 pub mod init;
 pub mod nli;
 pub mod ops;

@@ -17,7 +17,8 @@ pub struct ModelArgs {
     pub dropout: Option<f64>,
     /// Recurrent size: the Bi-LSTM's per direction (2048), the DNC controller's (64).
     pub hidden: Option<usize>,
-    /// Input size: word vectors (NLI, 300) or observation channels (DNC, 6).
+    /// Input size: image channels (image models, 3), word vectors (NLI, 300) or observation
+    /// channels (DNC, 6).
     pub input: Option<usize>,
 }
 
@@ -101,6 +102,7 @@ fn wrn(a: &ModelArgs, vb: VarBuilder) -> Result<Model> {
         depth: a.depth.unwrap_or(d.depth),
         width: a.width.unwrap_or(d.width),
         num_classes: a.num_classes,
+        in_channels: a.input.unwrap_or(d.in_channels),
         dropout: a.dropout.unwrap_or(d.dropout),
     };
     Ok(Model::Image(Box::new(Wrn::new(&cfg, vb)?)))
@@ -112,6 +114,7 @@ fn densenet(a: &ModelArgs, vb: VarBuilder) -> Result<Model> {
         depth: a.depth.unwrap_or(d.depth),
         growth: a.growth.unwrap_or(d.growth),
         num_classes: a.num_classes,
+        in_channels: a.input.unwrap_or(d.in_channels),
         dropout: a.dropout.unwrap_or(d.dropout),
         ..d
     };
@@ -119,7 +122,10 @@ fn densenet(a: &ModelArgs, vb: VarBuilder) -> Result<Model> {
 }
 
 fn resnet18(a: &ModelArgs, vb: VarBuilder) -> Result<Model> {
-    Ok(Model::Image(Box::new(Resnet::new(&ResnetConfig { num_classes: a.num_classes }, vb)?)))
+    Ok(Model::Image(Box::new(Resnet::new(
+        &ResnetConfig { num_classes: a.num_classes, in_channels: a.input.unwrap_or(3) },
+        vb,
+    )?)))
 }
 
 fn nli_config(a: &ModelArgs) -> NliConfig {
@@ -155,7 +161,7 @@ pub static MODELS: &[ModelSpec] = &[
     ModelSpec {
         name: "wrn",
         summary: "Wide ResNet, pre-activation (paper: WRN-40-4 on CIFAR, WRN-16-4 dropout 0.4 on SVHN)",
-        options: &["depth", "width", "dropout"],
+        options: &["depth", "width", "dropout", "input"],
         kind: ModelKind::Image,
         build: wrn,
         init_rule: |_| Box::new(Wrn::init_rule),
@@ -163,7 +169,7 @@ pub static MODELS: &[ModelSpec] = &[
     ModelSpec {
         name: "densenet",
         summary: "DenseNet-BC (paper: depth 40, growth 40 on CIFAR)",
-        options: &["depth", "growth", "dropout"],
+        options: &["depth", "growth", "dropout", "input"],
         kind: ModelKind::Image,
         build: densenet,
         init_rule: |_| Box::new(Densenet::init_rule),
@@ -171,7 +177,7 @@ pub static MODELS: &[ModelSpec] = &[
     ModelSpec {
         name: "resnet18",
         summary: "ResNet-18, torchvision layout (paper: ImageNet, 224x224)",
-        options: &[],
+        options: &["input"],
         kind: ModelKind::Image,
         build: resnet18,
         init_rule: |_| Box::new(Resnet::init_rule),

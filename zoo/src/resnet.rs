@@ -24,11 +24,13 @@ use crate::ops::max_pool2d;
 #[derive(Clone, Debug, PartialEq)]
 pub struct ResnetConfig {
     pub num_classes: usize,
+    /// Channels of the input images (3 in the paper).
+    pub in_channels: usize,
 }
 
 impl Default for ResnetConfig {
     fn default() -> Self {
-        Self { num_classes: 1000 }
+        Self { num_classes: 1000, in_channels: 3 }
     }
 }
 
@@ -84,11 +86,16 @@ pub struct Resnet {
 impl Resnet {
     /// ResNet-18.
     pub fn new(cfg: &ResnetConfig, vb: VarBuilder) -> Result<Self> {
-        if cfg.num_classes == 0 {
-            bail!("resnet18: num_classes must be positive")
+        if cfg.num_classes == 0 || cfg.in_channels == 0 {
+            bail!("resnet18: num_classes and in_channels must be positive")
         }
-        let conv1 =
-            conv2d_no_bias(3, 64, 7, Conv2dConfig { padding: 3, stride: 2, ..Default::default() }, vb.pp("conv1"))?;
+        let conv1 = conv2d_no_bias(
+            cfg.in_channels,
+            64,
+            7,
+            Conv2dConfig { padding: 3, stride: 2, ..Default::default() },
+            vb.pp("conv1"),
+        )?;
         let bn1 = BatchNorm2d::new(64, vb.pp("bn1"))?;
         let mut blocks = vec![];
         let mut c_in = 64;

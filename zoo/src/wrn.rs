@@ -2,7 +2,7 @@
 //! `experiments/models/wide_resnet.py` (oval-group/ali-g): WRN-40-4 for CIFAR, WRN-16-4 with
 //! dropout 0.4 for SVHN.
 //!
-//! Shapes, for depth `6n + 4` and width `k`: `conv1` 3x3 (3 -> 16); three blocks of `n` units with
+//! Shapes, for depth `6n + 4` and width `k`: `conv1` 3x3 (in_channels, 3 in the paper, -> 16); three blocks of `n` units with
 //! widths `16k`, `32k`, `64k`, the first unit of blocks 2 and 3 with stride 2; `bn1`, ReLU, global
 //! average pooling, `fc` (`64k -> classes`). A unit with input `C_in`, output `C_out`, stride `s`:
 //!
@@ -30,13 +30,15 @@ pub struct WrnConfig {
     /// `k`, the widening factor.
     pub width: usize,
     pub num_classes: usize,
+    /// Channels of the input images (3 in the paper).
+    pub in_channels: usize,
     /// Dropout between the two convolutions of a unit, training only (0.4 for SVHN).
     pub dropout: f64,
 }
 
 impl Default for WrnConfig {
     fn default() -> Self {
-        Self { depth: 40, width: 4, num_classes: 10, dropout: 0.0 }
+        Self { depth: 40, width: 4, num_classes: 10, in_channels: 3, dropout: 0.0 }
     }
 }
 
@@ -70,7 +72,7 @@ impl Unit {
         let a = self.bn1.forward_t(x, train)?.relu()?;
         let mut h = self.bn2.forward_t(&self.conv1.forward(&a)?, train)?.relu()?;
         if train && self.dropout > 0.0 {
-            h = candle_nn::ops::dropout(&h, self.dropout as f32)?;
+            h = crate::dropout::dropout(&h, self.dropout)?;
         }
         let h = self.conv2.forward(&h)?;
         match &self.shortcut {
@@ -93,14 +95,15 @@ impl Wrn {
         if cfg.depth < 10 || (cfg.depth - 4) % 6 != 0 {
             bail!("wrn: depth must be 6n + 4 with n >= 1 (10, 16, 22, 28, 40, ...), got {}", cfg.depth)
         }
-        if cfg.width == 0 || cfg.num_classes == 0 {
-            bail!("wrn: width and num_classes must be positive")
+        if cfg.width == 0 || cfg.num_classes == 0 || cfg.in_channels == 0 {
+            bail!("wrn: width, num_classes and in_channels must be positive")
         }
         if !(0.0..1.0).contains(&cfg.dropout) {
             bail!("wrn: dropout must be in [0, 1), got {}", cfg.dropout)
         }
         let n = (cfg.depth - 4) / 6;
-        let conv1 = conv2d_no_bias(3, 16, 3, Conv2dConfig { padding: 1, ..Default::default() }, vb.pp("conv1"))?;
+        let conv1 =
+            conv2d_no_bias(cfg.in_channels, 16, 3, Conv2dConfig { padding: 1, ..Default::default() }, vb.pp("conv1"))?;
         let mut units = vec![];
         let mut c_in = 16;
         for (b, c_out) in [16, 32, 64].map(|c| c * cfg.width).into_iter().enumerate() {
