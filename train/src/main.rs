@@ -1,11 +1,6 @@
-//! The `train` binary of the ALI-G toolkit. The training loop arrives with issue #6; until then it
-//! lists the optimizers of the `alig` crate.
+//! `train`: see `train --help` and the README.
 
 fn main() {
-    println!("optimizers of the alig crate:");
-    for spec in alig::OPTIMIZERS {
-        println!("  {:<8} {}", spec.name, spec.summary);
-    }
-    eprintln!("train: the training loop is not implemented yet (issue #6)");
-    std::process::exit(2);
+    let args: Vec<String> = std::env::args().collect();
+    std::process::exit(train::main_with_args(&args));
 }

@@ -61,7 +61,13 @@ pub fn load_tensors(varmap: &VarMap, mut tensors: HashMap<String, Tensor>) -> Re
         }
     }
     if !problems.is_empty() {
-        bail!("checkpoint does not match the model ({} problems): {}", problems.len(), problems.join("; "))
+        const SHOWN: usize = 8;
+        let more = problems.len().saturating_sub(SHOWN);
+        let mut listed = problems[..problems.len().min(SHOWN)].join("; ");
+        if more > 0 {
+            listed += &format!("; and {more} more");
+        }
+        bail!("checkpoint does not match the model ({} problems): {listed}", problems.len())
     }
     for (k, t) in shared {
         let var = &data[k];

@@ -26,6 +26,6 @@ pub mod wrn;
 pub use densenet::{Densenet, DensenetConfig};
 pub use dnc::{masked_sigmoid_cross_entropy, Dnc, DncConfig, DncState};
 pub use nli::{Nli, NliConfig, Pooling};
-pub use registry::{ModelArgs, ModelSpec, MODELS};
+pub use registry::{Model, ModelArgs, ModelSpec, MODELS};
 pub use resnet::{Resnet, ResnetConfig};
 pub use wrn::{Wrn, WrnConfig};

@@ -1,0 +1,123 @@
+//! Bad requests end with exit code 1 and one line on stderr that names the problem; nothing
+//! panics.
+
+use crate::{golden, temp_dir, train_output};
+
+fn fails_with(args: &[&str], needles: &[&str]) {
+    let mut all = args.to_vec();
+    all.push("--quiet");
+    let out = train_output(&all);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+    assert!(!stderr.contains("panicked"), "{args:?} panicked: {stderr}");
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "{args:?}: expected one line, got {stderr}");
+    assert!(lines[0].starts_with("error: "), "{stderr}");
+    for n in needles {
+        assert!(lines[0].contains(n), "{args:?}: {n:?} not in {stderr}");
+    }
+}
+
+#[test]
+fn bad_requests_fail_with_one_line() {
+    let root = temp_dir("errors");
+    let out = root.join("out");
+    let out = out.to_str().unwrap();
+    fails_with(&["--model", "vgg", "--out", out], &["vgg", "wrn", "densenet"]);
+    fails_with(&["--model", "nli", "--data", "digits", "--out", out], &["nli", "digits", "does not fit"]);
+    fails_with(&["--opt", "adamax", "--out", out], &["adamax", "alig"]);
+    fails_with(&["--opt", "alig", "--weight-decay", "1e-4", "--out", out], &["--weight-decay", "--max-norm"]);
+    fails_with(&["--device", "tpu", "--out", out], &["tpu"]);
+    fails_with(&["--loss", "sigmoid-ce", "--out", out], &["sigmoid-ce"]);
+    let cache = root.join("hub");
+    fails_with(
+        &[
+            "--data",
+            "cifar10",
+            "--data-dir",
+            "/nonexistent/cifar",
+            "--offline",
+            "--hub-cache",
+            cache.to_str().unwrap(),
+            "--out",
+            out,
+        ],
+        &["cifar10", "data_batch_1.bin", "/nonexistent/cifar"],
+    );
+    assert!(!root.join("out").exists(), "a failed start leaves no run directory behind");
+    let bad = root.join("corrupt.safetensors");
+    std::fs::write(&bad, b"this is not a checkpoint").unwrap();
+    fails_with(&["--init", bad.to_str().unwrap(), "--model", "wrn", "--out", out], &["corrupt.safetensors"]);
+    let state = golden().join("zoo/wrn-16-2/state_dict.safetensors");
+    let io = golden().join("zoo/wrn-16-2/io.safetensors");
+    fails_with(
+        &[
+            "--init",
+            state.to_str().unwrap(),
+            "--model",
+            "wrn",
+            "--depth",
+            "16",
+            "--width",
+            "1",
+            "--data",
+            "cifar10",
+            "--predict",
+            io.to_str().unwrap(),
+            "--out",
+            out,
+        ],
+        &["shape mismatch", "block1.layer.0.conv1.weight"],
+    );
+    // A checkpoint holding NaN.
+    let nan = root.join("nan.safetensors");
+    let mut t = crate::tensors(&state);
+    t.insert("fc.bias".into(), candle_core::Tensor::new(&[f32::NAN; 10], &candle_core::Device::Cpu).unwrap());
+    candle_core::safetensors::save(&t, &nan).unwrap();
+    fails_with(
+        &[
+            "--init",
+            nan.to_str().unwrap(),
+            "--model",
+            "wrn",
+            "--depth",
+            "16",
+            "--width",
+            "2",
+            "--data",
+            "cifar10",
+            "--predict",
+            io.to_str().unwrap(),
+            "--out",
+            out,
+        ],
+        &["nan.safetensors", "fc.bias", "NaN"],
+    );
+    // A diverging run stops at the first non-finite loss and says where.
+    fails_with(
+        &[
+            "--opt",
+            "sgd",
+            "--lr",
+            "1e30",
+            "--momentum",
+            "0",
+            "--depth",
+            "10",
+            "--width",
+            "1",
+            "--train-size",
+            "64",
+            "--val-size",
+            "16",
+            "--test-size",
+            "16",
+            "--out",
+            out,
+        ],
+        &["non-finite", "epoch 1", "no checkpoint was written yet"],
+    );
+    fails_with(&["--resume", root.join("nothing").to_str().unwrap()], &["--resume", "nothing"]);
+    std::fs::remove_dir_all(root.join("out")).ok();
+    std::fs::remove_dir_all(&root).ok();
+}

@@ -1,0 +1,112 @@
+//! Checkpoints in and out: the reference's WRN-16-2 state dict through `--init` (a file, and the
+//! hub through a cache laid out on disk) reproduces the reference's logits; a checkpoint of ours
+//! rebuilds its model without any model flag.
+
+use std::path::Path;
+
+use crate::{golden, temp_dir, tensors, train};
+
+const SHA: &str = "0123456789abcdef0123456789abcdef01234567";
+
+fn predict_and_compare(init: &str, extra: &[&str], out: &Path) {
+    let io = golden().join("zoo/wrn-16-2/io.safetensors");
+    let mut args = vec![
+        "--init",
+        init,
+        "--model",
+        "wrn",
+        "--depth",
+        "16",
+        "--width",
+        "2",
+        "--data",
+        "cifar10",
+        "--predict",
+        io.to_str().unwrap(),
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend(extra);
+    train(&args).unwrap();
+    let got = &tensors(&out.join("predictions.safetensors"))["logits"];
+    let want = &tensors(&io)["logits_eval"];
+    let (g, w) =
+        (got.flatten_all().unwrap().to_vec1::<f32>().unwrap(), want.flatten_all().unwrap().to_vec1::<f32>().unwrap());
+    assert_eq!(g.len(), w.len());
+    for (a, b) in g.iter().zip(&w) {
+        // The golden README's CPU f32 tolerance for logits.
+        assert!((a - b).abs() <= 1e-4 + 1e-4 * b.abs(), "logit {a} vs reference {b}");
+    }
+}
+
+#[test]
+fn the_reference_state_dict_reproduces_the_reference_logits() {
+    let root = temp_dir("interop");
+    let state = golden().join("zoo/wrn-16-2/state_dict.safetensors");
+    predict_and_compare(state.to_str().unwrap(), &[], &root.join("file"));
+
+    // The same file as a hub model repository in a cache on disk, read offline.
+    let cache = root.join("hub");
+    let repo = cache.join("models--golden--wrn-16-2");
+    std::fs::create_dir_all(repo.join("refs")).unwrap();
+    std::fs::write(repo.join("refs/main"), SHA).unwrap();
+    let snap = repo.join("snapshots").join(SHA);
+    std::fs::create_dir_all(&snap).unwrap();
+    std::fs::copy(&state, snap.join("model.safetensors")).unwrap();
+    let hub = ["--offline", "--hub-cache", cache.to_str().unwrap()];
+    predict_and_compare("hf:golden/wrn-16-2", &hub, &root.join("hub-main"));
+    predict_and_compare(&format!("hf:golden/wrn-16-2@{SHA}/model.safetensors"), &hub, &root.join("hub-sha"));
+    let err = train(&["--init", "hf:golden/absent", "--offline", "--hub-cache", cache.to_str().unwrap()]).unwrap_err();
+    assert!(format!("{err:#}").contains("golden/absent"), "{err:#}");
+    std::fs::remove_dir_all(&root).ok();
+}
+
+#[test]
+fn a_checkpoint_rebuilds_its_model_without_flags() {
+    let root = temp_dir("rebuild");
+    let run = root.join("run");
+    train(&[
+        "--data",
+        "digits",
+        "--depth",
+        "10",
+        "--width",
+        "1",
+        "--train-size",
+        "32",
+        "--val-size",
+        "16",
+        "--test-size",
+        "16",
+        "--batch-size",
+        "16",
+        "--epochs",
+        "1",
+        "--quiet",
+        "--out",
+        run.to_str().unwrap(),
+    ])
+    .unwrap();
+    let best = run.join("checkpoints/best");
+    let eval = root.join("eval");
+    // No --model, --depth, --width or --data: the checkpoint's metadata supplies them.
+    train(&[
+        "--init",
+        best.to_str().unwrap(),
+        "--eval-only",
+        "--test-size",
+        "16",
+        "--val-size",
+        "16",
+        "--quiet",
+        "--out",
+        eval.to_str().unwrap(),
+    ])
+    .unwrap();
+    let read = |p: &Path| -> serde_json::Value { serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap() };
+    let (summary, report) = (read(&run.join("summary.json")), read(&eval.join("eval.json")));
+    assert_eq!(report["model"], "wrn");
+    assert_eq!(summary["test_acc"], report["test_acc"]);
+    std::fs::remove_dir_all(&root).ok();
+}

@@ -1,0 +1,129 @@
+//! End-to-end tests of the `train` binary's behaviour (`train::main_with_args`, what `main` runs):
+//! every model x optimizer, resume equivalence, kill and resume, checkpoint interop (files and a
+//! hub cache on disk), and errors. Processes that must be killed or whose exit code matters are
+//! this test binary re-executed into [`child_process_entry`].
+
+mod errors;
+mod interop;
+mod resume;
+mod smoke;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use candle_core::{Device, Tensor};
+
+const CHILD_ENV: &str = "TRAIN_TEST_CHILD_ARGS";
+
+/// In a child process: runs the arguments it was given exactly as the binary would, and exits.
+#[test]
+fn child_process_entry() {
+    if let Ok(args) = std::env::var(CHILD_ENV) {
+        let args: Vec<String> = serde_json::from_str(&args).unwrap();
+        std::process::exit(train::main_with_args(&args));
+    }
+}
+
+/// `train ARGS...` as a child process.
+pub fn train_command(args: &[&str]) -> Command {
+    let mut full = vec!["train".to_string()];
+    full.extend(args.iter().map(|s| s.to_string()));
+    let mut c = Command::new(std::env::current_exe().unwrap());
+    c.args(["child_process_entry", "--exact", "--nocapture", "--test-threads", "1", "--quiet"])
+        .env(CHILD_ENV, serde_json::to_string(&full).unwrap());
+    c
+}
+
+pub fn train_output(args: &[&str]) -> Output {
+    train_command(args).output().unwrap()
+}
+
+/// `train ARGS...` in this process.
+pub fn train(args: &[&str]) -> anyhow::Result<()> {
+    let mut full = vec!["train".to_string()];
+    full.extend(args.iter().map(|s| s.to_string()));
+    train::run(&full)
+}
+
+pub fn temp_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("train-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+pub fn golden() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/golden")
+}
+
+pub fn tensors(path: &Path) -> HashMap<String, Tensor> {
+    candle_core::safetensors::load(path, &Device::Cpu).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Bit-identical tensors under the same names.
+pub fn assert_same_tensors(a: &Path, b: &Path) {
+    let (ta, tb) = (tensors(a), tensors(b));
+    let mut keys: Vec<&String> = ta.keys().collect();
+    keys.sort();
+    assert_eq!(keys.len(), tb.len(), "{} and {} hold different tensors", a.display(), b.display());
+    for k in keys {
+        let (x, y) = (&ta[k], &tb[k]);
+        assert_eq!(x.dims(), y.dims(), "{k}");
+        let bytes = |t: &Tensor| {
+            let t = t.flatten_all().unwrap();
+            match t.dtype() {
+                candle_core::DType::I64 => t.to_vec1::<i64>().unwrap().iter().map(|v| *v as u64).collect::<Vec<u64>>(),
+                _ => t
+                    .to_dtype(candle_core::DType::F32)
+                    .unwrap()
+                    .to_vec1::<f32>()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.to_bits() as u64)
+                    .collect(),
+            }
+        };
+        assert!(bytes(x) == bytes(y), "{k} differs between {} and {}", a.display(), b.display());
+    }
+}
+
+/// `metrics.jsonl` rows without their wall-clock field.
+pub fn metrics_without_time(run: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v.as_object_mut().unwrap().remove("seconds");
+            v
+        })
+        .collect()
+}
+
+/// A tiny SNLI folder (jsonl splits and 300-d GloVe text with every word) for the NLI model.
+pub fn tiny_snli(dir: &Path) -> PathBuf {
+    let d = dir.join("snli");
+    std::fs::create_dir_all(&d).unwrap();
+    let labels = ["entailment", "neutral", "contradiction"];
+    let words = ["a", "dog", "cat", "runs", "sleeps", "the", "man", "eats", "."];
+    for (name, n) in [("train", 12), ("dev", 6), ("test", 6)] {
+        let mut text = String::new();
+        for i in 0..n {
+            let s1 = format!("{} {} {} .", words[i % 2 + 5], words[1 + i % 3], words[3 + i % 2]);
+            let s2 = format!("{} {} .", words[1 + (i + 1) % 3], words[3 + (i / 2) % 2]);
+            let l = labels[i % 3];
+            text += &serde_json::json!({"gold_label": l, "sentence1": s1, "sentence2": s2}).to_string();
+            text.push('\n');
+        }
+        std::fs::write(d.join(format!("snli_1.0_{name}.jsonl")), text).unwrap();
+    }
+    let mut glove = String::new();
+    for (w, word) in words.iter().chain(["<s>", "</s>"].iter()).enumerate() {
+        let v: Vec<String> =
+            (0..300).map(|k| format!("{:.3}", (((w * 31 + k * 7) % 19) as f32 - 9.0) / 10.0)).collect();
+        glove += &format!("{word} {}\n", v.join(" "));
+    }
+    std::fs::write(d.join("glove.840B.300d.txt"), glove).unwrap();
+    d
+}

@@ -1,0 +1,84 @@
+//! Resume equivalence: a run stopped after an epoch (or killed during a checkpoint write) and
+//! resumed ends with the metrics, weights and optimizer state of the run that was never stopped.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::{assert_same_tensors, metrics_without_time, temp_dir, train, train_command};
+
+/// A small run with everything that carries state across epochs: momentum buffers, a schedule,
+/// dropout masks, a shuffled data order.
+fn args(opt: &str, out: &Path, epochs: usize) -> Vec<String> {
+    let extra = match opt {
+        "sgd" => "--lr 0.05 --schedule step:1:0.5",
+        _ => "--lr 1 --max-norm 30",
+    };
+    format!(
+        "--data digits --model wrn --depth 10 --width 1 --dropout 0.3 --train-size 96 --val-size 32 \
+         --test-size 32 --batch-size 16 --opt {opt} --momentum 0.9 {extra} --quiet --epochs {epochs} --out {}",
+        out.display()
+    )
+    .split_whitespace()
+    .map(String::from)
+    .collect()
+}
+
+fn run(args: &[String]) {
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    train(&refs).unwrap();
+}
+
+fn assert_same_runs(a: &Path, b: &Path) {
+    assert_eq!(metrics_without_time(a), metrics_without_time(b));
+    for f in ["model.safetensors", "optimizer.safetensors"] {
+        assert_same_tensors(&a.join("checkpoints/last").join(f), &b.join("checkpoints/last").join(f));
+    }
+    let trainer = |d: &Path| std::fs::read_to_string(d.join("checkpoints/last/trainer.json")).unwrap();
+    assert_eq!(trainer(a), trainer(b));
+}
+
+#[test]
+fn two_epochs_straight_equal_one_epoch_resume_one_epoch() {
+    let root = temp_dir("resume");
+    for opt in ["alig", "sgd"] {
+        let (straight, split) = (root.join(format!("{opt}-straight")), root.join(format!("{opt}-split")));
+        run(&args(opt, &straight, 2));
+        run(&args(opt, &split, 1));
+        assert_eq!(metrics_without_time(&split).len(), 1);
+        train(&["--resume", split.to_str().unwrap(), "--epochs", "2", "--quiet"]).unwrap();
+        assert_same_runs(&straight, &split);
+    }
+    std::fs::remove_dir_all(&root).ok();
+}
+
+#[test]
+fn a_run_killed_during_a_checkpoint_write_resumes_from_the_last_complete_one() {
+    let root = temp_dir("kill");
+    let (straight, killed) = (root.join("straight"), root.join("killed"));
+    run(&args("alig", &straight, 3));
+    // The child holds each checkpoint write open for a while between its files and its rename.
+    let mut child = train_command(&args("alig", &killed, 3).iter().map(String::as_str).collect::<Vec<_>>())
+        .env("TRAIN_FAULT_PAUSE_MS", "3000")
+        .spawn()
+        .unwrap();
+    let ckpt = killed.join("checkpoints");
+    let deadline = Instant::now() + Duration::from_secs(300);
+    // Wait for the second write of `last`: a complete `last` and a `last.tmp` being written.
+    while !(ckpt.join("last/trainer.json").is_file() && ckpt.join("last.tmp/trainer.json").is_file()) {
+        assert!(Instant::now() < deadline, "the child never reached its second checkpoint");
+        assert!(child.try_wait().unwrap().is_none(), "the child ended before it could be killed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let epoch = |d: &Path| -> u64 {
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(d.join("trainer.json")).unwrap()).unwrap();
+        v["epoch"].as_u64().unwrap()
+    };
+    assert_eq!(epoch(&ckpt.join("last")), 1, "the complete checkpoint is the first epoch's");
+    train(&["--resume", killed.to_str().unwrap(), "--quiet"]).unwrap();
+    assert!(!ckpt.join("last.tmp").exists() || epoch(&ckpt.join("last")) == 3);
+    assert_same_runs(&straight, &killed);
+    std::fs::remove_dir_all(&root).ok();
+}

@@ -1,0 +1,113 @@
+//! Training losses by name: cross-entropy, the multi-class hinge (DFW's, hard and smooth; in the
+//! `alig` crate), the top-k truncated entropy of the paper's ImageNet runs, and the DNC's masked
+//! sigmoid cross-entropy (in the `zoo` crate).
+
+use std::fmt;
+use std::str::FromStr;
+
+use candle_core::{DType, Result, Tensor, D};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LossKind {
+    CrossEntropy,
+    Svm,
+    SmoothSvm,
+    TopK,
+    SigmoidCe,
+}
+
+impl LossKind {
+    pub const ALL: [LossKind; 5] =
+        [LossKind::CrossEntropy, LossKind::Svm, LossKind::SmoothSvm, LossKind::TopK, LossKind::SigmoidCe];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            LossKind::CrossEntropy => "ce",
+            LossKind::Svm => "svm",
+            LossKind::SmoothSvm => "smooth-svm",
+            LossKind::TopK => "topk",
+            LossKind::SigmoidCe => "sigmoid-ce",
+        }
+    }
+
+    /// The mean loss of class scores `[N, C]` against labels `[N]` (u32).
+    pub fn classification(self, scores: &Tensor, labels: &Tensor) -> Result<Tensor> {
+        match self {
+            LossKind::CrossEntropy => candle_nn::loss::cross_entropy(scores, labels),
+            LossKind::Svm => alig::multiclass_hinge(scores, labels, false),
+            LossKind::SmoothSvm => alig::multiclass_hinge(scores, labels, true),
+            LossKind::TopK => topk_truncated_entropy(scores, labels, 5, 1.0),
+            LossKind::SigmoidCe => candle_core::bail!("sigmoid-ce is the DNC's loss, not a classification loss"),
+        }
+    }
+}
+
+impl FromStr for LossKind {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        LossKind::ALL.into_iter().find(|l| l.name() == s).ok_or_else(|| {
+            let names: Vec<&str> = LossKind::ALL.iter().map(|l| l.name()).collect();
+            format!("unknown loss {s:?}; expected one of: {}", names.join(", "))
+        })
+    }
+}
+
+impl fmt::Display for LossKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The top-k truncated entropy (the paper's ImageNet loss, from smooth-topk): with `x = s / tau`,
+/// for each row keep the classes ranked after the first `k` (the true class left out), and
+/// `loss = log(1 + sum_j exp(min(x_j - x_y, 80)))`, averaged over the batch.
+pub fn topk_truncated_entropy(scores: &Tensor, labels: &Tensor, k: usize, tau: f64) -> Result<Tensor> {
+    let (n, c) = scores.dims2()?;
+    if k >= c {
+        candle_core::bail!("top-{k} entropy needs more than {k} classes, got {c}")
+    }
+    let x = (scores / tau)?;
+    // Which classes enter each row's sum: a host-side mask from the ranking (no gradient).
+    let order = x.detach().arg_sort_last_dim(false)?.to_dtype(DType::U32)?.to_vec2::<u32>()?;
+    let y = labels.to_dtype(DType::U32)?.to_vec1::<u32>()?;
+    let mut mask = vec![0f32; n * c];
+    for (row, (ranked, &label)) in order.iter().zip(&y).enumerate() {
+        for &j in &ranked[k..] {
+            if j != label {
+                mask[row * c + j as usize] = 1.0;
+            }
+        }
+    }
+    let mask = Tensor::from_vec(mask, (n, c), scores.device())?.to_dtype(scores.dtype())?;
+    let x_y = x.gather(&labels.to_dtype(DType::U32)?.unsqueeze(1)?, 1)?;
+    let terms = (x.broadcast_sub(&x_y)?.minimum(80.0)?.exp()? * mask)?;
+    (terms.sum(D::Minus1)? + 1.0)?.log()?.mean_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn topk_entropy_matches_its_definition() {
+        let s = [[3.0f32, 1.0, 0.5, -1.0, 2.0, 0.0, -2.0], [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7]];
+        let scores = Tensor::new(&s, &Device::Cpu).unwrap();
+        let labels = Tensor::new(&[5u32, 0], &Device::Cpu).unwrap();
+        let got = topk_truncated_entropy(&scores, &labels, 2, 1.0).unwrap().to_scalar::<f32>().unwrap();
+        // Row 0 ranks 0, 4 first; the rest minus the label 5: classes 1, 2, 3, 6 against x_y = 0.
+        let r0 = (1.0f64 + [1.0f64, 0.5, -1.0, -2.0].iter().map(|v| v.exp()).sum::<f64>()).ln();
+        // Row 1 ranks 6, 5 first; label 0 is excluded: classes 1..=4 against x_y = 0.1.
+        let r1 = (1.0f64 + [0.2f64, 0.3, 0.4, 0.5].iter().map(|v| (v - 0.1).exp()).sum::<f64>()).ln();
+        assert!((got as f64 - (r0 + r1) / 2.0).abs() < 1e-5, "{got} vs {}", (r0 + r1) / 2.0);
+        assert!(topk_truncated_entropy(&scores, &labels, 7, 1.0).is_err());
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for l in LossKind::ALL {
+            assert_eq!(l.name().parse::<LossKind>().unwrap(), l);
+        }
+        assert!("hinge".parse::<LossKind>().unwrap_err().contains("smooth-svm"));
+    }
+}

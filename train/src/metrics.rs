@@ -1,0 +1,91 @@
+//! Per-epoch metrics: one JSON object per line in `metrics.jsonl`, the same rows in `metrics.csv`.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+/// One epoch. `step_size` and `step_size_unclipped` are means over the epoch's steps (optimizers
+/// that report them); `weight_norm` is the l2 norm of all trainable parameters at the epoch's end.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EpochMetrics {
+    pub epoch: usize,
+    pub train_loss: f64,
+    pub train_acc: f64,
+    pub val_acc: f64,
+    pub step_size: Option<f64>,
+    pub step_size_unclipped: Option<f64>,
+    pub lr: Option<f64>,
+    pub weight_norm: f64,
+    pub seconds: f64,
+}
+
+const COLUMNS: &str = "epoch,train_loss,train_acc,val_acc,step_size,step_size_unclipped,lr,weight_norm,seconds";
+
+pub struct MetricsLog {
+    jsonl: PathBuf,
+    csv: PathBuf,
+}
+
+impl MetricsLog {
+    pub fn new(run_dir: &Path) -> Self {
+        Self { jsonl: run_dir.join("metrics.jsonl"), csv: run_dir.join("metrics.csv") }
+    }
+
+    /// Every epoch logged so far.
+    pub fn read(&self) -> Result<Vec<EpochMetrics>> {
+        if !self.jsonl.exists() {
+            return Ok(vec![]);
+        }
+        let text = fs::read_to_string(&self.jsonl).with_context(|| format!("reading {}", self.jsonl.display()))?;
+        text.lines()
+            .filter(|l| !l.trim().is_empty())
+            .enumerate()
+            .map(|(i, l)| serde_json::from_str(l).with_context(|| format!("{} line {}", self.jsonl.display(), i + 1)))
+            .collect()
+    }
+
+    /// Keeps the epochs up to `epoch` (a resumed run drops what came after its checkpoint).
+    pub fn keep_until(&self, epoch: usize) -> Result<()> {
+        let kept: Vec<EpochMetrics> = self.read()?.into_iter().filter(|m| m.epoch <= epoch).collect();
+        let mut text = String::new();
+        for m in &kept {
+            text.push_str(&serde_json::to_string(m)?);
+            text.push('\n');
+        }
+        fs::write(&self.jsonl, text).with_context(|| format!("writing {}", self.jsonl.display()))?;
+        self.write_csv(&kept)
+    }
+
+    pub fn append(&self, m: &EpochMetrics) -> Result<()> {
+        let mut f = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.jsonl)
+            .with_context(|| format!("opening {}", self.jsonl.display()))?;
+        writeln!(f, "{}", serde_json::to_string(m)?).with_context(|| format!("writing {}", self.jsonl.display()))?;
+        self.write_csv(&self.read()?)
+    }
+
+    fn write_csv(&self, rows: &[EpochMetrics]) -> Result<()> {
+        let opt = |v: Option<f64>| v.map_or(String::new(), |v| v.to_string());
+        let mut text = format!("{COLUMNS}\n");
+        for m in rows {
+            text.push_str(&format!(
+                "{},{},{},{},{},{},{},{},{}\n",
+                m.epoch,
+                m.train_loss,
+                m.train_acc,
+                m.val_acc,
+                opt(m.step_size),
+                opt(m.step_size_unclipped),
+                opt(m.lr),
+                m.weight_norm,
+                m.seconds
+            ));
+        }
+        fs::write(&self.csv, text).with_context(|| format!("writing {}", self.csv.display()))
+    }
+}
