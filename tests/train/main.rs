@@ -5,6 +5,7 @@
 
 mod errors;
 mod interop;
+mod presets;
 mod resume;
 mod smoke;
 

@@ -67,13 +67,16 @@ pub struct Cli {
     /// SNLI: the GloVe text file (default: <data-dir>/glove.840B.300d.txt).
     #[arg(long, help_heading = "Data")]
     pub glove: Option<PathBuf>,
+    /// Samples per optimizer step.
     #[arg(long, help_heading = "Data")]
     pub batch_size: Option<usize>,
     /// Use at most this many training samples.
     #[arg(long, help_heading = "Data")]
     pub train_size: Option<usize>,
+    /// Use at most this many validation samples.
     #[arg(long, help_heading = "Data")]
     pub val_size: Option<usize>,
+    /// Use at most this many test samples.
     #[arg(long, help_heading = "Data")]
     pub test_size: Option<usize>,
     /// Turn off the paper's training augmentation (random crop and flip).
@@ -89,11 +92,13 @@ pub struct Cli {
     /// Learning rate; for ALI-G its maximal learning rate (`none`: unclipped), for DFW and BPGrad eta.
     #[arg(long, visible_aliases = ["eta", "max-lr"], help_heading = "Optimizer")]
     pub lr: Option<OrNone>,
+    /// Momentum: Nesterov for SGD, ALI-G's, DFW's and BPGrad's own form.
     #[arg(long, help_heading = "Optimizer")]
     pub momentum: Option<f64>,
     /// ALI-G: radius of the l2 ball the parameters are projected onto (`none`: no projection).
     #[arg(long, help_heading = "Optimizer")]
     pub max_norm: Option<OrNone>,
+    /// l2 weight decay (coupled; decoupled for AdamW). ALI-G uses --max-norm instead.
     #[arg(long, help_heading = "Optimizer")]
     pub weight_decay: Option<f64>,
     /// constant, step:MILESTONES:FACTOR (e.g. step:60,120,160:0.2), or infersent (x0.99 per epoch, /5 on a plateau).
@@ -109,18 +114,23 @@ pub struct Cli {
     #[arg(long, help_heading = "Optimizer")]
     pub fraction: Option<f64>,
 
+    /// WRN: 6n+4; DenseNet-BC: 6n+4.
     #[arg(long, help_heading = "Model")]
     pub depth: Option<usize>,
+    /// WRN widening factor k.
     #[arg(long, help_heading = "Model")]
     pub width: Option<usize>,
+    /// DenseNet growth rate k.
     #[arg(long, help_heading = "Model")]
     pub growth: Option<usize>,
+    /// Dropout in training (WRN between the convolutions of a unit; DenseNet after each convolution).
     #[arg(long, help_heading = "Model")]
     pub dropout: Option<f64>,
     /// Recurrent size (Bi-LSTM per direction, DNC controller).
     #[arg(long, help_heading = "Model")]
     pub hidden: Option<usize>,
 
+    /// Passes over the training split.
     #[arg(long, help_heading = "Run")]
     pub epochs: Option<usize>,
     /// auto, cpu, cuda[:N] or metal[:N].

@@ -204,9 +204,10 @@ impl RunConfig {
             hidden: cli.hidden,
             device: cli.device.clone().unwrap_or_else(|| "auto".into()),
             seed: cli.seed.unwrap_or(0),
-            out: cli.out.clone().unwrap_or_else(|| {
-                PathBuf::from("runs").join(format!("{model}-{data}-{opt}-s{}", cli.seed.unwrap_or(0)))
-            }),
+            out: cli
+                .out
+                .clone()
+                .unwrap_or_else(|| default_out(&format!("{model}-{data}-{opt}-s{}", cli.seed.unwrap_or(0)))),
             init: cli.init.clone(),
             model,
             data,
@@ -302,6 +303,17 @@ impl RunConfig {
             glove: self.glove.clone(),
         }
     }
+}
+
+/// `runs/NAME`, or `runs/NAME-2`, `-3`, ... when a run is already there (an explicit `--out` that
+/// holds a run is an error instead: nothing a user saved is overwritten).
+fn default_out(name: &str) -> PathBuf {
+    let taken = |p: &PathBuf| p.join("config.json").exists();
+    let first = PathBuf::from("runs").join(name);
+    if !taken(&first) {
+        return first;
+    }
+    (2..).map(|n| PathBuf::from("runs").join(format!("{name}-{n}"))).find(|p| !taken(p)).unwrap_or(first)
 }
 
 fn default_loss(data: &str) -> &'static str {

@@ -101,7 +101,7 @@ fn fresh(cfg: RunConfig, opts: Options) -> Result<()> {
             dir.display()
         )
     }
-    say(opts.quiet, format!("config: {}", serde_json::to_string(&cfg)?));
+    say(opts.quiet, describe(&cfg));
     // Everything that can fail on the user's input happens before the run directory exists.
     let built = build_model(&cfg, opts.quiet)?;
     let task = task::build(&cfg, load_data(&cfg, opts.quiet)?, built.model, &built.device)?;
@@ -118,6 +118,42 @@ fn fresh(cfg: RunConfig, opts: Options) -> Result<()> {
         rng: rng_note(cfg.seed),
     };
     fit(&cfg, &dir, task.as_ref(), opt, &built.varmap, &built.meta, state, &opts)
+}
+
+/// The resolved configuration in a few lines (`config.json` holds all of it).
+fn describe(cfg: &RunConfig) -> String {
+    let opt = [
+        cfg.lr.map(|v| format!("lr {v}")),
+        (cfg.momentum != 0.0).then(|| format!("momentum {}", cfg.momentum)),
+        (cfg.weight_decay != 0.0).then(|| format!("weight_decay {}", cfg.weight_decay)),
+        cfg.max_norm.map(|v| format!("max_norm {v}")),
+        cfg.clip_grad_norm.map(|v| format!("clip_grad_norm {v}")),
+        (cfg.schedule != "constant").then(|| format!("schedule {}", cfg.schedule)),
+    ];
+    let opt: Vec<String> = opt.into_iter().flatten().collect();
+    let mut s = format!(
+        "train: {} on {} with {} ({}), loss {}, {} epochs of batch {}, seed {}, device {}",
+        cfg.model,
+        cfg.data,
+        cfg.opt,
+        opt.join(", "),
+        cfg.loss,
+        cfg.epochs,
+        cfg.batch_size,
+        cfg.seed,
+        cfg.device
+    );
+    if let Some(p) = &cfg.preset {
+        s += &format!(
+            "
+preset: {p}"
+        );
+    }
+    s + &format!(
+        "
+run directory: {} (config.json holds every setting)",
+        cfg.out.display()
+    )
 }
 
 fn rng_note(seed: u64) -> String {
