@@ -1,6 +1,8 @@
 //! `train`: see `train --help` and the README.
 
 fn main() {
+    // Reuse freed buffers instead of mapping fresh pages for every large tensor (see zoo::ops::malloc).
+    zoo::ops::keep_freed_memory();
     let args: Vec<String> = std::env::args().collect();
     std::process::exit(train::main_with_args(&args));
 }

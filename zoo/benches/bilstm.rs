@@ -11,7 +11,11 @@ use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{linear, VarBuilder, VarMap};
 use zoo::{Nli, NliConfig};
 
+#[path = "common.rs"]
+mod common;
+
 fn main() {
+    zoo::ops::keep_freed_memory();
     let rounds: usize = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(10);
     let dev = Device::Cpu;
     let varmap = VarMap::new();
@@ -36,8 +40,9 @@ fn main() {
     }
     times.sort_by(f64::total_cmp);
     println!(
-        "{{\"what\": \"bilstm\", \"median_ms\": {:.1}, \"min_ms\": {:.1}, \"rounds\": {rounds}}}",
+        "{{\"what\": \"bilstm\", \"median_ms\": {:.1}, \"min_ms\": {:.1}, \"rounds\": {rounds}, \"peak_rss_mib\": {:.0}}}",
         times[times.len() / 2],
-        times[0]
+        times[0],
+        common::peak_rss_mib()
     );
 }

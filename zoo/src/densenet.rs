@@ -17,7 +17,9 @@
 //! `trans1.bn1.weight`, `fc.weight`, ...).
 
 use candle_core::{bail, Module, Result, Tensor};
-use candle_nn::{conv2d_no_bias, linear_no_bias, Conv2d, Conv2dConfig, Linear, VarBuilder};
+use candle_nn::{linear_no_bias, Conv2dConfig, Linear, VarBuilder};
+
+use crate::ops::{conv2d_no_bias, Conv2d};
 
 use crate::bn::BatchNorm2d;
 use crate::init::Init;

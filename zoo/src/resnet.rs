@@ -14,7 +14,9 @@
 //! reach layer4 at 1x1). Output logits `[N, classes]`.
 
 use candle_core::{bail, Module, Result, Tensor};
-use candle_nn::{conv2d_no_bias, linear, Conv2d, Conv2dConfig, Linear, VarBuilder};
+use candle_nn::{linear, Conv2dConfig, Linear, VarBuilder};
+
+use crate::ops::{conv2d_no_bias, Conv2d};
 
 use crate::bn::BatchNorm2d;
 use crate::init::Init;

@@ -17,7 +17,9 @@
 //! 8x8 window; the global average here equals it at 32x32 and is right for any size.
 
 use candle_core::{bail, Module, Result, Tensor};
-use candle_nn::{conv2d_no_bias, linear, Conv2d, Conv2dConfig, Linear, VarBuilder};
+use candle_nn::{linear, Conv2dConfig, Linear, VarBuilder};
+
+use crate::ops::{conv2d_no_bias, Conv2d};
 
 use crate::bn::BatchNorm2d;
 use crate::init::Init;

@@ -25,8 +25,18 @@ impl<'a> View<'a> {
     }
 }
 
-/// `out = a b` (or `out += a b` with `accumulate`), `out` row-major `a.rows x b.cols`.
+/// `out = a b` (or `out += a b` with `accumulate`), `out` row-major `a.rows x b.cols`, on all of
+/// rayon's threads.
 pub fn matmul_into(a: View, b: View, out: &mut [f32], accumulate: bool) {
+    product(a, b, out, accumulate, true)
+}
+
+/// [`matmul_into`] on the calling thread only (for products already run in parallel).
+pub fn matmul_into_serial(a: View, b: View, out: &mut [f32], accumulate: bool) {
+    product(a, b, out, accumulate, false)
+}
+
+fn product(a: View, b: View, out: &mut [f32], accumulate: bool, parallel: bool) {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     assert_eq!(k, b.rows, "gemm: {m} x {k} times {} x {n}", b.rows);
     assert_eq!(out.len(), m * n, "gemm: output of {} values for {m} x {n}", out.len());
@@ -34,8 +44,11 @@ pub fn matmul_into(a: View, b: View, out: &mut [f32], accumulate: bool) {
         return;
     }
     let threads = rayon::current_num_threads();
-    let parallelism =
-        if threads > 1 && m * n * k >= 1 << 15 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
+    let parallelism = if parallel && threads > 1 && m * n * k >= 1 << 15 {
+        gemm::Parallelism::Rayon(threads)
+    } else {
+        gemm::Parallelism::None
+    };
     // SAFETY: the asserts above and `View::new` bound every index the strides reach:
     // a spans (m-1) rs + (k-1) cs < len, likewise b, and out is m x n row-major.
     unsafe {

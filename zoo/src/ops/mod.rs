@@ -1,12 +1,16 @@
 //! Custom ops candle lacks or gets wrong for training (see `shared/spec/candle-cpu.md`).
 
+pub mod conv;
 pub mod cumprod;
 pub mod gemm;
 pub mod linear;
 pub mod lstm;
+pub mod malloc;
 pub mod maxpool;
 
+pub use conv::{conv2d, conv2d_no_bias, custom_ops, set_custom_ops, Conv2d};
 pub use cumprod::exclusive_cumprod;
 pub use linear::linear;
 pub use lstm::lstm_direction;
+pub use malloc::keep_freed_memory;
 pub use maxpool::{max_pool2d, max_pool2d_composite};

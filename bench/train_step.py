@@ -1,0 +1,216 @@
+#!/usr/bin/env python3
+"""Full training steps (forward, loss, backward, optimizer step), ours next to PyTorch, in one run:
+WRN-16-4 (batch 128), WRN-40-4 (32), DenseNet-BC-40-40 (64), ResNet-18 (16, 224x224) with SGD
+(Nesterov 0.9, weight decay 5e-4) and cross-entropy, and the Bi-LSTM step of bench/bilstm.py.
+Median of ROUNDS steps after WARMUP, same thread count; each model runs in its own process so that
+its peak resident memory is its own. FLOPs per step are counted by torch's FlopCounterMode
+(forward + backward); the fraction of peak uses cores x FMA width x clock from /proc/cpuinfo.
+
+usage: bench/.venv/bin/python bench/train_step.py [ROUNDS] [WARMUP] [MODEL...]
+"""
+import json
+import os
+import re
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+THREADS = int(os.environ.get("RAYON_NUM_THREADS", os.cpu_count()))
+CNNS = ["wrn-16-4", "wrn-40-4", "densenet-bc-40-40", "resnet18"]
+
+
+def torch_model(name):
+    import torch
+    from torch import nn
+    import torch.nn.functional as F
+
+    class WideBlock(nn.Module):
+        def __init__(self, cin, cout, stride):
+            super().__init__()
+            self.bn1, self.bn2 = nn.BatchNorm2d(cin), nn.BatchNorm2d(cout)
+            self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+            self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+            self.short = None if cin == cout else nn.Conv2d(cin, cout, 1, stride, 0, bias=False)
+
+        def forward(self, x):
+            a = F.relu(self.bn1(x))
+            h = self.conv2(F.relu(self.bn2(self.conv1(a))))
+            return h + (x if self.short is None else self.short(a))
+
+    class Wrn(nn.Module):
+        def __init__(self, depth, k, classes=10):
+            super().__init__()
+            n = (depth - 4) // 6
+            widths = [16, 16 * k, 32 * k, 64 * k]
+            self.conv1 = nn.Conv2d(3, 16, 3, 1, 1, bias=False)
+            layers = []
+            for b in range(3):
+                for i in range(n):
+                    layers.append(WideBlock(widths[b] if i == 0 else widths[b + 1], widths[b + 1],
+                                            (1 if b == 0 else 2) if i == 0 else 1))
+            self.blocks = nn.Sequential(*layers)
+            self.bn, self.fc = nn.BatchNorm2d(widths[3]), nn.Linear(widths[3], classes)
+
+        def forward(self, x):
+            h = F.relu(self.bn(self.blocks(self.conv1(x))))
+            return self.fc(h.mean((2, 3)))
+
+    class Bottleneck(nn.Module):
+        def __init__(self, cin, growth):
+            super().__init__()
+            self.bn1, self.conv1 = nn.BatchNorm2d(cin), nn.Conv2d(cin, 4 * growth, 1, bias=False)
+            self.bn2, self.conv2 = nn.BatchNorm2d(4 * growth), nn.Conv2d(4 * growth, growth, 3, 1, 1, bias=False)
+
+        def forward(self, x):
+            h = self.conv2(F.relu(self.bn2(self.conv1(F.relu(self.bn1(x))))))
+            return torch.cat([x, h], 1)
+
+    class Transition(nn.Module):
+        def __init__(self, cin, cout):
+            super().__init__()
+            self.bn, self.conv = nn.BatchNorm2d(cin), nn.Conv2d(cin, cout, 1, bias=False)
+
+        def forward(self, x):
+            return F.avg_pool2d(self.conv(F.relu(self.bn(x))), 2)
+
+    class DenseNetBC(nn.Module):
+        def __init__(self, depth, growth, classes=10):
+            super().__init__()
+            n = (depth - 4) // 6
+            c = 2 * growth
+            self.conv1 = nn.Conv2d(3, c, 3, 1, 1, bias=False)
+            layers = []
+            for b in range(3):
+                for _ in range(n):
+                    layers.append(Bottleneck(c, growth))
+                    c += growth
+                if b < 2:
+                    layers.append(Transition(c, c // 2))
+                    c //= 2
+            self.blocks = nn.Sequential(*layers)
+            self.bn, self.fc = nn.BatchNorm2d(c), nn.Linear(c, classes)
+
+        def forward(self, x):
+            return self.fc(F.relu(self.bn(self.blocks(self.conv1(x)))).mean((2, 3)))
+
+    if name == "wrn-16-4":
+        return Wrn(16, 4), 128, 32, 10
+    if name == "wrn-40-4":
+        return Wrn(40, 4), 32, 32, 10
+    if name == "densenet-bc-40-40":
+        return DenseNetBC(40, 40), 64, 32, 10
+    if name == "resnet18":
+        import torchvision
+        return torchvision.models.resnet18(num_classes=1000), 16, 224, 1000
+    raise SystemExit(f"unknown model {name}")
+
+
+def torch_one(name, rounds, warmup):
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+    torch.set_num_threads(THREADS)
+    torch.manual_seed(0)
+    model, batch, side, classes = torch_model(name)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4, nesterov=True)
+    x = torch.randn(batch, 3, side, side)
+    y = torch.arange(batch) % 10
+
+    def step():
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        return loss.item()
+
+    with FlopCounterMode(display=False) as counter:
+        step()
+    times = []
+    for r in range(rounds + warmup):
+        t = time.perf_counter()
+        step()
+        if r >= warmup:
+            times.append((time.perf_counter() - t) * 1e3)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"median_ms": statistics.median(times), "flops": counter.get_total_flops(),
+                      "peak_rss_mib": rss, "version": torch.__version__}))
+
+
+def torch_lstm(rounds, warmup):
+    import torch
+    torch.set_num_threads(THREADS)
+    lstm, head = torch.nn.LSTM(300, 512, bidirectional=True), torch.nn.Linear(1024, 3)
+    x, y = torch.randn(32, 64, 300), torch.arange(64) % 3
+    times = []
+    for r in range(rounds + warmup):
+        t = time.perf_counter()
+        out, _ = lstm(x)
+        loss = torch.nn.functional.cross_entropy(head(out.max(0).values), y)
+        lstm.zero_grad()
+        head.zero_grad()
+        loss.backward()
+        if r >= warmup:
+            times.append((time.perf_counter() - t) * 1e3)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # Forward + backward of the LSTM products: 3 x 2 directions x T x B x 4H x (D + H) x 2.
+    flops = 3 * 2 * 32 * 64 * 2048 * (300 + 512) * 2
+    print(json.dumps({"median_ms": statistics.median(times), "flops": flops, "peak_rss_mib": rss,
+                      "version": torch.__version__}))
+
+
+def run_json(cmd, env=None):
+    out = subprocess.run(cmd, cwd=ROOT, env=env, check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def peak_gflops():
+    text = open("/proc/cpuinfo").read()
+    mhz = max(float(m) for m in re.findall(r"cpu MHz\s*:\s*([\d.]+)", text))
+    flags = re.search(r"flags\s*:(.*)", text).group(1).split()
+    per_cycle = 64 if "avx512f" in flags else 32  # two FMA units x lanes x 2 flops
+    return THREADS * per_cycle * mhz / 1e3
+
+
+def main():
+    args = [a for a in sys.argv[1:]]
+    if args and args[0] == "--torch-one":
+        return torch_one(args[1], int(args[2]), int(args[3]))
+    if args and args[0] == "--torch-lstm":
+        return torch_lstm(int(args[1]), int(args[2]))
+    numbers = [int(a) for a in args if a.isdigit()]
+    rounds = numbers[0] if numbers else 5
+    warmup = numbers[1] if len(numbers) > 1 else 2
+    models = [a for a in args if not a.isdigit()] or CNNS + ["bilstm"]
+    env = dict(os.environ, RAYON_NUM_THREADS=str(THREADS))
+    subprocess.run(["cargo", "bench", "-q", "-p", "zoo", "--no-run"], cwd=ROOT, env=env, check=True)
+    peak = peak_gflops()
+    rows, version = [], "?"
+    for m in models:
+        if m == "bilstm":
+            ours = run_json(["cargo", "bench", "-q", "-p", "zoo", "--bench", "bilstm", "--", str(rounds)], env)
+            theirs = run_json([sys.executable, __file__, "--torch-lstm", str(rounds), str(warmup)], env)
+            ours.setdefault("peak_rss_mib", float("nan"))
+        else:
+            ours = run_json(["cargo", "bench", "-q", "-p", "zoo", "--bench", "train_step", "--", m, str(rounds),
+                             str(warmup)], env)
+            theirs = run_json([sys.executable, __file__, "--torch-one", m, str(rounds), str(warmup)], env)
+        version = theirs["version"]
+        gf = theirs["flops"] / 1e9
+        rows.append((m, ours, theirs, gf))
+        print(f"# {m}: ours {ours['median_ms']:.0f} ms, PyTorch {theirs['median_ms']:.0f} ms", file=sys.stderr)
+    print(f"Training step, {THREADS} threads, median of {rounds} after {warmup} warm-up; PyTorch {version}; "
+          f"peak {peak:.0f} GFLOP/s (cores x FMA width x clock)\n")
+    print("| model (batch) | GFLOP/step | ours (ms) | PyTorch (ms) | ours / PyTorch | ours GFLOP/s (% peak) "
+          "| PyTorch GFLOP/s (% peak) | peak RSS ours / PyTorch (MiB) |")
+    print("|---|---|---|---|---|---|---|---|")
+    for m, ours, theirs, gf in rows:
+        o, t = ours["median_ms"], theirs["median_ms"]
+        og, tg = gf / (o / 1e3), gf / (t / 1e3)
+        print(f"| {m} | {gf:.1f} | {o:.0f} | {t:.0f} | {o / t:.2f} | {og:.1f} ({100 * og / peak:.0f}%) | "
+              f"{tg:.1f} ({100 * tg / peak:.0f}%) | {ours['peak_rss_mib']:.0f} / {theirs['peak_rss_mib']:.0f} |")
+
+
+if __name__ == "__main__":
+    main()
