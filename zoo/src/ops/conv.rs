@@ -26,7 +26,7 @@ use super::gemm::{matmul_into_serial, View};
 static CUSTOM_OPS: AtomicU8 = AtomicU8::new(0);
 
 /// Turns the zoo's CPU custom ops for convolutions on or off (for comparisons; default on, or
-/// `ZOO_CUSTOM_OPS=0` in the environment).
+/// `ZOO_CUSTOM_OPS=0` in the environment). Also governs the fused BatchNorm.
 pub fn set_custom_ops(on: bool) {
     CUSTOM_OPS.store(if on { 1 } else { 2 }, Ordering::Relaxed);
 }

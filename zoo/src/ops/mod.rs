@@ -1,5 +1,6 @@
 //! Custom ops candle lacks or gets wrong for training (see `shared/spec/candle-cpu.md`).
 
+pub mod batch_norm;
 pub mod conv;
 pub mod cumprod;
 pub mod gemm;

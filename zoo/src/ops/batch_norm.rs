@@ -1,0 +1,158 @@
+//! BatchNorm in training mode as one op on the CPU: batch statistics, normalisation, scale and
+//! shift in two passes over the input, and a hand-written backward in two passes. candle-nn's
+//! training BatchNorm is about ten tensor ops (transposes, reductions, broadcasts), each keeping its
+//! output alive for the backward pass.
+//!
+//! Per channel `c`, over the `M = N H W` values of the batch (PyTorch's definition):
+//!
+//! ```text
+//! mean = sum x / M ;  var = sum (x - mean)^2 / M ;  xhat = (x - mean) / sqrt(var + eps)
+//! y = gamma xhat + beta
+//! dbeta = sum dy ;  dgamma = sum dy xhat ;  dx = gamma / sqrt(var + eps) (dy - dbeta / M - xhat dgamma / M)
+//! ```
+//!
+//! Sums are accumulated in f64. The batch mean and biased variance are handed back to the caller
+//! for the running statistics.
+
+use std::sync::{Arc, Mutex};
+
+use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
+
+/// The batch statistics of one call: per channel mean and biased variance.
+#[derive(Clone, Debug, Default)]
+pub struct BatchStats {
+    pub mean: Vec<f64>,
+    pub var: Vec<f64>,
+}
+
+/// `y = batch_norm(x)` in training mode for `x [N, C, H, W]` (f32, CPU), with the batch
+/// statistics. Callers check the device and dtype first (see `crate::bn`).
+pub fn batch_norm_train(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64) -> Result<(Tensor, BatchStats)> {
+    let (_, c, _, _) = x.dims4()?;
+    if gamma.dims() != [c] || beta.dims() != [c] {
+        bail!("batch_norm: input {:?} with weight {:?} and bias {:?}", x.dims(), gamma.dims(), beta.dims())
+    }
+    let stats = Arc::new(Mutex::new(BatchStats::default()));
+    let op = BatchNormTrain { eps, stats: stats.clone() };
+    let y = x.contiguous()?.apply_op3(&gamma.contiguous()?, &beta.contiguous()?, op)?;
+    let stats = stats.lock().map_err(|_| candle_core::Error::Msg("batch_norm stats poisoned".into()))?.clone();
+    Ok((y, stats))
+}
+
+struct BatchNormTrain {
+    eps: f64,
+    stats: Arc<Mutex<BatchStats>>,
+}
+
+fn slice<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
+    match (s, l.contiguous_offsets()) {
+        (CpuStorage::F32(v), Some((a, b))) => Ok(&v[a..b]),
+        _ => bail!("batch_norm: f32 contiguous tensors only"),
+    }
+}
+
+fn host(t: &Tensor) -> Result<Vec<f32>> {
+    t.contiguous()?.flatten_all()?.to_vec1::<f32>()
+}
+
+/// The `N` blocks of `HW` values of channel `c`.
+fn blocks<'a>(v: &'a [f32], c: usize, channels: usize, hw: usize) -> impl Iterator<Item = &'a [f32]> + 'a {
+    v.chunks_exact(channels * hw).map(move |image| &image[c * hw..(c + 1) * hw])
+}
+
+/// Mean and biased variance of channel `c` (two passes, f64 sums).
+fn moments(x: &[f32], c: usize, channels: usize, hw: usize) -> (f64, f64) {
+    let m = (x.len() / channels) as f64;
+    let mean = blocks(x, c, channels, hw).flatten().map(|&v| v as f64).sum::<f64>() / m;
+    let var = blocks(x, c, channels, hw).flatten().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / m;
+    (mean, var)
+}
+
+impl CustomOp3 for BatchNormTrain {
+    fn name(&self) -> &'static str {
+        "zoo-batch-norm-train"
+    }
+
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xl: &Layout,
+        gs: &CpuStorage,
+        gl: &Layout,
+        bs: &CpuStorage,
+        bl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (x, gamma, beta) = (slice(xs, xl)?, slice(gs, gl)?, slice(bs, bl)?);
+        let (_, ch, h, w) = xl.shape().dims4()?;
+        let hw = h * w;
+        let stats: Vec<(f64, f64)> = (0..ch).into_par_iter().map(|c| moments(x, c, ch, hw)).collect();
+        // Per channel y = a x + b.
+        let coef: Vec<(f32, f32)> = stats
+            .iter()
+            .enumerate()
+            .map(|(c, &(mean, var))| {
+                let a = gamma[c] as f64 / (var + self.eps).sqrt();
+                (a as f32, (beta[c] as f64 - a * mean) as f32)
+            })
+            .collect();
+        let mut y = vec![0f32; x.len()];
+        y.par_chunks_mut(hw).zip(x.par_chunks(hw)).enumerate().for_each(|(k, (y, x))| {
+            let (a, b) = coef[k % ch];
+            for (y, x) in y.iter_mut().zip(x) {
+                *y = a * x + b;
+            }
+        });
+        let mut shared = self.stats.lock().map_err(|_| candle_core::Error::Msg("batch_norm stats poisoned".into()))?;
+        *shared = BatchStats { mean: stats.iter().map(|s| s.0).collect(), var: stats.iter().map(|s| s.1).collect() };
+        Ok((CpuStorage::F32(y), xl.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        gamma: &Tensor,
+        _beta: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (_, ch, h, w) = x.dims4()?;
+        let hw = h * w;
+        let (xv, gv, dy) = (host(x)?, host(gamma)?, host(grad)?);
+        let m = (xv.len() / ch) as f64;
+        // Per channel: mean, inverse std, dbeta, dgamma (the statistics recomputed from x).
+        let sums: Vec<(f64, f64, f64, f64)> = (0..ch)
+            .into_par_iter()
+            .map(|c| {
+                let (mean, var) = moments(&xv, c, ch, hw);
+                let inv = 1.0 / (var + self.eps).sqrt();
+                let (mut db, mut dg) = (0f64, 0f64);
+                for (xb, db_) in blocks(&xv, c, ch, hw).zip(blocks(&dy, c, ch, hw)) {
+                    for (&x, &d) in xb.iter().zip(db_) {
+                        db += d as f64;
+                        dg += d as f64 * (x as f64 - mean) * inv;
+                    }
+                }
+                (mean, inv, db, dg)
+            })
+            .collect();
+        let mut dx = vec![0f32; xv.len()];
+        dx.par_chunks_mut(hw).zip(xv.par_chunks(hw).zip(dy.par_chunks(hw))).enumerate().for_each(
+            |(k, (dx, (x, dy)))| {
+                let c = k % ch;
+                let (mean, inv, db, dg) = sums[c];
+                let scale = gv[c] as f64 * inv;
+                let (mean, inv, db_m, dg_m) = (mean as f32, inv as f32, (db / m) as f32, (dg / m) as f32);
+                let scale = scale as f32;
+                for ((dx, &x), &d) in dx.iter_mut().zip(x).zip(dy) {
+                    let xhat = (x - mean) * inv;
+                    *dx = scale * (d - db_m - xhat * dg_m);
+                }
+            },
+        );
+        let dev = x.device();
+        let dgamma = Tensor::from_vec(sums.iter().map(|s| s.3 as f32).collect::<Vec<_>>(), ch, dev)?;
+        let dbeta = Tensor::from_vec(sums.iter().map(|s| s.2 as f32).collect::<Vec<_>>(), ch, dev)?;
+        Ok((Some(Tensor::from_vec(dx, x.shape(), dev)?), Some(dgamma), Some(dbeta)))
+    }
+}
