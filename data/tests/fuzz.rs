@@ -8,6 +8,8 @@
 //! `FUZZ_ITERS` sets the mutations per target (default 300, what CI runs); `FUZZ_SEED` the stream.
 
 mod common;
+#[path = "fuzz_mutate.rs"]
+mod fuzz_mutate;
 
 use std::collections::BTreeSet;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -15,48 +17,7 @@ use std::path::{Path, PathBuf};
 
 use common::{temp_dir, write_cifar, write_idx, write_svhn};
 use data::rng::Rng;
-
-const INTERESTING_U32: [u32; 8] = [0, 1, 0x7f, 0xff, 0xffff, 0x7fff_ffff, 0x8000_0000, 0xffff_ffff];
-
-fn mutate(seed: &[u8], rng: &mut Rng) -> Vec<u8> {
-    let mut v = seed.to_vec();
-    for _ in 0..1 + rng.below(4) {
-        let len = v.len().max(1) as u64;
-        match rng.below(7) {
-            0 if !v.is_empty() => {
-                let i = rng.below(len) as usize;
-                v[i] ^= 1 << rng.below(8);
-            }
-            1 if !v.is_empty() => {
-                let i = rng.below(len) as usize;
-                v[i] = [0u8, 0xff, 0x7f, 0x80, b'\n', b' ', b'"'][rng.below(7) as usize];
-            }
-            2 if v.len() >= 4 => {
-                let i = rng.below(v.len() as u64 - 3) as usize;
-                let x = INTERESTING_U32[rng.below(8) as usize];
-                let bytes = if rng.coin() { x.to_le_bytes() } else { x.to_be_bytes() };
-                v[i..i + 4].copy_from_slice(&bytes);
-            }
-            3 => v.truncate(rng.below(len + 1) as usize),
-            4 => v.extend((0..rng.below(64)).map(|_| rng.below(256) as u8)),
-            5 if !v.is_empty() => {
-                let a = rng.below(len) as usize;
-                let b = (a + rng.below(64) as usize).min(v.len());
-                let block = v[a..b].to_vec();
-                let at = rng.below(v.len() as u64 + 1) as usize;
-                v.splice(at..at, block);
-            }
-            _ => {
-                // Early bytes hold magic numbers and sizes: hit them more often.
-                if !v.is_empty() {
-                    let i = rng.below(len.min(64)) as usize;
-                    v[i] = rng.below(256) as u8;
-                }
-            }
-        }
-    }
-    v
-}
+use fuzz_mutate::mutate;
 
 /// Runs `read` on the corpus, then on `iters` mutations of the seeds; fails on the first panic,
 /// keeping the input where the message says.
@@ -117,8 +78,12 @@ fn idx_files() {
     fuzz("idx-images", &[images.clone()], |p| {
         data::idx::parse(&std::fs::read(p).unwrap(), &labels, 10, "fuzz").is_ok()
     });
-    fuzz("idx-labels", &[labels.clone()], |p| data::idx::parse(&images, &std::fs::read(p).unwrap(), 10, "fuzz").is_ok());
-    fuzz("idx-gz", &[gz], |p| data::idx::read_maybe_gz(p).and_then(|b| data::idx::parse(&b, &labels, 10, "fuzz")).is_ok());
+    fuzz("idx-labels", &[labels.clone()], |p| {
+        data::idx::parse(&images, &std::fs::read(p).unwrap(), 10, "fuzz").is_ok()
+    });
+    fuzz("idx-gz", &[gz], |p| {
+        data::idx::read_maybe_gz(p).and_then(|b| data::idx::parse(&b, &labels, 10, "fuzz")).is_ok()
+    });
 }
 
 #[test]
@@ -134,9 +99,14 @@ fn mat_v5_through_the_svhn_reader() {
 
 #[test]
 fn snli_jsonl() {
-    let line = |l: &str, a: &str, b: &str| serde_json::json!({"gold_label": l, "sentence1": a, "sentence2": b}).to_string();
-    let text = [line("entailment", "A dog runs.", "An animal moves."), line("-", "x", "y"), line("neutral", "Two men (one tall) talk.", "They're friends.")]
-        .join("\n");
+    let line =
+        |l: &str, a: &str, b: &str| serde_json::json!({"gold_label": l, "sentence1": a, "sentence2": b}).to_string();
+    let text = [
+        line("entailment", "A dog runs.", "An animal moves."),
+        line("-", "x", "y"),
+        line("neutral", "Two men (one tall) talk.", "They're friends."),
+    ]
+    .join("\n");
     fuzz("snli", &[text.into_bytes()], |p| data::snli::read_jsonl(p).is_ok());
 }
 

@@ -4,6 +4,7 @@
 //! this test binary re-executed into [`child_process_entry`].
 
 mod errors;
+mod fuzz;
 mod interop;
 mod presets;
 mod resume;

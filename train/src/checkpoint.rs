@@ -240,8 +240,8 @@ pub fn parse_hub_id(spec: &str) -> Result<(String, Option<String>, String)> {
     if !ok(owner) || !ok(name) || revision.as_deref().is_some_and(|r| r.is_empty()) {
         bail!("hf:{spec}: {usage}")
     }
-    if file.split('/').any(|part| part == "..") {
-        bail!("hf:{spec}: the file path may not contain ..")
+    if !file.is_empty() && file.split('/').any(|part| part.is_empty() || part == "." || part == "..") {
+        bail!("hf:{spec}: the file path may not have empty, `.` or `..` parts")
     }
     let file = if file.is_empty() { MODEL_FILE.to_string() } else { file.to_string() };
     Ok((format!("{owner}/{name}"), revision, file))
@@ -278,7 +278,7 @@ mod tests {
             ("me/wrn".into(), Some("abc".into()), "sub/w.safetensors".into())
         );
         assert_eq!(p("me/wrn/w.safetensors"), ("me/wrn".into(), None, "w.safetensors".into()));
-        for bad in ["wrn", "/wrn", "me/", "me/wrn@", "me/wrn/../x", "me/w rn"] {
+        for bad in ["wrn", "/wrn", "me/", "me/wrn@", "me/wrn/../x", "me/w rn", "me/wrn//x", "me/wrn/x/"] {
             assert!(parse_hub_id(bad).is_err(), "{bad}");
         }
     }
