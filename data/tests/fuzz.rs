@@ -75,10 +75,10 @@ fn idx_files() {
     let images = std::fs::read(dir.join("train-images-idx3-ubyte")).unwrap();
     let labels = std::fs::read(dir.join("train-labels-idx1-ubyte")).unwrap();
     let gz = std::fs::read(dir.join("gz-images-idx3-ubyte.gz")).unwrap();
-    fuzz("idx-images", &[images.clone()], |p| {
+    fuzz("idx-images", std::slice::from_ref(&images), |p| {
         data::idx::parse(&std::fs::read(p).unwrap(), &labels, 10, "fuzz").is_ok()
     });
-    fuzz("idx-labels", &[labels.clone()], |p| {
+    fuzz("idx-labels", std::slice::from_ref(&labels), |p| {
         data::idx::parse(&images, &std::fs::read(p).unwrap(), 10, "fuzz").is_ok()
     });
     fuzz("idx-gz", &[gz], |p| {
