@@ -117,6 +117,34 @@ fn bad_requests_fail_with_one_line() {
         ],
         &["non-finite", "epoch 1", "no checkpoint was written yet"],
     );
+    // Skipping instead: every step of that run is skipped, and the run says so.
+    fails_with(
+        &[
+            "--opt",
+            "sgd",
+            "--lr",
+            "1e30",
+            "--momentum",
+            "0",
+            "--depth",
+            "10",
+            "--width",
+            "1",
+            "--train-size",
+            "64",
+            "--val-size",
+            "16",
+            "--test-size",
+            "16",
+            "--on-nonfinite",
+            "skip",
+            "--out",
+            &format!("{out}-skip"),
+        ],
+        &["weights became non-finite", "epoch 1"],
+    );
+    fails_with(&["--on-nonfinite", "ignore", "--out", out], &["--on-nonfinite", "stop or skip"]);
+    fails_with(&["--out", "/proc/no-such-run", "--epochs", "1", "--train-size", "16"], &["/proc/no-such-run"]);
     fails_with(&["--resume", root.join("nothing").to_str().unwrap()], &["--resume", "nothing"]);
     std::fs::remove_dir_all(root.join("out")).ok();
     std::fs::remove_dir_all(&root).ok();

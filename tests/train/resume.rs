@@ -82,3 +82,49 @@ fn a_run_killed_during_a_checkpoint_write_resumes_from_the_last_complete_one() {
     assert_same_runs(&straight, &killed);
     std::fs::remove_dir_all(&root).ok();
 }
+
+/// SIGKILL at random moments (with and without checkpoint writes held open), then `--resume`
+/// (or a fresh start when the run had not written its configuration yet): every trial ends with
+/// the uninterrupted run's metrics, weights and optimizer state.
+#[test]
+fn twenty_random_kills_then_resume_equal_the_uninterrupted_run() {
+    let root = temp_dir("kills");
+    let small = |out: &Path| -> Vec<String> {
+        format!(
+            "--data digits --depth 10 --width 1 --dropout 0.2 --train-size 48 --val-size 16 --test-size 16 \
+             --batch-size 16 --opt alig --lr 1 --momentum 0.9 --quiet --epochs 3 --out {}",
+            out.display()
+        )
+        .split_whitespace()
+        .map(String::from)
+        .collect()
+    };
+    let straight = root.join("straight");
+    run(&small(&straight));
+    let mut rng = data::rng::Rng::new(7, 0x4b11);
+    let mut killed_mid_run = 0;
+    for trial in 0..20 {
+        let dir = root.join(format!("trial-{trial}"));
+        let args = small(&dir);
+        let pause = if trial % 2 == 0 { "150" } else { "0" };
+        let mut child = train_command(&args.iter().map(String::as_str).collect::<Vec<_>>())
+            .env("TRAIN_FAULT_PAUSE_MS", pause)
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(100 + rng.below(2500)));
+        if child.try_wait().unwrap().is_none() {
+            killed_mid_run += 1;
+        }
+        child.kill().ok();
+        child.wait().unwrap();
+        if dir.join("config.json").exists() {
+            train(&["--resume", dir.to_str().unwrap(), "--quiet"]).unwrap_or_else(|e| panic!("trial {trial}: {e:#}"));
+        } else {
+            run(&args);
+        }
+        assert_same_runs(&straight, &dir);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+    assert!(killed_mid_run >= 10, "only {killed_mid_run} of 20 kills hit a running process");
+    std::fs::remove_dir_all(&root).ok();
+}

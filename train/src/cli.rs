@@ -161,6 +161,9 @@ pub struct Cli {
     /// `predictions.safetensors` (`logits`) into the run directory.
     #[arg(long, value_name = "FILE", help_heading = "Run")]
     pub predict: Option<PathBuf>,
+    /// On a non-finite loss or gradient: `stop` (default; the last checkpoint stays) or `skip` the step.
+    #[arg(long, value_name = "stop|skip", help_heading = "Run")]
+    pub on_nonfinite: Option<String>,
     /// No progress bar and no per-epoch lines.
     #[arg(long, help_heading = "Run")]
     pub quiet: bool,

@@ -56,6 +56,13 @@ pub struct RunConfig {
     pub seed: u64,
     pub out: PathBuf,
     pub init: Option<String>,
+    /// `stop` or `skip` on a non-finite loss or gradient.
+    #[serde(default = "stop")]
+    pub on_nonfinite: String,
+}
+
+fn stop() -> String {
+    "stop".into()
 }
 
 /// What the command line asks for.
@@ -209,6 +216,7 @@ impl RunConfig {
                 .clone()
                 .unwrap_or_else(|| default_out(&format!("{model}-{data}-{opt}-s{}", cli.seed.unwrap_or(0)))),
             init: cli.init.clone(),
+            on_nonfinite: cli.on_nonfinite.clone().unwrap_or_else(stop),
             model,
             data,
             opt,
@@ -255,6 +263,9 @@ impl RunConfig {
             if c <= 0.0 {
                 bail!("--clip-grad-norm must be positive (or none), got {c}")
             }
+        }
+        if !["stop", "skip"].contains(&self.on_nonfinite.as_str()) {
+            bail!("--on-nonfinite {}: expected stop or skip", self.on_nonfinite)
         }
         let _: LrPolicy = self.schedule.parse().map_err(|e| anyhow::anyhow!("--schedule: {e}"))?;
         crate::device::parse(&self.device).with_context(|| format!("--device {}", self.device))?;

@@ -20,9 +20,13 @@ pub struct EpochMetrics {
     pub lr: Option<f64>,
     pub weight_norm: f64,
     pub seconds: f64,
+    /// Steps skipped for a non-finite loss or gradient (`--on-nonfinite skip`).
+    #[serde(default)]
+    pub skipped_steps: u64,
 }
 
-const COLUMNS: &str = "epoch,train_loss,train_acc,val_acc,step_size,step_size_unclipped,lr,weight_norm,seconds";
+const COLUMNS: &str =
+    "epoch,train_loss,train_acc,val_acc,step_size,step_size_unclipped,lr,weight_norm,seconds,skipped_steps";
 
 pub struct MetricsLog {
     jsonl: PathBuf,
@@ -40,7 +44,13 @@ impl MetricsLog {
             return Ok(vec![]);
         }
         let text = fs::read_to_string(&self.jsonl).with_context(|| format!("reading {}", self.jsonl.display()))?;
-        text.lines()
+        // A process killed while appending leaves a last line without its newline: not a row.
+        let complete = match text.rfind('\n') {
+            Some(end) => &text[..=end],
+            None => "",
+        };
+        complete
+            .lines()
             .filter(|l| !l.trim().is_empty())
             .enumerate()
             .map(|(i, l)| serde_json::from_str(l).with_context(|| format!("{} line {}", self.jsonl.display(), i + 1)))
@@ -55,7 +65,7 @@ impl MetricsLog {
             text.push_str(&serde_json::to_string(m)?);
             text.push('\n');
         }
-        fs::write(&self.jsonl, text).with_context(|| format!("writing {}", self.jsonl.display()))?;
+        replace(&self.jsonl, &text)?;
         self.write_csv(&kept)
     }
 
@@ -74,7 +84,7 @@ impl MetricsLog {
         let mut text = format!("{COLUMNS}\n");
         for m in rows {
             text.push_str(&format!(
-                "{},{},{},{},{},{},{},{},{}\n",
+                "{},{},{},{},{},{},{},{},{},{}\n",
                 m.epoch,
                 m.train_loss,
                 m.train_acc,
@@ -83,9 +93,18 @@ impl MetricsLog {
                 opt(m.step_size_unclipped),
                 opt(m.lr),
                 m.weight_norm,
-                m.seconds
+                m.seconds,
+                m.skipped_steps
             ));
         }
-        fs::write(&self.csv, text).with_context(|| format!("writing {}", self.csv.display()))
+        replace(&self.csv, &text)
     }
+}
+
+/// Writes `path` through a temporary file and a rename, so a killed process leaves the old or the
+/// new contents, never a truncated file.
+fn replace(path: &Path, text: &str) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
+    fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
 }

@@ -217,7 +217,12 @@ fn fit(
     }
     let metrics = MetricsLog::new(dir);
     let ckpt_dir = dir.join("checkpoints");
-    let how = StepOptions { clip_grad_norm: cfg.clip_grad_norm, seed: cfg.seed, quiet: opts.quiet };
+    let how = StepOptions {
+        clip_grad_norm: cfg.clip_grad_norm,
+        seed: cfg.seed,
+        quiet: opts.quiet,
+        skip_nonfinite: cfg.on_nonfinite == "skip",
+    };
     let started = Instant::now();
     while state.epoch < cfg.epochs {
         let epoch = state.epoch;
@@ -232,6 +237,13 @@ fn fit(
             });
             e.context(kept)
         })?;
+        let weight_norm = opt.params().sq_norm()?.to_dtype(DType::F64)?.to_scalar::<f64>()?.sqrt();
+        if !weight_norm.is_finite() {
+            let kept = checkpoint::find(&ckpt_dir, "last").map_or("no checkpoint was written yet".to_string(), |p| {
+                format!("the last good checkpoint is {}", p.display())
+            });
+            bail!("the weights became non-finite during epoch {} (the optimizer diverged); {kept}", epoch + 1)
+        }
         let (_, val_acc) = evaluate(task, Split::Val, opts.quiet)?;
         let improved = state.best_val_acc.is_none_or(|b| val_acc > b);
         let m = EpochMetrics {
@@ -242,8 +254,9 @@ fn fit(
             step_size: r.step_size,
             step_size_unclipped: r.step_size_unclipped,
             lr: opt.learning_rate(),
-            weight_norm: opt.params().sq_norm()?.to_dtype(DType::F64)?.to_scalar::<f64>()?.sqrt(),
+            weight_norm,
             seconds: r.seconds,
+            skipped_steps: r.skipped,
         };
         metrics.append(&m)?;
         state = TrainerState {
@@ -277,7 +290,7 @@ fn fit(
                 100.0 * val_acc,
                 m.seconds,
                 if improved { " *" } else { "" }
-            ),
+            ) + &if r.skipped > 0 { format!(" ({} steps skipped: non-finite)", r.skipped) } else { String::new() },
         );
     }
     // The best checkpoint on the test split.

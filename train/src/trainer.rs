@@ -18,6 +18,8 @@ pub struct EpochResult {
     pub step_size: Option<f64>,
     pub step_size_unclipped: Option<f64>,
     pub steps: u64,
+    /// Steps skipped for a non-finite loss or gradient (`--on-nonfinite skip`).
+    pub skipped: u64,
     pub seconds: f64,
 }
 
@@ -28,6 +30,8 @@ pub struct StepOptions {
     /// The run's seed: with the step number it seeds dropout.
     pub seed: u64,
     pub quiet: bool,
+    /// Skip a step whose loss or gradient is not finite instead of stopping.
+    pub skip_nonfinite: bool,
 }
 
 /// A training run stopped by a non-finite loss or gradient.
@@ -74,13 +78,18 @@ pub fn train_one_epoch(
     let progress = bar(task.batches(Split::Train), format!("epoch {}", epoch + 1), how.quiet);
     let (mut loss_sum, mut correct, mut count, mut samples) = (0.0, 0.0, 0.0, 0usize);
     let (mut steps_sum, mut unclipped_sum, mut reported) = (0.0, 0.0, 0u64);
-    let mut steps = 0u64;
+    let (mut steps, mut skipped) = (0u64, 0u64);
     for batch in task.iter(Split::Train, epoch, 0)? {
         let batch = batch?;
         zoo::dropout::reseed(dropout_seed(how.seed, *step));
         let out = task.forward(&batch, true)?;
         let loss = out.loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
         if !loss.is_finite() {
+            if how.skip_nonfinite {
+                (*step, skipped) = (*step + 1, skipped + 1);
+                progress.inc(1);
+                continue;
+            }
             bail!(NonFinite { what: format!("loss ({loss})"), epoch, step: *step })
         }
         let grads = out.loss.backward()?;
@@ -102,6 +111,11 @@ pub fn train_one_epoch(
                     })
                 });
                 let which = bad.map_or("a gradient".to_string(), |(n, _)| format!("gradient of {n}"));
+                if how.skip_nonfinite {
+                    (*step, skipped) = (*step + 1, skipped + 1);
+                    progress.inc(1);
+                    continue;
+                }
                 bail!(NonFinite { what: which, epoch, step: *step })
             }
         }
@@ -128,7 +142,7 @@ pub fn train_one_epoch(
     }
     progress.finish_and_clear();
     if samples == 0 {
-        bail!("the training split gave no batch")
+        bail!("the training split gave no usable batch ({skipped} skipped for non-finite values)")
     }
     let mean = |s: f64| (reported > 0).then(|| s / reported as f64).filter(|v| v.is_finite());
     Ok(EpochResult {
@@ -137,6 +151,7 @@ pub fn train_one_epoch(
         step_size: mean(steps_sum),
         step_size_unclipped: mean(unclipped_sum),
         steps,
+        skipped,
         seconds: start.elapsed().as_secs_f64(),
     })
 }
