@@ -7,7 +7,7 @@
 
 use std::time::Instant;
 
-use alig::{Optimizer, ParamSet};
+use alig::ParamSet;
 use candle_core::{DType, Device};
 use candle_nn::VarMap;
 
