@@ -58,8 +58,11 @@ pub fn main_with_args(args: &[String]) -> i32 {
             if let Some(c) = e.downcast_ref::<clap::Error>() {
                 c.exit()
             }
-            let text = format!("{e:#}").replace('\n', " ");
-            eprintln!("error: {text}");
+            // candle puts its context on separate lines and, with RUST_BACKTRACE set, an indented
+            // backtrace after them: one line of the unindented parts.
+            let text = format!("{e:#}");
+            let text: Vec<&str> = text.lines().filter(|l| !l.starts_with(' ') && !l.is_empty()).collect();
+            eprintln!("error: {}", text.join(": "));
             1
         }
     }
