@@ -145,6 +145,43 @@ fn bad_requests_fail_with_one_line() {
     );
     fails_with(&["--on-nonfinite", "ignore", "--out", out], &["--on-nonfinite", "stop or skip"]);
     fails_with(&["--out", "/proc/no-such-run", "--epochs", "1", "--train-size", "16"], &["/proc/no-such-run"]);
+    // An optimizer state that does not belong to the run (SGD's state in an ALI-G run), and a
+    // checkpoint of another model.
+    let tiny =
+        ["--depth", "10", "--width", "1", "--train-size", "16", "--val-size", "8", "--test-size", "8", "--epochs", "1"];
+    let (a, b) = (root.join("alig-run"), root.join("sgd-run"));
+    crate::train(&[&tiny[..], &["--quiet", "--opt", "alig", "--out", a.to_str().unwrap()]].concat()).unwrap();
+    crate::train(&[&tiny[..], &["--quiet", "--opt", "sgd", "--lr", "0.1", "--out", b.to_str().unwrap()]].concat())
+        .unwrap();
+    std::fs::copy(b.join("checkpoints/last/optimizer.safetensors"), a.join("checkpoints/last/optimizer.safetensors"))
+        .unwrap();
+    fails_with(&["--resume", a.to_str().unwrap(), "--epochs", "2"], &["optimizer.safetensors", "alig"]);
+    let dn = root.join("densenet-run");
+    crate::train(&[
+        "--model",
+        "densenet",
+        "--depth",
+        "10",
+        "--growth",
+        "4",
+        "--train-size",
+        "16",
+        "--val-size",
+        "8",
+        "--test-size",
+        "8",
+        "--epochs",
+        "1",
+        "--quiet",
+        "--out",
+        dn.to_str().unwrap(),
+    ])
+    .unwrap();
+    let dn_ckpt = dn.join("checkpoints/best/model.safetensors");
+    fails_with(
+        &["--init", dn_ckpt.to_str().unwrap(), "--model", "wrn", "--depth", "10", "--out", &format!("{out}-x")],
+        &["missing key", "model.safetensors"],
+    );
     fails_with(&["--resume", root.join("nothing").to_str().unwrap()], &["--resume", "nothing"]);
     std::fs::remove_dir_all(root.join("out")).ok();
     std::fs::remove_dir_all(&root).ok();
