@@ -21,8 +21,26 @@ fn open(path: &Path) -> Result<SerializedFileReader<std::fs::File>> {
         .map_err(|e| candle_core::Error::Msg(format!("{}: not a parquet file: {e}", path.display())))
 }
 
+/// Runs a read, turning a panic inside the parquet crate into an error naming the file: the crate
+/// asserts on some malformed files (found by `tests/fuzz.rs`; the input is kept in
+/// `tests/fuzz_corpus/parquet/`).
+fn guarded<T>(path: &Path, read: impl FnOnce() -> Result<T>) -> Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(read)).unwrap_or_else(|panic| {
+        let why = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown failure".into());
+        bail!("{}: corrupt parquet file (the parquet reader failed: {why})", path.display())
+    })
+}
+
 /// Image rows: the struct column `image_column` and the integer column `label_column`.
 pub fn read_images(path: &Path, image_column: &str, label_column: &str, num_classes: usize) -> Result<ImageSet> {
+    guarded(path, || read_image_rows(path, image_column, label_column, num_classes))
+}
+
+fn read_image_rows(path: &Path, image_column: &str, label_column: &str, num_classes: usize) -> Result<ImageSet> {
     let what = path.display().to_string();
     let reader = open(path)?;
     let rows = reader.get_row_iter(None).map_err(|e| candle_core::Error::Msg(format!("{what}: {e}")))?;
@@ -71,6 +89,10 @@ pub fn read_images(path: &Path, image_column: &str, label_column: &str, num_clas
 
 /// SNLI rows (`premise`, `hypothesis`, `label`), tokenised as the jsonl files.
 pub fn read_snli(path: &Path) -> Result<RawPairs> {
+    guarded(path, || read_snli_rows(path))
+}
+
+fn read_snli_rows(path: &Path) -> Result<RawPairs> {
     let what = path.display().to_string();
     let reader = open(path)?;
     let rows = reader.get_row_iter(None).map_err(|e| candle_core::Error::Msg(format!("{what}: {e}")))?;

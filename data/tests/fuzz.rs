@@ -1,6 +1,6 @@
 //! A bounded mutation fuzzer for every reader of untrusted bytes in this crate: CIFAR binary, IDX
 //! (plain and gzipped), MAT v5 (plain and compressed, through the SVHN reader), SNLI jsonl, GloVe
-//! text, and image decoding of folder datasets. Each target starts from valid files written in the
+//! text, the hub's parquet rows, and image decoding of folder datasets. Each target starts from valid files written in the
 //! real format, applies random mutations (bit flips, interesting bytes and 32-bit values where
 //! length fields live, truncation, extension, duplicated blocks) and requires an `Ok` or an `Err`:
 //! never a panic. Inputs kept in `tests/fuzz_corpus/<target>/` (past findings) are replayed first.
@@ -115,6 +115,14 @@ fn glove_text() {
     let text = "the 0.1 -0.2 0.3\ndog 1e-3 2 -3\n. 0 0 0\n<s> 1 1 1\n".as_bytes().to_vec();
     let keep: BTreeSet<String> = ["the", "dog", ".", "<s>"].iter().map(|s| s.to_string()).collect();
     fuzz("glove", &[text], |p| data::glove::read_text(p, 3, &keep).is_ok());
+}
+
+#[cfg(feature = "hub")]
+#[test]
+fn parquet_rows() {
+    let dir = temp_dir("fuzz-seed-parquet");
+    let seeds = [file(&dir, "c10.parquet", |p| common::write_image_parquet(p, 3, 0, "label"))];
+    fuzz("parquet", &seeds, |p| data::parquet_mirror::read_images(p, "img", "label", 10).is_ok());
 }
 
 #[test]

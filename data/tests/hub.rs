@@ -8,7 +8,7 @@ mod common;
 use std::path::Path;
 use std::sync::Arc;
 
-use common::{pixel, temp_dir};
+use common::{pixel, temp_dir, write_image_parquet};
 use data::registry::{self, Data, DataArgs};
 use parquet::data_type::{ByteArray, ByteArrayType, Int64Type};
 use parquet::file::properties::WriterProperties;
@@ -25,49 +25,6 @@ fn cache_file(cache: &Path, repo_folder: &str, file: &str) -> std::path::PathBuf
     let path = repo.join("snapshots").join(SHA).join(file);
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     path
-}
-
-/// A CIFAR-style parquet: `img {bytes, path}` with PNGs of [`pixel`], and `label`.
-fn write_image_parquet(path: &Path, n: usize, offset: usize, label_column: &str) {
-    let schema = Arc::new(
-        parse_message_type(&format!(
-            "message schema {{ optional group img {{ optional binary bytes; optional binary path (UTF8); }} optional int64 {label_column}; }}"
-        ))
-        .unwrap(),
-    );
-    let mut pngs = vec![];
-    for i in offset..offset + n {
-        let img = image::RgbImage::from_fn(32, 32, |x, y| {
-            image::Rgb([
-                pixel(i, 0, y as usize, x as usize),
-                pixel(i, 1, y as usize, x as usize),
-                pixel(i, 2, y as usize, x as usize),
-            ])
-        });
-        let mut bytes = std::io::Cursor::new(vec![]);
-        img.write_to(&mut bytes, image::ImageFormat::Png).unwrap();
-        pngs.push(ByteArray::from(bytes.into_inner()));
-    }
-    let labels: Vec<i64> = (offset..offset + n).map(|i| (i % 10) as i64).collect();
-    let mut w = SerializedFileWriter::new(
-        std::fs::File::create(path).unwrap(),
-        schema,
-        Arc::new(WriterProperties::builder().build()),
-    )
-    .unwrap();
-    let mut rg = w.next_row_group().unwrap();
-    let mut k = 0;
-    while let Some(mut col) = rg.next_column().unwrap() {
-        match k {
-            0 => col.typed::<ByteArrayType>().write_batch(&pngs, Some(&vec![2; n]), None).unwrap(),
-            1 => col.typed::<ByteArrayType>().write_batch(&[], Some(&vec![1; n]), None).unwrap(),
-            _ => col.typed::<Int64Type>().write_batch(&labels, Some(&vec![1; n]), None).unwrap(),
-        };
-        col.close().unwrap();
-        k += 1;
-    }
-    rg.close().unwrap();
-    w.close().unwrap();
 }
 
 #[test]

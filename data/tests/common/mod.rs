@@ -157,3 +157,46 @@ pub fn write_idx(dir: &Path, prefix: &str, n: usize, rows: usize, cols: usize, g
     write(format!("{prefix}-images-idx3-ubyte"), img);
     write(format!("{prefix}-labels-idx1-ubyte"), lbl);
 }
+
+/// A CIFAR-style parquet: `img {bytes, path}` with PNGs of [`pixel`], and `label`.
+pub fn write_image_parquet(path: &Path, n: usize, offset: usize, label_column: &str) {
+    let schema = std::sync::Arc::new(
+        parquet::schema::parser::parse_message_type(&format!(
+            "message schema {{ optional group img {{ optional binary bytes; optional binary path (UTF8); }} optional int64 {label_column}; }}"
+        ))
+        .unwrap(),
+    );
+    let mut pngs = vec![];
+    for i in offset..offset + n {
+        let img = image::RgbImage::from_fn(32, 32, |x, y| {
+            image::Rgb([
+                pixel(i, 0, y as usize, x as usize),
+                pixel(i, 1, y as usize, x as usize),
+                pixel(i, 2, y as usize, x as usize),
+            ])
+        });
+        let mut bytes = std::io::Cursor::new(vec![]);
+        img.write_to(&mut bytes, image::ImageFormat::Png).unwrap();
+        pngs.push(parquet::data_type::ByteArray::from(bytes.into_inner()));
+    }
+    let labels: Vec<i64> = (offset..offset + n).map(|i| (i % 10) as i64).collect();
+    let mut w = parquet::file::writer::SerializedFileWriter::new(
+        std::fs::File::create(path).unwrap(),
+        schema,
+        std::sync::Arc::new(parquet::file::properties::WriterProperties::builder().build()),
+    )
+    .unwrap();
+    let mut rg = w.next_row_group().unwrap();
+    let mut k = 0;
+    while let Some(mut col) = rg.next_column().unwrap() {
+        match k {
+            0 => col.typed::<parquet::data_type::ByteArrayType>().write_batch(&pngs, Some(&vec![2; n]), None).unwrap(),
+            1 => col.typed::<parquet::data_type::ByteArrayType>().write_batch(&[], Some(&vec![1; n]), None).unwrap(),
+            _ => col.typed::<parquet::data_type::Int64Type>().write_batch(&labels, Some(&vec![1; n]), None).unwrap(),
+        };
+        col.close().unwrap();
+        k += 1;
+    }
+    rg.close().unwrap();
+    w.close().unwrap();
+}
