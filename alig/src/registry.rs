@@ -6,7 +6,8 @@ use crate::optimizer::{Hyper, Optimizer};
 use crate::params::ParamSet;
 use crate::{
     Adagrad, AdagradConfig, Adam, AdamConfig, Adamw, AdamwConfig, Alig, AligConfig, Bpgrad, BpgradConfig, Dfw,
-    DfwConfig, L4Config, L4Direction, Sgd, SgdConfig, Yogi, YogiConfig, L4,
+    DfwConfig, L4Config, L4Direction, Momentum, MomentumConfig, Rmsprop, RmspropConfig, Sgd, SgdConfig, Yogi,
+    YogiConfig, L4,
 };
 
 type Build = fn(ParamSet, &Hyper) -> Result<Box<dyn Optimizer>>;
@@ -132,6 +133,22 @@ pub static OPTIMIZERS: &[OptimizerSpec] = &[
         uses_loss: true,
         defaults: || Hyper { fraction: Some(0.15), ..Hyper::default() },
         build: |p, h| boxed(L4::new(p, L4Config::from_hyper(h, L4Direction::Momentum))),
+    },
+    OptimizerSpec {
+        name: "rmsprop",
+        summary: "RMSProp as TensorFlow 1 (mean square starts at 1, eps inside the root): the DNC baseline",
+        uses: &["lr", "momentum", "eps"],
+        uses_loss: false,
+        defaults: || lr(1e-3),
+        build: |p, h| boxed(Rmsprop::new(p, RmspropConfig::from_hyper(h))),
+    },
+    OptimizerSpec {
+        name: "momentum",
+        summary: "heavy-ball momentum as TensorFlow 1's MomentumOptimizer (the DNC code's \"nag\")",
+        uses: &["lr", "momentum"],
+        uses_loss: false,
+        defaults: || Hyper { momentum: 0.9, ..lr(1e-3) },
+        build: |p, h| boxed(Momentum::new(p, MomentumConfig::from_hyper(h))),
     },
 ];
 

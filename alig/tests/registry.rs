@@ -18,6 +18,8 @@ fn hyper(name: &str) -> Hyper {
         "adagrad" => Hyper { lr: Some(0.1), ..base },
         "dfw" => Hyper { lr: Some(0.5), momentum: 0.9, weight_decay: 1e-4, ..base },
         "bpgrad" => Hyper { lr: Some(0.5), momentum: 0.9, ..base },
+        "rmsprop" => Hyper { lr: Some(0.03), ..base },
+        "momentum" => Hyper { lr: Some(0.05), momentum: 0.9, ..base },
         _ => Hyper { weight_decay: 1e-4, ..base },
     }
 }

@@ -197,7 +197,13 @@ impl RunConfig {
             augment: !cli.no_augment,
             workers: cli.workers.unwrap_or(2),
             lr,
-            momentum: cli.momentum.unwrap_or(if uses("momentum") { 0.9 } else { 0.0 }),
+            // The reference CLI's momentum 0.9 for the optimizers it passed it to; else the
+            // optimizer's own default.
+            momentum: cli.momentum.unwrap_or(if ["sgd", "alig", "dfw", "bpgrad"].contains(&opt.as_str()) {
+                0.9
+            } else {
+                defaults.momentum
+            }),
             weight_decay: cli.weight_decay.unwrap_or(defaults.weight_decay),
             max_norm: cli.max_norm.and_then(|m| m.0),
             eps: cli.eps,

@@ -153,6 +153,8 @@ pub static OPT: &[OptPreset] = opt_presets![
     DNC, "dnc", "sgd" => "--lr 1 --momentum 0 --clip-grad-norm 50";
     DNC, "dnc", "adam" => "--lr 1e-3 --clip-grad-norm 50";
     DNC, "dnc", "adagrad" => "--lr 0.1 --clip-grad-norm 50";
+    DNC, "dnc", "rmsprop" => "--lr 1e-3 --clip-grad-norm 50";
+    DNC, "dnc", "momentum" => "--lr 0.1 --momentum 0.9 --clip-grad-norm 50";
     DNC, "dnc", "l4adam" => "";
     DNC, "dnc", "l4mom" => "";
 
