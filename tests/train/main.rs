@@ -9,6 +9,7 @@ mod interop;
 mod presets;
 mod resume;
 mod smoke;
+mod sweep;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

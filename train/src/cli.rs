@@ -43,7 +43,9 @@ const AFTER: &str = "Examples:
   train --data snli --opt sgd --data-dir ~/snli     # InferSent on SNLI with the paper's SGD schedule
   train --resume runs/wrn-cifar100-alig-s0          # continue exactly where the run stopped
   train --init hf:owner/repo --eval-only --data cifar10
-  train --list                                      # models, datasets, optimizers, presets";
+  train --list                                      # models, datasets, optimizers, presets
+  train sweep --opts alig,sgd --lrs 1e-3:1e0 --out runs/sweep -- --data digits --epochs 5
+                                                    # a learning-rate grid (train sweep --help)";
 
 #[derive(Parser, Debug, Clone, Default)]
 #[command(name = "train", version, about = ABOUT, after_help = AFTER, args_override_self = true)]

@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod presets;
 pub mod run;
 pub mod schedule;
+pub mod sweep;
 pub mod task;
 pub mod trainer;
 

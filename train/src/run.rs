@@ -22,6 +22,9 @@ use crate::trainer::{evaluate, train_one_epoch, StepOptions};
 
 /// Runs the command line `args` (program name first).
 pub fn run(args: &[String]) -> Result<()> {
+    if args.get(1).map(String::as_str) == Some("sweep") {
+        return crate::sweep::run(&args[1..]);
+    }
     match crate::config::parse(args)? {
         Request::List => {
             print!("{}", crate::list());

@@ -1,0 +1,249 @@
+//! `train sweep`: a grid of runs (optimizers x learning rates x seeds) over one model and dataset,
+//! each its own run directory under `--out`, then a summary table of the final training objective,
+//! the best validation score and divergence per run (`summary.csv`, `summary.md`).
+//!
+//! Resumable: a run whose `summary.json` exists is skipped; a run with a `config.json` but no summary
+//! continues with `--resume`. A diverging run is recorded as such and the sweep goes on.
+//!
+//! ```text
+//! train sweep --opts alig,sgd,adam --lrs 1e-3:1e1 --seeds 0,1 --out runs/sweep -- --data repeat-copy
+//! ```
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+
+use crate::metrics::MetricsLog;
+
+#[derive(Parser, Debug, Clone)]
+#[command(name = "train sweep", about = "Run a grid of optimizers x learning rates x seeds, then summarise it")]
+pub struct SweepCli {
+    /// Optimizers, comma-separated.
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub opts: Vec<String>,
+    /// Learning rates: comma-separated values (`none` for ALI-G's unclipped step), or the powers of
+    /// ten from A to B as `A:B` (e.g. `1e-4:1e1`). Optimizers without a learning rate (L4) run once.
+    #[arg(long, default_value = "1e-3:1e0")]
+    pub lrs: String,
+    #[arg(long, value_delimiter = ',', default_value = "0")]
+    pub seeds: Vec<u64>,
+    /// The sweep's folder: one run directory per point, and the summary.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Runs at the same time (each uses the machine's threads; 1 is usually fastest on a CPU).
+    #[arg(long, default_value_t = 1)]
+    pub jobs: usize,
+    /// Flags for every run (model, data, epochs, ...), after `--`.
+    #[arg(last = true)]
+    pub run_flags: Vec<String>,
+}
+
+/// One point of the grid.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Point {
+    pub opt: String,
+    pub lr: Option<String>,
+    pub seed: u64,
+}
+
+impl Point {
+    fn dir_name(&self) -> String {
+        match &self.lr {
+            Some(lr) => format!("{}-lr{lr}-s{}", self.opt, self.seed),
+            None => format!("{}-s{}", self.opt, self.seed),
+        }
+    }
+}
+
+/// `1e-4:1e1` -> the powers of ten in between; otherwise the comma-separated values as given.
+pub fn parse_lrs(s: &str) -> Result<Vec<String>> {
+    if let Some((a, b)) = s.split_once(':') {
+        let exp = |v: &str| -> Result<i32> {
+            let x: f64 = v.parse().with_context(|| format!("--lrs {s}: {v:?} is not a number"))?;
+            let e = x.log10().round();
+            if x <= 0.0 || (10f64.powf(e) - x).abs() > 1e-9 * x {
+                bail!("--lrs {s}: {v} is not a power of ten")
+            }
+            Ok(e as i32)
+        };
+        let (lo, hi) = (exp(a)?, exp(b)?);
+        if lo > hi {
+            bail!("--lrs {s}: the first power is larger than the second")
+        }
+        return Ok((lo..=hi).map(|e| format!("1e{e}")).collect());
+    }
+    let values: Vec<String> = s.split(',').map(|v| v.trim().to_string()).filter(|v| !v.is_empty()).collect();
+    for v in &values {
+        if v != "none" && v.parse::<f64>().map_or(true, |x| !x.is_finite() || x < 0.0) {
+            bail!("--lrs: {v:?} is not a learning rate")
+        }
+    }
+    if values.is_empty() {
+        bail!("--lrs: no value")
+    }
+    Ok(values)
+}
+
+/// The grid in run order.
+pub fn grid(cli: &SweepCli) -> Result<Vec<Point>> {
+    let lrs = parse_lrs(&cli.lrs)?;
+    let mut points = vec![];
+    for opt in &cli.opts {
+        let spec = alig::registry::find(opt)?;
+        let has_lr = spec.uses.iter().any(|u| u.starts_with("lr"));
+        for &seed in &cli.seeds {
+            if has_lr {
+                points.extend(lrs.iter().map(|lr| Point { opt: opt.clone(), lr: Some(lr.clone()), seed }));
+            } else {
+                points.push(Point { opt: opt.clone(), lr: None, seed });
+            }
+        }
+    }
+    Ok(points)
+}
+
+/// What became of one run.
+#[derive(Clone, Debug)]
+struct Outcome {
+    point: Point,
+    status: String,
+    final_train_loss: Option<f64>,
+    best_val_acc: Option<f64>,
+    test_acc: Option<f64>,
+    epochs: usize,
+}
+
+fn run_point(cli: &SweepCli, p: &Point) -> Result<()> {
+    let dir = cli.out.join(p.dir_name());
+    if dir.join("summary.json").is_file() {
+        return Ok(());
+    }
+    let mut args = vec!["train".to_string()];
+    if dir.join("config.json").is_file() {
+        args.extend(["--resume".into(), dir.display().to_string(), "--quiet".into()]);
+    } else {
+        args.extend(cli.run_flags.iter().cloned());
+        args.extend(["--opt".into(), p.opt.clone(), "--seed".into(), p.seed.to_string()]);
+        if let Some(lr) = &p.lr {
+            args.extend(["--lr".into(), lr.clone()]);
+        }
+        args.extend(["--quiet".into(), "--out".into(), dir.display().to_string()]);
+    }
+    crate::run(&args)
+}
+
+fn outcome(cli: &SweepCli, p: &Point, result: Option<&anyhow::Error>) -> Outcome {
+    let dir = cli.out.join(p.dir_name());
+    let rows = MetricsLog::new(&dir).read().unwrap_or_default();
+    let summary: Option<serde_json::Value> =
+        fs::read_to_string(dir.join("summary.json")).ok().and_then(|t| serde_json::from_str(&t).ok());
+    let status = match (result, &summary) {
+        (_, Some(_)) => "done".to_string(),
+        (Some(e), None) if format!("{e:#}").contains("non-finite") => "diverged".to_string(),
+        (Some(e), None) => format!("failed: {}", format!("{e:#}").lines().next().unwrap_or_default()),
+        (None, None) => "incomplete".to_string(),
+    };
+    Outcome {
+        point: p.clone(),
+        status,
+        final_train_loss: rows.last().map(|m| m.train_loss),
+        best_val_acc: rows.iter().map(|m| m.val_acc).reduce(f64::max),
+        test_acc: summary.as_ref().and_then(|s| s["test_acc"].as_f64()),
+        epochs: rows.len(),
+    }
+}
+
+fn write_summary(out: &Path, outcomes: &[Outcome]) -> Result<()> {
+    let f = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.6}"));
+    let mut csv = String::from("opt,lr,seed,status,epochs,final_train_loss,best_val_acc,test_acc\n");
+    let mut md = String::from(
+        "| optimizer | lr | seed | status | epochs | final training objective | best val acc | test acc |\n|---|---|---|---|---|---|---|---|\n",
+    );
+    for o in outcomes {
+        let lr = o.point.lr.clone().unwrap_or_else(|| "-".into());
+        csv += &format!(
+            "{},{lr},{},{},{},{},{},{}\n",
+            o.point.opt,
+            o.point.seed,
+            o.status.replace(',', ";"),
+            o.epochs,
+            f(o.final_train_loss),
+            f(o.best_val_acc),
+            f(o.test_acc)
+        );
+        md += &format!(
+            "| {} | {lr} | {} | {} | {} | {} | {} | {} |\n",
+            o.point.opt,
+            o.point.seed,
+            o.status.replace('|', "/"),
+            o.epochs,
+            f(o.final_train_loss),
+            f(o.best_val_acc),
+            f(o.test_acc)
+        );
+    }
+    fs::write(out.join("summary.csv"), csv)
+        .with_context(|| format!("writing {}", out.join("summary.csv").display()))?;
+    fs::write(out.join("summary.md"), md).with_context(|| format!("writing {}", out.join("summary.md").display()))
+}
+
+/// `train sweep ...` (`args[0]` is `sweep`).
+pub fn run(args: &[String]) -> Result<()> {
+    let cli = SweepCli::try_parse_from(args)?;
+    if cli.jobs == 0 {
+        bail!("--jobs must be positive")
+    }
+    if cli.run_flags.iter().any(|f| ["--opt", "--lr", "--seed", "--out", "--resume"].contains(&f.as_str())) {
+        bail!("the flags after -- may not set --opt, --lr, --seed, --out or --resume: the sweep sets them")
+    }
+    let points = grid(&cli)?;
+    fs::create_dir_all(&cli.out).with_context(|| format!("creating {}", cli.out.display()))?;
+    eprintln!("sweep: {} runs into {}", points.len(), cli.out.display());
+    let results: Vec<Option<anyhow::Error>> = if cli.jobs == 1 {
+        points.iter().map(|p| run_point(&cli, p).err()).collect()
+    } else {
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let slots: Vec<std::sync::Mutex<Option<anyhow::Error>>> = points.iter().map(|_| Default::default()).collect();
+        std::thread::scope(|s| {
+            for _ in 0..cli.jobs.min(points.len()) {
+                s.spawn(|| loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(p) = points.get(i) else { break };
+                    *slots[i].lock().expect("sweep slot") = run_point(&cli, p).err();
+                });
+            }
+        });
+        slots.into_iter().map(|m| m.into_inner().expect("sweep slot")).collect()
+    };
+    let outcomes: Vec<Outcome> = points.iter().zip(&results).map(|(p, r)| outcome(&cli, p, r.as_ref())).collect();
+    for o in &outcomes {
+        eprintln!(
+            "  {:<30} {}",
+            o.point.dir_name(),
+            if o.status == "done" {
+                format!("done, final loss {:.4}", o.final_train_loss.unwrap_or(f64::NAN))
+            } else {
+                o.status.clone()
+            }
+        );
+    }
+    write_summary(&cli.out, &outcomes)?;
+    eprintln!("sweep: {} and {}", cli.out.join("summary.csv").display(), cli.out.join("summary.md").display());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn learning_rate_lists() {
+        assert_eq!(parse_lrs("1e-2:1e0").unwrap(), ["1e-2", "1e-1", "1e0"]);
+        assert_eq!(parse_lrs("0.3,none").unwrap(), ["0.3", "none"]);
+        assert!(parse_lrs("3e-2:1e0").is_err());
+        assert!(parse_lrs("1e1:1e0").is_err());
+        assert!(parse_lrs("-1").is_err());
+    }
+}
