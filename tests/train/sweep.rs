@@ -35,8 +35,102 @@ fn a_tiny_sweep_writes_every_run_and_resumes_without_redoing_them() {
     assert!(csv.lines().skip(1).all(|l| l.contains(",done,")), "{csv}");
     let md = std::fs::read_to_string(out.join("summary.md")).unwrap();
     assert!(md.starts_with("| optimizer | lr |") && md.contains("| adam | 1e-1 | 0 | done |"), "{md}");
+    assert_eq!(png_size(&out.join("final_objective_vs_lr.png")), (800, 500));
+    check_svg(&out.join("final_objective_vs_lr.svg"), 2);
     // The flags the sweep owns cannot be passed to its runs.
     let err = train(&["sweep", "--opts", "alig", "--out", out.to_str().unwrap(), "--", "--lr", "1"]).unwrap_err();
     assert!(format!("{err:#}").contains("--lr"), "{err:#}");
+    std::fs::remove_dir_all(&root).ok();
+}
+
+/// Width and height from a PNG's IHDR chunk, after checking the signature.
+fn png_size(path: &std::path::Path) -> (u32, u32) {
+    let b = std::fs::read(path).unwrap();
+    assert_eq!(&b[..8], b"\x89PNG\r\n\x1a\n", "{} is not a PNG", path.display());
+    assert_eq!(&b[12..16], b"IHDR");
+    let be = |i: usize| u32::from_be_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+    (be(16), be(20))
+}
+
+fn check_svg(path: &std::path::Path, lines: usize) {
+    let s = std::fs::read_to_string(path).unwrap();
+    assert!(s.starts_with("<svg") && s.trim_end().ends_with("</svg>"), "{}", path.display());
+    assert!(s.contains("width=\"800\" height=\"500\""));
+    assert_eq!(s.matches("<polyline").count(), lines, "{}", path.display());
+}
+
+#[test]
+fn plots_and_an_export_that_round_trips_through_init() {
+    let root = temp_dir("plot-export");
+    let runs: Vec<_> = ["a", "b"].iter().map(|n| root.join(n)).collect();
+    for (k, r) in runs.iter().enumerate() {
+        let seed = k.to_string();
+        train(&[
+            "--depth",
+            "10",
+            "--width",
+            "1",
+            "--train-size",
+            "32",
+            "--val-size",
+            "16",
+            "--test-size",
+            "16",
+            "--batch-size",
+            "16",
+            "--epochs",
+            "2",
+            "--seed",
+            &seed,
+            "--quiet",
+            "--out",
+            r.to_str().unwrap(),
+        ])
+        .unwrap();
+    }
+    let plots = root.join("plots");
+    train(&["plot", runs[0].to_str().unwrap(), runs[1].to_str().unwrap(), "--out", plots.to_str().unwrap()]).unwrap();
+    for name in ["objective", "accuracy", "step_size"] {
+        assert_eq!(png_size(&plots.join(format!("{name}.png"))), (800, 500));
+    }
+    check_svg(&plots.join("objective.svg"), 2);
+    check_svg(&plots.join("accuracy.svg"), 4); // train and val per run
+    check_svg(&plots.join("step_size.svg"), 4); // clipped and unclipped per run (ALI-G)
+
+    let export = root.join("export");
+    train(&["export", runs[0].to_str().unwrap(), "--to", export.to_str().unwrap()]).unwrap();
+    for f in [
+        "model.safetensors",
+        "config.json",
+        "README.md",
+        "metrics.jsonl",
+        "summary.json",
+        "objective.svg",
+        "objective.png",
+    ] {
+        assert!(export.join(f).is_file(), "export lacks {f}");
+    }
+    let card = std::fs::read_to_string(export.join("README.md")).unwrap();
+    assert!(card.contains("train --model wrn --data digits --opt alig") && card.contains("--depth 10"), "{card}");
+    let eval = root.join("eval");
+    train(&[
+        "--init",
+        export.to_str().unwrap(),
+        "--eval-only",
+        "--val-size",
+        "16",
+        "--test-size",
+        "16",
+        "--quiet",
+        "--out",
+        eval.to_str().unwrap(),
+    ])
+    .unwrap();
+    let read = |p: std::path::PathBuf| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+    };
+    assert_eq!(read(eval.join("eval.json"))["test_acc"], read(runs[0].join("summary.json"))["test_acc"]);
+    // An export never overwrites weights already there.
+    assert!(train(&["export", runs[1].to_str().unwrap(), "--to", export.to_str().unwrap()]).is_err());
     std::fs::remove_dir_all(&root).ok();
 }

@@ -45,7 +45,9 @@ const AFTER: &str = "Examples:
   train --init hf:owner/repo --eval-only --data cifar10
   train --list                                      # models, datasets, optimizers, presets
   train sweep --opts alig,sgd --lrs 1e-3:1e0 --out runs/sweep -- --data digits --epochs 5
-                                                    # a learning-rate grid (train sweep --help)";
+                                                    # a learning-rate grid (train sweep --help)
+  train plot runs/a runs/b --out plots              # objective, accuracy, step size (SVG and PNG)
+  train export runs/a --to hub/a                    # weights, config and model card for the hub";
 
 #[derive(Parser, Debug, Clone, Default)]
 #[command(name = "train", version, about = ABOUT, after_help = AFTER, args_override_self = true)]

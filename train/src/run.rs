@@ -22,8 +22,11 @@ use crate::trainer::{evaluate, train_one_epoch, StepOptions};
 
 /// Runs the command line `args` (program name first).
 pub fn run(args: &[String]) -> Result<()> {
-    if args.get(1).map(String::as_str) == Some("sweep") {
-        return crate::sweep::run(&args[1..]);
+    match args.get(1).map(String::as_str) {
+        Some("sweep") => return crate::sweep::run(&args[1..]),
+        Some("plot") => return crate::plot::run(&args[1..]),
+        Some("export") => return crate::export::run(&args[1..]),
+        _ => {}
     }
     match crate::config::parse(args)? {
         Request::List => {

@@ -189,6 +189,39 @@ fn write_summary(out: &Path, outcomes: &[Outcome]) -> Result<()> {
     fs::write(out.join("summary.md"), md).with_context(|| format!("writing {}", out.join("summary.md").display()))
 }
 
+/// The final training objective against the learning rate, one line per optimizer (and seed), as in
+/// the paper's sweeps; diverged runs are left out of their line.
+fn plot_sweep(out: &Path, outcomes: &[Outcome]) -> Result<()> {
+    let mut series: Vec<crate::plot::Series> = vec![];
+    for o in outcomes {
+        let (Some(lr), Some(loss)) = (o.point.lr.as_deref().and_then(|l| l.parse::<f64>().ok()), o.final_train_loss)
+        else {
+            continue;
+        };
+        if o.status != "done" {
+            continue;
+        }
+        let label = format!("{} s{}", o.point.opt, o.point.seed);
+        match series.iter_mut().find(|s| s.label == label) {
+            Some(s) => s.points.push((lr, loss)),
+            None => series.push(crate::plot::Series { label, points: vec![(lr, loss)], dashed: false }),
+        }
+    }
+    for s in &mut series {
+        s.points.sort_by(|a, b| a.0.total_cmp(&b.0));
+    }
+    let chart = crate::plot::Chart {
+        title: "Final training objective against the learning rate".into(),
+        x_label: "learning rate (ALI-G: maximal learning rate)".into(),
+        y_label: "final train loss".into(),
+        log_x: true,
+        log_y: true,
+        series,
+    };
+    chart.save(out, "final_objective_vs_lr")?;
+    Ok(())
+}
+
 /// `train sweep ...` (`args[0]` is `sweep`).
 pub fn run(args: &[String]) -> Result<()> {
     let cli = SweepCli::try_parse_from(args)?;
@@ -230,6 +263,7 @@ pub fn run(args: &[String]) -> Result<()> {
         );
     }
     write_summary(&cli.out, &outcomes)?;
+    plot_sweep(&cli.out, &outcomes)?;
     eprintln!("sweep: {} and {}", cli.out.join("summary.csv").display(), cli.out.join("summary.md").display());
     Ok(())
 }
