@@ -182,6 +182,16 @@ fn bad_requests_fail_with_one_line() {
         &["--init", dn_ckpt.to_str().unwrap(), "--model", "wrn", "--depth", "10", "--out", &format!("{out}-x")],
         &["missing key", "model.safetensors"],
     );
+    // A full device: the run's metrics file is /dev/full (every write fails with ENOSPC).
+    if std::path::Path::new("/dev/full").exists() {
+        let full = root.join("full");
+        std::fs::create_dir_all(&full).unwrap();
+        std::os::unix::fs::symlink("/dev/full", full.join("metrics.jsonl")).unwrap();
+        fails_with(
+            &[&tiny[..], &["--out", full.to_str().unwrap()]].concat(),
+            &["metrics.jsonl", "No space left on device"],
+        );
+    }
     fails_with(&["--resume", root.join("nothing").to_str().unwrap()], &["--resume", "nothing"]);
     std::fs::remove_dir_all(root.join("out")).ok();
     std::fs::remove_dir_all(&root).ok();
