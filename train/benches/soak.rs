@@ -27,6 +27,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 fn main() {
     zoo::ops::keep_freed_memory();
+    zoo::ops::cache_thread_count();
     let steps: usize = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(3000);
     let dev = Device::Cpu;
     let data::Data::Images(d) = data::registry::find("digits").unwrap().load(&data::DataArgs::default()).unwrap()

@@ -16,6 +16,7 @@ mod common;
 
 fn main() {
     zoo::ops::keep_freed_memory();
+    zoo::ops::cache_thread_count();
     let rounds: usize = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(10);
     let dev = Device::Cpu;
     let varmap = VarMap::new();

@@ -36,6 +36,7 @@ fn main() {
     let name = args.first().map(String::as_str).unwrap_or("wrn-16-4");
     let numbers: Vec<usize> = args.iter().skip(1).filter_map(|a| a.parse().ok()).collect();
     let (rounds, warmup) = (numbers.first().copied().unwrap_or(5), numbers.get(1).copied().unwrap_or(2));
+    zoo::ops::cache_thread_count();
     if !args.iter().any(|a| a == "--glibc-default") {
         zoo::ops::keep_freed_memory();
     }

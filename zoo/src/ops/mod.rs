@@ -8,6 +8,7 @@ pub mod linear;
 pub mod lstm;
 pub mod malloc;
 pub mod maxpool;
+pub mod threads;
 
 pub use conv::{conv2d, conv2d_no_bias, custom_ops, set_custom_ops, Conv2d};
 pub use cumprod::exclusive_cumprod;
@@ -15,3 +16,4 @@ pub use linear::linear;
 pub use lstm::lstm_direction;
 pub use malloc::keep_freed_memory;
 pub use maxpool::{max_pool2d, max_pool2d_composite};
+pub use threads::cache_thread_count;
