@@ -66,6 +66,18 @@ fn dropout_seed(seed: u64, step: u64) -> u64 {
     seed.rotate_left(17) ^ step.wrapping_mul(0x9e37_79b9_7f4a_7c15)
 }
 
+/// Names the first gradient with a non-finite value.
+fn first_nonfinite(names: &[String], grads: &[Option<candle_core::Tensor>]) -> Result<String> {
+    for (name, g) in names.iter().zip(grads) {
+        if let Some(g) = g {
+            if !g.sqr()?.sum_all()?.to_dtype(DType::F64)?.to_scalar::<f64>()?.is_finite() {
+                return Ok(format!("gradient of {name}"));
+            }
+        }
+    }
+    Ok("gradient norm".into())
+}
+
 /// One pass over the training split of `epoch`. `step` counts optimizer steps across the run.
 pub fn train_one_epoch(
     task: &dyn Task,
@@ -84,40 +96,27 @@ pub fn train_one_epoch(
         zoo::dropout::reseed(dropout_seed(how.seed, *step));
         let out = task.forward(&batch, true)?;
         let loss = out.loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
-        if !loss.is_finite() {
-            if how.skip_nonfinite {
-                (*step, skipped) = (*step + 1, skipped + 1);
-                progress.inc(1);
-                continue;
-            }
-            bail!(NonFinite { what: format!("loss ({loss})"), epoch, step: *step })
-        }
-        let grads = out.loss.backward()?;
-        let mut g = opt.params().grads(&grads);
-        let norm = match how.clip_grad_norm {
-            Some(c) => alig::clip_grad_norm(&mut g, c)?,
-            None => alig::grad_sq_norm(&g, alig::Kernels::Auto)?,
-        };
-        if let Some(n) = norm {
-            if !n.to_dtype(DType::F64)?.to_scalar::<f64>()?.is_finite() {
-                let names = opt.params().names().to_vec();
-                let bad = names.iter().zip(&g).find(|(_, t)| {
-                    t.as_ref().is_some_and(|t| {
-                        t.sqr()
-                            .and_then(|s| s.sum_all())
-                            .and_then(|s| s.to_dtype(DType::F64))
-                            .and_then(|s| s.to_scalar::<f64>())
-                            .map_or(true, |v| !v.is_finite())
-                    })
-                });
-                let which = bad.map_or("a gradient".to_string(), |(n, _)| format!("gradient of {n}"));
-                if how.skip_nonfinite {
-                    (*step, skipped) = (*step + 1, skipped + 1);
-                    progress.inc(1);
-                    continue;
+        let mut problem = (!loss.is_finite()).then(|| format!("loss ({loss})"));
+        let mut g = vec![];
+        if problem.is_none() {
+            g = opt.params().grads(&out.loss.backward()?);
+            let norm = match how.clip_grad_norm {
+                Some(c) => alig::clip_grad_norm(&mut g, c)?,
+                None => alig::grad_sq_norm(&g, alig::Kernels::Auto)?,
+            };
+            if let Some(n) = norm {
+                if !n.to_dtype(DType::F64)?.to_scalar::<f64>()?.is_finite() {
+                    problem = Some(first_nonfinite(opt.params().names(), &g)?);
                 }
-                bail!(NonFinite { what: which, epoch, step: *step })
             }
+        }
+        if let Some(what) = problem {
+            if !how.skip_nonfinite {
+                bail!(NonFinite { what, epoch, step: *step })
+            }
+            (*step, skipped) = (*step + 1, skipped + 1);
+            progress.inc(1);
+            continue;
         }
         let report = opt.step_with(&out.loss, &g)?;
         *step += 1;
@@ -178,4 +177,19 @@ pub fn evaluate(task: &dyn Task, split: Split, quiet: bool) -> Result<(f64, f64)
         bail!("the {name} split gave no batch")
     }
     Ok((loss_sum / samples as f64, correct / count.max(1.0)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Tensor};
+
+    #[test]
+    fn the_first_non_finite_gradient_is_named() {
+        let t = |v: f32| Some(Tensor::new(&[1.0f32, v], &Device::Cpu).unwrap());
+        let names = ["a.weight".to_string(), "b.bias".to_string(), "c.weight".to_string()];
+        let got = first_nonfinite(&names, &[t(2.0), None, t(f32::NAN)]).unwrap();
+        assert_eq!(got, "gradient of c.weight");
+        assert_eq!(first_nonfinite(&names, &[t(f32::INFINITY), None, None]).unwrap(), "gradient of a.weight");
+    }
 }
