@@ -57,6 +57,8 @@ fn every_model_with_every_optimizer_writes_a_complete_run() {
             if opt.name == "alig" {
                 assert!(row["step_size"].as_f64().unwrap() > 0.0, "ALI-G reports its step size");
             }
+            // ResNet-18's checkpoints are ~100 MB each: keep the disk free as we go.
+            std::fs::remove_dir_all(&out).ok();
         }
     }
     std::fs::remove_dir_all(&root).ok();
