@@ -67,6 +67,8 @@ fn hyper(name: &str) -> Hyper {
         "adagrad" => Hyper { lr: Some(0.1), ..base },
         "adam" | "amsgrad" | "adamw" | "yogi" => Hyper { lr: Some(0.01), ..base },
         "dfw" | "bpgrad" => Hyper { lr: Some(1.0), momentum: 0.9, ..base },
+        "rmsprop" => Hyper { lr: Some(0.01), ..base },
+        "momentum" => Hyper { lr: Some(0.1), momentum: 0.9, ..base },
         _ => base,
     }
 }
