@@ -37,6 +37,37 @@ fn a_tiny_sweep_writes_every_run_and_resumes_without_redoing_them() {
     assert!(md.starts_with("| optimizer | lr |") && md.contains("| adam | 1e-1 | 0 | done |"), "{md}");
     assert_eq!(png_size(&out.join("final_objective_vs_lr.png")), (800, 500));
     check_svg(&out.join("final_objective_vs_lr.svg"), 2);
+    // L4 has no learning rate: it sweeps its fraction.
+    let l4 = root.join("l4");
+    train(&[
+        "sweep",
+        "--opts",
+        "l4mom",
+        "--fractions",
+        "0.1,0.5",
+        "--out",
+        l4.to_str().unwrap(),
+        "--",
+        "--data",
+        "digits",
+        "--depth",
+        "10",
+        "--width",
+        "1",
+        "--train-size",
+        "32",
+        "--val-size",
+        "16",
+        "--test-size",
+        "16",
+        "--epochs",
+        "1",
+    ])
+    .unwrap();
+    for dir in ["l4mom-f0.1-s0", "l4mom-f0.5-s0"] {
+        let cfg = std::fs::read_to_string(l4.join(dir).join("config.json")).unwrap();
+        assert!(cfg.contains(&format!("\"fraction\": {}", &dir[7..10])), "{dir}: {cfg}");
+    }
     // The flags the sweep owns cannot be passed to its runs.
     let err = train(&["sweep", "--opts", "alig", "--out", out.to_str().unwrap(), "--", "--lr", "1"]).unwrap_err();
     assert!(format!("{err:#}").contains("--lr"), "{err:#}");

@@ -27,6 +27,10 @@ pub struct SweepCli {
     /// ten from A to B as `A:B` (e.g. `1e-4:1e1`). Optimizers without a learning rate (L4) run once.
     #[arg(long, default_value = "1e-3:1e0")]
     pub lrs: String,
+    /// L4's fractions (it has no learning rate), comma-separated; the paper's DNC grid is
+    /// 0.05,0.1,...,0.95. Without it L4 runs once per seed with its default 0.15.
+    #[arg(long, value_delimiter = ',')]
+    pub fractions: Vec<f64>,
     #[arg(long, value_delimiter = ',', default_value = "0")]
     pub seeds: Vec<u64>,
     /// The sweep's folder: one run directory per point, and the summary.
@@ -45,14 +49,17 @@ pub struct SweepCli {
 pub struct Point {
     pub opt: String,
     pub lr: Option<String>,
+    /// L4's fraction.
+    pub fraction: Option<f64>,
     pub seed: u64,
 }
 
 impl Point {
     fn dir_name(&self) -> String {
-        match &self.lr {
-            Some(lr) => format!("{}-lr{lr}-s{}", self.opt, self.seed),
-            None => format!("{}-s{}", self.opt, self.seed),
+        match (&self.lr, self.fraction) {
+            (Some(lr), _) => format!("{}-lr{lr}-s{}", self.opt, self.seed),
+            (None, Some(f)) => format!("{}-f{f}-s{}", self.opt, self.seed),
+            (None, None) => format!("{}-s{}", self.opt, self.seed),
         }
     }
 }
@@ -93,11 +100,24 @@ pub fn grid(cli: &SweepCli) -> Result<Vec<Point>> {
     for opt in &cli.opts {
         let spec = alig::registry::find(opt)?;
         let has_lr = spec.uses.iter().any(|u| u.starts_with("lr"));
+        let has_fraction = spec.uses.contains(&"fraction");
         for &seed in &cli.seeds {
             if has_lr {
-                points.extend(lrs.iter().map(|lr| Point { opt: opt.clone(), lr: Some(lr.clone()), seed }));
+                points.extend(lrs.iter().map(|lr| Point {
+                    opt: opt.clone(),
+                    lr: Some(lr.clone()),
+                    fraction: None,
+                    seed,
+                }));
+            } else if has_fraction && !cli.fractions.is_empty() {
+                points.extend(cli.fractions.iter().map(|&f| Point {
+                    opt: opt.clone(),
+                    lr: None,
+                    fraction: Some(f),
+                    seed,
+                }));
             } else {
-                points.push(Point { opt: opt.clone(), lr: None, seed });
+                points.push(Point { opt: opt.clone(), lr: None, fraction: None, seed });
             }
         }
     }
@@ -128,6 +148,9 @@ fn run_point(cli: &SweepCli, p: &Point) -> Result<()> {
         args.extend(["--opt".into(), p.opt.clone(), "--seed".into(), p.seed.to_string()]);
         if let Some(lr) = &p.lr {
             args.extend(["--lr".into(), lr.clone()]);
+        }
+        if let Some(f) = p.fraction {
+            args.extend(["--fraction".into(), f.to_string()]);
         }
         args.extend(["--quiet".into(), "--out".into(), dir.display().to_string()]);
     }
@@ -162,7 +185,13 @@ fn write_summary(out: &Path, outcomes: &[Outcome]) -> Result<()> {
         "| optimizer | lr | seed | status | epochs | final training objective | best val acc | test acc |\n|---|---|---|---|---|---|---|---|\n",
     );
     for o in outcomes {
-        let lr = o.point.lr.clone().unwrap_or_else(|| "-".into());
+        // L4's column holds its fraction.
+        let lr = o
+            .point
+            .lr
+            .clone()
+            .or_else(|| o.point.fraction.map(|f| format!("fraction {f}")))
+            .unwrap_or_else(|| "-".into());
         csv += &format!(
             "{},{lr},{},{},{},{},{},{}\n",
             o.point.opt,
@@ -228,8 +257,15 @@ pub fn run(args: &[String]) -> Result<()> {
     if cli.jobs == 0 {
         bail!("--jobs must be positive")
     }
-    if cli.run_flags.iter().any(|f| ["--opt", "--lr", "--seed", "--out", "--resume"].contains(&f.as_str())) {
-        bail!("the flags after -- may not set --opt, --lr, --seed, --out or --resume: the sweep sets them")
+    if cli
+        .run_flags
+        .iter()
+        .any(|f| ["--opt", "--lr", "--seed", "--out", "--resume", "--fraction"].contains(&f.as_str()))
+    {
+        bail!("the flags after -- may not set --opt, --lr, --fraction, --seed, --out or --resume: the sweep sets them")
+    }
+    if cli.fractions.iter().any(|f| !(*f > 0.0 && *f < 1.0)) {
+        bail!("--fractions must lie in (0, 1)")
     }
     let points = grid(&cli)?;
     fs::create_dir_all(&cli.out).with_context(|| format!("creating {}", cli.out.display()))?;
