@@ -30,6 +30,8 @@ fn a_tiny_sweep_writes_every_run_and_resumes_without_redoing_them() {
     for dir in ["alig-lr1e-2-s0", "alig-lr1e-1-s0", "adam-lr1e-2-s0", "adam-lr1e-1-s0"] {
         assert!(out.join(dir).join("summary.json").is_file(), "{dir}");
     }
+    // A later sweep into the same folder keeps the earlier runs in its summary.
+    run("adam");
     let csv = std::fs::read_to_string(out.join("summary.csv")).unwrap();
     assert_eq!(csv.lines().count(), 5, "{csv}");
     assert!(csv.lines().skip(1).all(|l| l.contains(",done,")), "{csv}");

@@ -3,7 +3,8 @@
 //! the best validation score and divergence per run (`summary.csv`, `summary.md`).
 //!
 //! Resumable: a run whose `summary.json` exists is skipped; a run with a `config.json` but no summary
-//! continues with `--resume`. A diverging run is recorded as such and the sweep goes on.
+//! continues with `--resume`. A diverging run is recorded as such and the sweep goes on. Several
+//! sweeps may share a folder (different optimizers, grids): the summary covers every run in it.
 //!
 //! ```text
 //! train sweep --opts alig,sgd,adam --lrs 1e-3:1e1 --seeds 0,1 --out runs/sweep -- --data repeat-copy
@@ -62,6 +63,36 @@ impl Point {
             (None, None) => format!("{}-s{}", self.opt, self.seed),
         }
     }
+}
+
+impl Point {
+    /// The point a run folder of a sweep stands for (`OPT-lrLR-sSEED`, `OPT-fF-sSEED`, `OPT-sSEED`).
+    fn from_dir_name(name: &str) -> Option<Self> {
+        let (head, seed) = name.rsplit_once("-s")?;
+        let seed = seed.parse().ok()?;
+        if let Some((opt, lr)) = head.split_once("-lr") {
+            return Some(Point { opt: opt.into(), lr: Some(lr.into()), fraction: None, seed });
+        }
+        if let Some((opt, f)) = head.split_once("-f") {
+            return Some(Point { opt: opt.into(), lr: None, fraction: Some(f.parse().ok()?), seed });
+        }
+        Some(Point { opt: head.into(), lr: None, fraction: None, seed })
+    }
+}
+
+/// Runs of earlier sweeps into the same folder, not in `points`.
+fn other_runs(out: &Path, points: &[Point]) -> Vec<Point> {
+    let mut found: Vec<Point> = fs::read_dir(out)
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.path().join("config.json").is_file())
+                .filter_map(|e| Point::from_dir_name(&e.file_name().to_string_lossy()))
+                .filter(|p| alig::registry::find(&p.opt).is_ok() && !points.contains(p))
+                .collect()
+        })
+        .unwrap_or_default();
+    found.sort_by_key(Point::dir_name);
+    found
 }
 
 /// `1e-4:1e1` -> the powers of ten in between; otherwise the comma-separated values as given.
@@ -286,7 +317,9 @@ pub fn run(args: &[String]) -> Result<()> {
         });
         slots.into_iter().map(|m| m.into_inner().expect("sweep slot")).collect()
     };
-    let outcomes: Vec<Outcome> = points.iter().zip(&results).map(|(p, r)| outcome(&cli, p, r.as_ref())).collect();
+    let mut outcomes: Vec<Outcome> = points.iter().zip(&results).map(|(p, r)| outcome(&cli, p, r.as_ref())).collect();
+    // The summary covers every run in the folder, earlier sweeps' too.
+    outcomes.extend(other_runs(&cli.out, &points).iter().map(|p| outcome(&cli, p, None)));
     for o in &outcomes {
         eprintln!(
             "  {:<30} {}",
@@ -307,6 +340,25 @@ pub fn run(args: &[String]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn run_folders_name_their_points() {
+        let p = |opt: &str, lr: Option<&str>, fraction, seed| Point {
+            opt: opt.into(),
+            lr: lr.map(Into::into),
+            fraction,
+            seed,
+        };
+        for point in [
+            p("alig", Some("1e-2"), None, 0),
+            p("alig", Some("none"), None, 3),
+            p("l4mom", None, Some(0.05), 1),
+            p("l4adam", None, None, 2),
+        ] {
+            assert_eq!(Point::from_dir_name(&point.dir_name()), Some(point.clone()));
+        }
+        assert_eq!(Point::from_dir_name("summary.csv"), None);
+    }
 
     #[test]
     fn learning_rate_lists() {
