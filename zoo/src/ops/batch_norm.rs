@@ -19,6 +19,8 @@ use std::sync::{Arc, Mutex};
 use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
+use super::{contiguous_slice, host_f32};
+
 /// The batch statistics of one call: per channel mean and biased variance.
 #[derive(Clone, Debug, Default)]
 pub struct BatchStats {
@@ -43,17 +45,6 @@ pub fn batch_norm_train(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64) -> 
 struct BatchNormTrain {
     eps: f64,
     stats: Arc<Mutex<BatchStats>>,
-}
-
-fn slice<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
-    match (s, l.contiguous_offsets()) {
-        (CpuStorage::F32(v), Some((a, b))) => Ok(&v[a..b]),
-        _ => bail!("batch_norm: f32 contiguous tensors only"),
-    }
-}
-
-fn host(t: &Tensor) -> Result<Vec<f32>> {
-    t.contiguous()?.flatten_all()?.to_vec1::<f32>()
 }
 
 /// The `N` blocks of `HW` values of channel `c`.
@@ -83,7 +74,11 @@ impl CustomOp3 for BatchNormTrain {
         bs: &CpuStorage,
         bl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (x, gamma, beta) = (slice(xs, xl)?, slice(gs, gl)?, slice(bs, bl)?);
+        let (x, gamma, beta) = (
+            contiguous_slice::<f32>(xs, xl, "batch_norm")?,
+            contiguous_slice::<f32>(gs, gl, "batch_norm")?,
+            contiguous_slice::<f32>(bs, bl, "batch_norm")?,
+        );
         let (_, ch, h, w) = xl.shape().dims4()?;
         let hw = h * w;
         let stats: Vec<(f64, f64)> = (0..ch).into_par_iter().map(|c| moments(x, c, ch, hw)).collect();
@@ -118,7 +113,7 @@ impl CustomOp3 for BatchNormTrain {
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let (_, ch, h, w) = x.dims4()?;
         let hw = h * w;
-        let (xv, gv, dy) = (host(x)?, host(gamma)?, host(grad)?);
+        let (xv, gv, dy) = (host_f32(x)?, host_f32(gamma)?, host_f32(grad)?);
         let m = (xv.len() / ch) as f64;
         // Per channel: mean, inverse std, dbeta, dgamma (the statistics recomputed from x).
         let sums: Vec<(f64, f64, f64, f64)> = (0..ch)

@@ -12,36 +12,14 @@
 //! dx_n = col2im(W^T dy_n)                (skipped when x needs no gradient)
 //! ```
 //!
-//! On CUDA/Metal, in f64, or with [`set_custom_ops`]`(false)`, candle's own `conv2d` runs instead.
-
-use std::sync::atomic::{AtomicU8, Ordering};
+//! On CUDA/Metal, in f64, or with [`super::set_custom_ops`]`(false)`, candle's own `conv2d` runs instead.
 
 use candle_core::{bail, CpuStorage, CustomOp2, Layout, Module, Result, Shape, Tensor};
 use candle_nn::{Conv2dConfig, VarBuilder};
 use rayon::prelude::*;
 
 use super::gemm::{matmul_into_serial, View};
-
-/// 0: not decided yet (read `ZOO_CUSTOM_OPS`), 1: on, 2: off.
-static CUSTOM_OPS: AtomicU8 = AtomicU8::new(0);
-
-/// Turns the zoo's CPU custom ops for convolutions on or off (for comparisons; default on, or
-/// `ZOO_CUSTOM_OPS=0` in the environment). Also governs the fused BatchNorm.
-pub fn set_custom_ops(on: bool) {
-    CUSTOM_OPS.store(if on { 1 } else { 2 }, Ordering::Relaxed);
-}
-
-/// Whether the CPU custom ops are on.
-pub fn custom_ops() -> bool {
-    match CUSTOM_OPS.load(Ordering::Relaxed) {
-        0 => {
-            let on = std::env::var("ZOO_CUSTOM_OPS").map_or(true, |v| v != "0");
-            set_custom_ops(on);
-            on
-        }
-        v => v == 1,
-    }
-}
+use super::{contiguous_slice, custom_ops, host_f32};
 
 /// `conv2d(x [N, C, H, W], w [O, C, k, k])` with `stride` and zero `padding`.
 pub fn conv2d(x: &Tensor, w: &Tensor, stride: usize, padding: usize) -> Result<Tensor> {
@@ -196,17 +174,6 @@ impl Geometry {
     }
 }
 
-fn slice<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
-    match (s, l.contiguous_offsets()) {
-        (CpuStorage::F32(v), Some((a, b))) => Ok(&v[a..b]),
-        _ => bail!("conv2d: f32 contiguous tensors only"),
-    }
-}
-
-fn host(t: &Tensor) -> Result<Vec<f32>> {
-    t.contiguous()?.flatten_all()?.to_vec1::<f32>()
-}
-
 /// Images per chunk of the weight-gradient sum: a fixed split (for a given thread count), so the
 /// partial sums are added in the same order on every run.
 fn chunk_len(n: usize) -> usize {
@@ -219,7 +186,7 @@ impl CustomOp2 for Conv {
     }
 
     fn cpu_fwd(&self, xs: &CpuStorage, xl: &Layout, ws: &CpuStorage, wl: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (x, w) = (slice(xs, xl)?, slice(ws, wl)?);
+        let (x, w) = (contiguous_slice::<f32>(xs, xl, "conv2d")?, contiguous_slice::<f32>(ws, wl, "conv2d")?);
         let g = Geometry::new(xl.dims(), wl.dims(), self.stride, self.padding);
         let (ckk, p) = (g.ckk(), g.pixels());
         let mut y = vec![0f32; g.n * g.o * p];
@@ -243,7 +210,7 @@ impl CustomOp2 for Conv {
     fn bwd(&self, x: &Tensor, w: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let g = Geometry::new(x.dims(), w.dims(), self.stride, self.padding);
         let (ckk, p, image) = (g.ckk(), g.pixels(), g.c * g.h * g.w);
-        let (xv, wv, dy) = (host(x)?, host(w)?, host(grad)?);
+        let (xv, wv, dy) = (host_f32(x)?, host_f32(w)?, host_f32(grad)?);
         // dW: each chunk of images sums dy_n col_n^T into its own buffer; the buffers are then
         // added in chunk order.
         let chunk = chunk_len(g.n);

@@ -6,6 +6,8 @@
 
 use candle_core::{bail, CpuStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor, WithDType};
 
+use super::contiguous_slice;
+
 /// The exclusive cumulative product of `x` along its last axis (f32 or f64, any device: off the
 /// CPU it is composed of candle ops).
 pub fn exclusive_cumprod(x: &Tensor) -> Result<Tensor> {
@@ -31,13 +33,6 @@ fn composite(x: &Tensor) -> Result<Tensor> {
     Tensor::cat(&cols, last)
 }
 
-fn rows<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [T]> {
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&T::cpu_storage_as_slice(s)?[a..b]),
-        None => bail!("exclusive_cumprod: input must be contiguous"),
-    }
-}
-
 struct ExclusiveCumprod;
 
 impl CustomOp1 for ExclusiveCumprod {
@@ -59,8 +54,8 @@ impl CustomOp1 for ExclusiveCumprod {
             y
         }
         let out = match s {
-            CpuStorage::F32(_) => CpuStorage::F32(go(rows::<f32>(s, l)?, n)),
-            CpuStorage::F64(_) => CpuStorage::F64(go(rows::<f64>(s, l)?, n)),
+            CpuStorage::F32(_) => CpuStorage::F32(go(contiguous_slice::<f32>(s, l, "exclusive_cumprod")?, n)),
+            CpuStorage::F64(_) => CpuStorage::F64(go(contiguous_slice::<f64>(s, l, "exclusive_cumprod")?, n)),
             _ => bail!("exclusive_cumprod: f32 or f64 only"),
         };
         Ok((out, l.shape().clone()))
@@ -102,12 +97,16 @@ impl CustomOp2 for ExclusiveCumprodGrad {
             dx
         }
         let out = match (xs, gs) {
-            (CpuStorage::F32(_), CpuStorage::F32(_)) => {
-                CpuStorage::F32(go(rows::<f32>(xs, xl)?, rows::<f32>(gs, gl)?, n))
-            }
-            (CpuStorage::F64(_), CpuStorage::F64(_)) => {
-                CpuStorage::F64(go(rows::<f64>(xs, xl)?, rows::<f64>(gs, gl)?, n))
-            }
+            (CpuStorage::F32(_), CpuStorage::F32(_)) => CpuStorage::F32(go(
+                contiguous_slice::<f32>(xs, xl, "exclusive_cumprod")?,
+                contiguous_slice::<f32>(gs, gl, "exclusive_cumprod")?,
+                n,
+            )),
+            (CpuStorage::F64(_), CpuStorage::F64(_)) => CpuStorage::F64(go(
+                contiguous_slice::<f64>(xs, xl, "exclusive_cumprod")?,
+                contiguous_slice::<f64>(gs, gl, "exclusive_cumprod")?,
+                n,
+            )),
             _ => bail!("exclusive_cumprod backward: f32 or f64 only, one dtype"),
         };
         Ok((out, xl.shape().clone()))

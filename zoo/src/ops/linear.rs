@@ -9,6 +9,7 @@
 use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Tensor, D};
 
 use super::gemm::{matmul, matmul_into, View};
+use super::{contiguous_slice, host_f32};
 
 /// `x [.., K] W^T + b` with `w [N, K]` and `b [N]`.
 pub fn linear(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
@@ -29,17 +30,6 @@ pub fn linear(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
 
 struct Linear;
 
-fn slice<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
-    match (s, l.contiguous_offsets()) {
-        (CpuStorage::F32(v), Some((a, b))) => Ok(&v[a..b]),
-        _ => bail!("linear: f32 contiguous tensors only"),
-    }
-}
-
-fn host(t: &Tensor) -> Result<Vec<f32>> {
-    t.contiguous()?.flatten_all()?.to_vec1::<f32>()
-}
-
 impl CustomOp3 for Linear {
     fn name(&self) -> &'static str {
         "linear-frozen-aware"
@@ -54,7 +44,11 @@ impl CustomOp3 for Linear {
         bs: &CpuStorage,
         bl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (x, w, b) = (slice(xs, xl)?, slice(ws, wl)?, slice(bs, bl)?);
+        let (x, w, b) = (
+            contiguous_slice::<f32>(xs, xl, "linear")?,
+            contiguous_slice::<f32>(ws, wl, "linear")?,
+            contiguous_slice::<f32>(bs, bl, "linear")?,
+        );
         let (n, k) = wl.shape().dims2()?;
         let rows = x.len() / k;
         // Start from the bias in every row, then add the product.
@@ -75,7 +69,7 @@ impl CustomOp3 for Linear {
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let (n, k) = w.dims2()?;
         let rows = x.elem_count() / k;
-        let (g, xv) = (host(grad)?, host(x)?);
+        let (g, xv) = (host_f32(grad)?, host_f32(x)?);
         let (gv, xv_) = (View::new(&g, rows, n), View::new(&xv, rows, k));
         let dw = Tensor::from_vec(matmul(gv.t(), xv_), (n, k), x.device())?;
         let mut db = vec![0f32; n];
@@ -86,7 +80,7 @@ impl CustomOp3 for Linear {
         }
         let db = Tensor::from_vec(db, n, x.device())?;
         let dx = if x.track_op() {
-            let wv = host(w)?;
+            let wv = host_f32(w)?;
             Some(Tensor::from_vec(matmul(gv, View::new(&wv, n, k)), x.shape(), x.device())?)
         } else {
             None

@@ -19,6 +19,7 @@ use candle_core::{bail, CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::gemm::{matmul, matmul_into, View};
+use super::{contiguous_slice, host_f32};
 
 /// See the module docs. `reverse` runs from the last step to the first.
 pub fn lstm_direction(xw: &Tensor, w_hh: &Tensor, mask: Vec<f32>, reverse: bool) -> Result<Tensor> {
@@ -54,13 +55,6 @@ fn tanh(x: f32) -> f32 {
     2.0 / (1.0 + (-2.0 * x).exp()) - 1.0
 }
 
-fn slice<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
-    match (s, l.contiguous_offsets()) {
-        (CpuStorage::F32(v), Some((a, b))) => Ok(&v[a..b]),
-        _ => bail!("lstm_direction: f32 contiguous tensors only"),
-    }
-}
-
 impl LstmDirection {
     fn order(&self, t: usize) -> Vec<usize> {
         if self.reverse {
@@ -79,7 +73,8 @@ impl CustomOp2 for LstmDirection {
     fn cpu_fwd(&self, xs: &CpuStorage, xl: &Layout, ws: &CpuStorage, wl: &Layout) -> Result<(CpuStorage, Shape)> {
         let (t_max, b, g) = xl.shape().dims3()?;
         let h = g / 4;
-        let (xw, w) = (slice(xs, xl)?, slice(ws, wl)?);
+        let (xw, w) =
+            (contiguous_slice::<f32>(xs, xl, "lstm_direction")?, contiguous_slice::<f32>(ws, wl, "lstm_direction")?);
         let w_t = View::new(w, g, h).t(); // [H, 4H]
         let mut out = vec![0f32; t_max * b * h];
         let (mut hs, mut cs) = (vec![0f32; b * h], vec![0f32; b * h]);
@@ -135,8 +130,8 @@ impl CustomOp2 for LstmDirection {
         let h = g / 4;
         let guard = self.cache.lock().map_err(|_| candle_core::Error::Msg("lstm cache poisoned".into()))?;
         let Some(cache) = guard.as_ref() else { bail!("lstm_direction: backward without a forward") };
-        let dout = grad.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
-        let w = w_hh.contiguous()?.flatten_all()?.to_vec1::<f32>()?; // [4H, H]
+        let dout = host_f32(grad)?;
+        let w = host_f32(w_hh)?; // [4H, H]
         let w = View::new(&w, g, h);
         let mut dxw = vec![0f32; t_max * b * g];
         // The previous h of every step, in time order, for one product dW_hh = dZ^T H_prev at the end.

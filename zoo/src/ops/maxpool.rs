@@ -12,6 +12,8 @@
 use candle_core::backend::BackendStorage;
 use candle_core::{bail, CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor};
 
+use super::contiguous_slice;
+
 /// `max_pool2d` of `x` `[N, C, H, W]` with a square `kernel`, `stride` and `padding` (each side),
 /// as PyTorch (floor mode). `padding <= kernel / 2`.
 pub fn max_pool2d(x: &Tensor, kernel: usize, stride: usize, padding: usize) -> Result<Tensor> {
@@ -116,13 +118,6 @@ impl MaxPool {
     }
 }
 
-fn contiguous<'a, T: candle_core::WithDType>(s: &'a CpuStorage, l: &Layout, who: &str) -> Result<&'a [T]> {
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&T::cpu_storage_as_slice(s)?[a..b]),
-        None => bail!("{who}: input must be contiguous"),
-    }
-}
-
 impl CustomOp1 for MaxPool {
     fn name(&self) -> &'static str {
         "max-pool2d-padded"
@@ -139,8 +134,8 @@ impl CustomOp1 for MaxPool {
                 .collect()
         }
         let out = match s {
-            CpuStorage::F32(_) => CpuStorage::F32(go(self, contiguous::<f32>(s, l, self.name())?, h, w, n * c)),
-            CpuStorage::F64(_) => CpuStorage::F64(go(self, contiguous::<f64>(s, l, self.name())?, h, w, n * c)),
+            CpuStorage::F32(_) => CpuStorage::F32(go(self, contiguous_slice::<f32>(s, l, self.name())?, h, w, n * c)),
+            CpuStorage::F64(_) => CpuStorage::F64(go(self, contiguous_slice::<f64>(s, l, self.name())?, h, w, n * c)),
             other => bail!("max_pool2d: unsupported dtype {:?}", other.dtype()),
         };
         Ok((out, shape))
@@ -179,16 +174,16 @@ impl candle_core::CustomOp2 for MaxPoolGrad {
         let out = match (xs, gs) {
             (CpuStorage::F32(_), CpuStorage::F32(_)) => CpuStorage::F32(go(
                 &op,
-                contiguous(xs, xl, self.name())?,
-                contiguous(gs, gl, self.name())?,
+                contiguous_slice(xs, xl, self.name())?,
+                contiguous_slice(gs, gl, self.name())?,
                 h,
                 w,
                 n * c,
             )),
             (CpuStorage::F64(_), CpuStorage::F64(_)) => CpuStorage::F64(go(
                 &op,
-                contiguous(xs, xl, self.name())?,
-                contiguous(gs, gl, self.name())?,
+                contiguous_slice(xs, xl, self.name())?,
+                contiguous_slice(gs, gl, self.name())?,
                 h,
                 w,
                 n * c,

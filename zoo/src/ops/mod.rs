@@ -10,10 +10,52 @@ pub mod malloc;
 pub mod maxpool;
 pub mod threads;
 
-pub use conv::{conv2d, conv2d_no_bias, custom_ops, set_custom_ops, Conv2d};
+pub use conv::{conv2d, conv2d_no_bias, Conv2d};
 pub use cumprod::exclusive_cumprod;
 pub use linear::linear;
 pub use lstm::lstm_direction;
 pub use malloc::keep_freed_memory;
 pub use maxpool::{max_pool2d, max_pool2d_composite};
 pub use threads::cache_thread_count;
+
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use candle_core::{bail, CpuStorage, Layout, Result, Tensor, WithDType};
+
+/// 0: not decided yet (read `ZOO_CUSTOM_OPS`), 1: on, 2: off.
+static CUSTOM_OPS: AtomicU8 = AtomicU8::new(0);
+
+/// Turns the zoo's CPU custom ops for convolutions and training BatchNorm on or off (for
+/// comparisons; default on, or `ZOO_CUSTOM_OPS=0` in the environment).
+pub fn set_custom_ops(on: bool) {
+    CUSTOM_OPS.store(if on { 1 } else { 2 }, Ordering::Relaxed);
+}
+
+/// Whether the CPU custom ops are on.
+pub fn custom_ops() -> bool {
+    match CUSTOM_OPS.load(Ordering::Relaxed) {
+        0 => {
+            let on = std::env::var("ZOO_CUSTOM_OPS").map_or(true, |v| v != "0");
+            set_custom_ops(on);
+            on
+        }
+        v => v == 1,
+    }
+}
+
+/// The elements of a contiguous CPU storage as `T`, for the custom ops' forward passes; the error
+/// names the op.
+pub(crate) fn contiguous_slice<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout, op: &str) -> Result<&'a [T]> {
+    match l.contiguous_offsets() {
+        Some((a, b)) => {
+            let all = T::cpu_storage_as_slice(s).map_err(|e| candle_core::Error::Msg(format!("{op}: {e}")))?;
+            Ok(&all[a..b])
+        }
+        None => bail!("{op}: input must be contiguous"),
+    }
+}
+
+/// A tensor's elements in row-major order on the host, for the custom ops' backward passes.
+pub(crate) fn host_f32(t: &Tensor) -> Result<Vec<f32>> {
+    t.contiguous()?.flatten_all()?.to_vec1::<f32>()
+}
