@@ -205,6 +205,12 @@ fn resume(dir: &Path, opts: Options) -> Result<()> {
     fit(&cfg, dir, task.as_ref(), opt, &built.varmap, &built.meta, ckpt.trainer, &opts)
 }
 
+/// Where a stopped run can resume from, for its error message.
+fn last_good(ckpt_dir: &Path) -> String {
+    checkpoint::find(ckpt_dir, "last")
+        .map_or("no checkpoint was written yet".to_string(), |p| format!("the last good checkpoint is {}", p.display()))
+}
+
 #[allow(clippy::too_many_arguments)]
 fn fit(
     cfg: &RunConfig,
@@ -237,18 +243,15 @@ fn fit(
             opt.set_learning_rate(lr);
         }
         let mut step = state.step;
-        let r = train_one_epoch(task, opt.as_mut(), epoch, &mut step, &how).map_err(|e| {
-            let kept = checkpoint::find(&ckpt_dir, "last").map_or("no checkpoint was written yet".to_string(), |p| {
-                format!("the last good checkpoint is {}", p.display())
-            });
-            e.context(kept)
-        })?;
+        let r =
+            train_one_epoch(task, opt.as_mut(), epoch, &mut step, &how).map_err(|e| e.context(last_good(&ckpt_dir)))?;
         let weight_norm = opt.params().sq_norm()?.to_dtype(DType::F64)?.to_scalar::<f64>()?.sqrt();
         if !weight_norm.is_finite() {
-            let kept = checkpoint::find(&ckpt_dir, "last").map_or("no checkpoint was written yet".to_string(), |p| {
-                format!("the last good checkpoint is {}", p.display())
-            });
-            bail!("the weights became non-finite during epoch {} (the optimizer diverged); {kept}", epoch + 1)
+            bail!(
+                "the weights became non-finite during epoch {} (the optimizer diverged); {}",
+                epoch + 1,
+                last_good(&ckpt_dir)
+            )
         }
         let (_, val_acc) = evaluate(task, Split::Val, opts.quiet)?;
         let improved = state.best_val_acc.is_none_or(|b| val_acc > b);

@@ -223,26 +223,20 @@ fn write_summary(out: &Path, outcomes: &[Outcome]) -> Result<()> {
             .clone()
             .or_else(|| o.point.fraction.map(|f| format!("fraction {f}")))
             .unwrap_or_else(|| "-".into());
-        csv += &format!(
-            "{},{lr},{},{},{},{},{},{}\n",
-            o.point.opt,
-            o.point.seed,
-            o.status.replace(',', ";"),
-            o.epochs,
+        let cells = [
+            o.point.opt.clone(),
+            lr,
+            o.point.seed.to_string(),
+            o.status.clone(),
+            o.epochs.to_string(),
             f(o.final_train_loss),
             f(o.best_val_acc),
-            f(o.test_acc)
-        );
-        md += &format!(
-            "| {} | {lr} | {} | {} | {} | {} | {} | {} |\n",
-            o.point.opt,
-            o.point.seed,
-            o.status.replace('|', "/"),
-            o.epochs,
-            f(o.final_train_loss),
-            f(o.best_val_acc),
-            f(o.test_acc)
-        );
+            f(o.test_acc),
+        ];
+        let (csv_cells, md_cells): (Vec<String>, Vec<String>) =
+            cells.iter().map(|c| (c.replace(',', ";"), c.replace('|', "/"))).unzip();
+        csv += &format!("{}\n", csv_cells.join(","));
+        md += &format!("| {} |\n", md_cells.join(" | "));
     }
     fs::write(out.join("summary.csv"), csv)
         .with_context(|| format!("writing {}", out.join("summary.csv").display()))?;
