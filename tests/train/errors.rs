@@ -1,7 +1,7 @@
 //! Bad requests end with exit code 1 and one line on stderr that names the problem; nothing
 //! panics.
 
-use crate::{golden, temp_dir, train_output};
+use crate::{golden, temp_dir, train_output, train_tiny, TINY};
 
 fn fails_with(args: &[&str], needles: &[&str]) {
     let mut all = args.to_vec();
@@ -94,89 +94,28 @@ fn bad_requests_fail_with_one_line() {
         &["nan.safetensors", "fc.bias", "NaN"],
     );
     // A diverging run stops at the first non-finite loss and says where.
+    let diverging = [&TINY[..], &["--opt", "sgd", "--lr", "1e30", "--momentum", "0"]].concat();
     fails_with(
-        &[
-            "--opt",
-            "sgd",
-            "--lr",
-            "1e30",
-            "--momentum",
-            "0",
-            "--depth",
-            "10",
-            "--width",
-            "1",
-            "--train-size",
-            "64",
-            "--val-size",
-            "16",
-            "--test-size",
-            "16",
-            "--out",
-            out,
-        ],
+        &[&diverging[..], &["--out", out]].concat(),
         &["non-finite", "epoch 1", "no checkpoint was written yet"],
     );
     // Skipping instead: every step of that run is skipped, and the run says so.
     fails_with(
-        &[
-            "--opt",
-            "sgd",
-            "--lr",
-            "1e30",
-            "--momentum",
-            "0",
-            "--depth",
-            "10",
-            "--width",
-            "1",
-            "--train-size",
-            "64",
-            "--val-size",
-            "16",
-            "--test-size",
-            "16",
-            "--on-nonfinite",
-            "skip",
-            "--out",
-            &format!("{out}-skip"),
-        ],
+        &[&diverging[..], &["--on-nonfinite", "skip", "--out", &format!("{out}-skip")]].concat(),
         &["weights became non-finite", "epoch 1"],
     );
     fails_with(&["--on-nonfinite", "ignore", "--out", out], &["--on-nonfinite", "stop or skip"]);
     fails_with(&["--out", "/proc/no-such-run", "--epochs", "1", "--train-size", "16"], &["/proc/no-such-run"]);
     // An optimizer state that does not belong to the run (SGD's state in an ALI-G run), and a
     // checkpoint of another model.
-    let tiny =
-        ["--depth", "10", "--width", "1", "--train-size", "16", "--val-size", "8", "--test-size", "8", "--epochs", "1"];
     let (a, b) = (root.join("alig-run"), root.join("sgd-run"));
-    crate::train(&[&tiny[..], &["--quiet", "--opt", "alig", "--out", a.to_str().unwrap()]].concat()).unwrap();
-    crate::train(&[&tiny[..], &["--quiet", "--opt", "sgd", "--lr", "0.1", "--out", b.to_str().unwrap()]].concat())
-        .unwrap();
+    train_tiny(&["--opt", "alig", "--out", a.to_str().unwrap()]).unwrap();
+    train_tiny(&["--opt", "sgd", "--lr", "0.1", "--out", b.to_str().unwrap()]).unwrap();
     std::fs::copy(b.join("checkpoints/last/optimizer.safetensors"), a.join("checkpoints/last/optimizer.safetensors"))
         .unwrap();
     fails_with(&["--resume", a.to_str().unwrap(), "--epochs", "2"], &["optimizer.safetensors", "alig"]);
     let dn = root.join("densenet-run");
-    crate::train(&[
-        "--model",
-        "densenet",
-        "--depth",
-        "10",
-        "--growth",
-        "4",
-        "--train-size",
-        "16",
-        "--val-size",
-        "8",
-        "--test-size",
-        "8",
-        "--epochs",
-        "1",
-        "--quiet",
-        "--out",
-        dn.to_str().unwrap(),
-    ])
-    .unwrap();
+    train_tiny(&["--model", "densenet", "--growth", "4", "--out", dn.to_str().unwrap()]).unwrap();
     let dn_ckpt = dn.join("checkpoints/best/model.safetensors");
     fails_with(
         &["--init", dn_ckpt.to_str().unwrap(), "--model", "wrn", "--depth", "10", "--out", &format!("{out}-x")],
@@ -188,7 +127,7 @@ fn bad_requests_fail_with_one_line() {
         std::fs::create_dir_all(&full).unwrap();
         std::os::unix::fs::symlink("/dev/full", full.join("metrics.jsonl")).unwrap();
         fails_with(
-            &[&tiny[..], &["--out", full.to_str().unwrap()]].concat(),
+            &[&TINY[..], &["--out", full.to_str().unwrap()]].concat(),
             &["metrics.jsonl", "No space left on device"],
         );
     }

@@ -13,7 +13,7 @@ use candle_nn::VarMap;
 use data::rng::Rng;
 use fuzz_mutate::mutate;
 
-use crate::{temp_dir, train};
+use crate::{temp_dir, train_tiny};
 
 /// Loads the checkpoint in `dir` the way `--resume` does: model tensors strictly, then the
 /// optimizer state. True when everything loaded.
@@ -35,26 +35,7 @@ fn load_like_resume(dir: &Path) -> bool {
 fn mutated_checkpoints_load_or_fail_cleanly() {
     let root = temp_dir("fuzz-ckpt");
     let run = root.join("run");
-    train(&[
-        "--depth",
-        "10",
-        "--width",
-        "1",
-        "--train-size",
-        "16",
-        "--val-size",
-        "8",
-        "--test-size",
-        "8",
-        "--batch-size",
-        "8",
-        "--epochs",
-        "1",
-        "--quiet",
-        "--out",
-        run.to_str().unwrap(),
-    ])
-    .unwrap();
+    train_tiny(&["--out", run.to_str().unwrap()]).unwrap();
     let good = run.join("checkpoints/last");
     assert!(load_like_resume(&good));
     let iters: usize = std::env::var("FUZZ_ITERS").ok().and_then(|v| v.parse().ok()).unwrap_or(100);

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use crate::{golden, temp_dir, tensors, train};
+use crate::{golden, read_json, temp_dir, tensors, train, train_tiny};
 
 const SHA: &str = "0123456789abcdef0123456789abcdef01234567";
 
@@ -66,28 +66,7 @@ fn the_reference_state_dict_reproduces_the_reference_logits() {
 fn a_checkpoint_rebuilds_its_model_without_flags() {
     let root = temp_dir("rebuild");
     let run = root.join("run");
-    train(&[
-        "--data",
-        "digits",
-        "--depth",
-        "10",
-        "--width",
-        "1",
-        "--train-size",
-        "32",
-        "--val-size",
-        "16",
-        "--test-size",
-        "16",
-        "--batch-size",
-        "16",
-        "--epochs",
-        "1",
-        "--quiet",
-        "--out",
-        run.to_str().unwrap(),
-    ])
-    .unwrap();
+    train_tiny(&["--out", run.to_str().unwrap()]).unwrap();
     let best = run.join("checkpoints/best");
     let eval = root.join("eval");
     // No --model, --depth, --width or --data: the checkpoint's metadata supplies them.
@@ -104,8 +83,7 @@ fn a_checkpoint_rebuilds_its_model_without_flags() {
         eval.to_str().unwrap(),
     ])
     .unwrap();
-    let read = |p: &Path| -> serde_json::Value { serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap() };
-    let (summary, report) = (read(&run.join("summary.json")), read(&eval.join("eval.json")));
+    let (summary, report) = (read_json(&run.join("summary.json")), read_json(&eval.join("eval.json")));
     assert_eq!(report["model"], "wrn");
     assert_eq!(summary["test_acc"], report["test_acc"]);
     std::fs::remove_dir_all(&root).ok();

@@ -49,6 +49,38 @@ pub fn train(args: &[&str]) -> anyhow::Result<()> {
     train::run(&full)
 }
 
+/// The tests' smallest real run: WRN-10-1 on a slice of the digits, one epoch, quiet. Flags given
+/// after it win.
+pub const TINY: [&str; 17] = [
+    "--data",
+    "digits",
+    "--depth",
+    "10",
+    "--width",
+    "1",
+    "--train-size",
+    "32",
+    "--val-size",
+    "16",
+    "--test-size",
+    "16",
+    "--batch-size",
+    "16",
+    "--epochs",
+    "1",
+    "--quiet",
+];
+
+/// `train TINY... extra...` in this process.
+pub fn train_tiny(extra: &[&str]) -> anyhow::Result<()> {
+    train(&[&TINY[..], extra].concat())
+}
+
+pub fn read_json(path: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
 pub fn temp_dir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("train-test-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);

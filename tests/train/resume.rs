@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::{assert_same_tensors, metrics_without_time, temp_dir, train, train_command};
+use crate::{assert_same_tensors, metrics_without_time, read_json, temp_dir, train, train_command};
 
 /// A small run with everything that carries state across epochs: momentum buffers, a schedule,
 /// dropout masks, a shuffled data order.
@@ -71,11 +71,7 @@ fn a_run_killed_during_a_checkpoint_write_resumes_from_the_last_complete_one() {
     }
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
-    let epoch = |d: &Path| -> u64 {
-        let v: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(d.join("trainer.json")).unwrap()).unwrap();
-        v["epoch"].as_u64().unwrap()
-    };
+    let epoch = |d: &Path| read_json(&d.join("trainer.json"))["epoch"].as_u64().unwrap();
     assert_eq!(epoch(&ckpt.join("last")), 1, "the complete checkpoint is the first epoch's");
     train(&["--resume", killed.to_str().unwrap(), "--quiet"]).unwrap();
     assert!(!ckpt.join("last.tmp").exists() || epoch(&ckpt.join("last")) == 3);

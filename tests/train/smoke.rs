@@ -2,7 +2,7 @@
 //! run directory. The registries decide what runs: a new model or optimizer is tested here without
 //! editing this file.
 
-use crate::{temp_dir, tiny_snli, train};
+use crate::{read_json, temp_dir, tiny_snli, train};
 
 /// Data and tiny shape flags for a model, by what it consumes.
 fn tiny(model: &zoo::ModelSpec, snli: &std::path::Path) -> Vec<String> {
@@ -72,9 +72,7 @@ fn the_no_argument_run_is_digits_wrn_alig_and_reaches_95_percent() {
     // The same run, into a temporary folder.
     let out = temp_dir("default-run");
     train(&["--quiet", "--out", out.to_str().unwrap()]).unwrap();
-    let summary: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
-    let acc = summary["test_acc"].as_f64().unwrap();
+    let acc = read_json(&out.join("summary.json"))["test_acc"].as_f64().unwrap();
     assert!(acc >= 0.95, "test accuracy {acc}");
     std::fs::remove_dir_all(&out).ok();
 }

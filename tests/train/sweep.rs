@@ -1,25 +1,18 @@
 //! `train sweep`: a tiny grid writes every run and the summary; an interrupted sweep skips the
 //! runs that finished.
 
-use crate::{temp_dir, train};
+use crate::{read_json, temp_dir, train, train_tiny, TINY};
 
 #[test]
 fn a_tiny_sweep_writes_every_run_and_resumes_without_redoing_them() {
     let root = temp_dir("sweep");
     let out = root.join("sweep");
-    let args = |opts: &str| -> Vec<String> {
-        format!(
-            "sweep --opts {opts} --lrs 1e-2,1e-1 --out {} -- --data digits --depth 10 --width 1 --train-size 32 \
-             --val-size 16 --test-size 16 --batch-size 16 --epochs 1",
-            out.display()
-        )
-        .split_whitespace()
-        .map(String::from)
-        .collect()
-    };
     let run = |opts: &str| {
-        let a = args(opts);
-        train(&a.iter().map(String::as_str).collect::<Vec<_>>()).unwrap();
+        train(
+            &[&["sweep", "--opts", opts, "--lrs", "1e-2,1e-1", "--out", out.to_str().unwrap(), "--"], &TINY[..]]
+                .concat(),
+        )
+        .unwrap();
     };
     // First only ALI-G (as if the sweep had been interrupted after it), then the whole grid.
     run("alig");
@@ -41,31 +34,8 @@ fn a_tiny_sweep_writes_every_run_and_resumes_without_redoing_them() {
     check_svg(&out.join("final_objective_vs_lr.svg"), 2);
     // L4 has no learning rate: it sweeps its fraction.
     let l4 = root.join("l4");
-    train(&[
-        "sweep",
-        "--opts",
-        "l4mom",
-        "--fractions",
-        "0.1,0.5",
-        "--out",
-        l4.to_str().unwrap(),
-        "--",
-        "--data",
-        "digits",
-        "--depth",
-        "10",
-        "--width",
-        "1",
-        "--train-size",
-        "32",
-        "--val-size",
-        "16",
-        "--test-size",
-        "16",
-        "--epochs",
-        "1",
-    ])
-    .unwrap();
+    let l4_sweep = ["sweep", "--opts", "l4mom", "--fractions", "0.1,0.5", "--out", l4.to_str().unwrap(), "--"];
+    train(&[&l4_sweep[..], &TINY[..]].concat()).unwrap();
     for dir in ["l4mom-f0.1-s0", "l4mom-f0.5-s0"] {
         let cfg = std::fs::read_to_string(l4.join(dir).join("config.json")).unwrap();
         assert!(cfg.contains(&format!("\"fraction\": {}", &dir[7..10])), "{dir}: {cfg}");
@@ -98,28 +68,7 @@ fn plots_and_an_export_that_round_trips_through_init() {
     let runs: Vec<_> = ["a", "b"].iter().map(|n| root.join(n)).collect();
     for (k, r) in runs.iter().enumerate() {
         let seed = k.to_string();
-        train(&[
-            "--depth",
-            "10",
-            "--width",
-            "1",
-            "--train-size",
-            "32",
-            "--val-size",
-            "16",
-            "--test-size",
-            "16",
-            "--batch-size",
-            "16",
-            "--epochs",
-            "2",
-            "--seed",
-            &seed,
-            "--quiet",
-            "--out",
-            r.to_str().unwrap(),
-        ])
-        .unwrap();
+        train_tiny(&["--epochs", "2", "--seed", &seed, "--out", r.to_str().unwrap()]).unwrap();
     }
     let plots = root.join("plots");
     train(&["plot", runs[0].to_str().unwrap(), runs[1].to_str().unwrap(), "--out", plots.to_str().unwrap()]).unwrap();
@@ -159,10 +108,7 @@ fn plots_and_an_export_that_round_trips_through_init() {
         eval.to_str().unwrap(),
     ])
     .unwrap();
-    let read = |p: std::path::PathBuf| -> serde_json::Value {
-        serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
-    };
-    assert_eq!(read(eval.join("eval.json"))["test_acc"], read(runs[0].join("summary.json"))["test_acc"]);
+    assert_eq!(read_json(&eval.join("eval.json"))["test_acc"], read_json(&runs[0].join("summary.json"))["test_acc"]);
     // An export never overwrites weights already there.
     assert!(train(&["export", runs[1].to_str().unwrap(), "--to", export.to_str().unwrap()]).is_err());
     std::fs::remove_dir_all(&root).ok();
