@@ -11,14 +11,8 @@ use alig::ParamSet;
 use candle_core::{DType, Device};
 use candle_nn::VarMap;
 
-fn rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(f64::NAN, |kb| kb / 1024.0)
-}
+#[path = "../../zoo/benches/common.rs"]
+mod common;
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
@@ -61,7 +55,7 @@ fn main() {
             loss.to_scalar::<f32>().unwrap();
             times.push(t.elapsed().as_secs_f64() * 1e3);
             if step % 25 == 0 {
-                rss.push(rss_mib());
+                rss.push(common::status_mib("VmRSS"));
             }
             step += 1;
             if step == steps {
