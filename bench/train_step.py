@@ -140,19 +140,8 @@ def torch_one(name, rounds, warmup):
 
 def torch_lstm(rounds, warmup):
     import torch
-    torch.set_num_threads(THREADS)
-    lstm, head = torch.nn.LSTM(300, 512, bidirectional=True), torch.nn.Linear(1024, 3)
-    x, y = torch.randn(32, 64, 300), torch.arange(64) % 3
-    times = []
-    for r in range(rounds + warmup):
-        t = time.perf_counter()
-        out, _ = lstm(x)
-        loss = torch.nn.functional.cross_entropy(head(out.max(0).values), y)
-        lstm.zero_grad()
-        head.zero_grad()
-        loss.backward()
-        if r >= warmup:
-            times.append((time.perf_counter() - t) * 1e3)
+    from bilstm import torch_step_times  # the same step as bench/bilstm.py
+    times = torch_step_times(rounds, warmup)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     # Forward + backward of the LSTM products: 3 x 2 directions x T x B x 4H x (D + H) x 2.
     flops = 3 * 2 * 32 * 64 * 2048 * (300 + 512) * 2
