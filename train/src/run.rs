@@ -283,10 +283,7 @@ fn fit(
             optimizer: opt.state()?,
             trainer: state.clone(),
         };
-        checkpoint::save(&ckpt_dir, "last", &ckpt)?;
-        if improved {
-            checkpoint::save(&ckpt_dir, "best", &ckpt)?;
-        }
+        checkpoint::save(&ckpt_dir, if improved { &["last", "best"] } else { &["last"] }, &ckpt)?;
         let step_size = m.step_size.map_or(String::new(), |s| format!(" step_size {s:.3e}"));
         say(
             opts.quiet,
