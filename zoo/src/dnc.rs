@@ -238,12 +238,61 @@ impl Dnc {
         Ok((out, state))
     }
 
-    /// Logits `[T, B, O]` of observations `[T, B, I]` from the zero state.
+    /// Logits `[T, B, O]` of observations `[T, B, I]` from the zero state: one op over the whole
+    /// sequence on the CPU in f32 ([`crate::ops::dnc_sequence`], unless the custom ops are off),
+    /// otherwise [`Dnc::forward_composed`].
     pub fn forward(&self, obs: &Tensor) -> Result<Tensor> {
-        let (t_max, b, i) = obs.dims3()?;
+        self.check_input(obs)?;
+        if crate::ops::custom_ops() && obs.device().is_cpu() && obs.dtype() == DType::F32 {
+            crate::ops::dnc_sequence(&self.cfg, obs, &self.packed_parameters()?)
+        } else {
+            self.forward_composed(obs)
+        }
+    }
+
+    fn check_input(&self, obs: &Tensor) -> Result<()> {
+        let (_, _, i) = obs.dims3()?;
         if i != self.cfg.input_size {
             bail!("dnc: observations have {i} channels, the model expects {}", self.cfg.input_size)
         }
+        Ok(())
+    }
+
+    /// Every parameter in one vector, in the order [`crate::ops::dnc_sequence`] reads (a
+    /// differentiable concatenation, so gradients reach the variables).
+    fn packed_parameters(&self) -> Result<Tensor> {
+        let interface = [
+            &self.write_vectors,
+            &self.erase_vectors,
+            &self.free_gate,
+            &self.allocation_gate,
+            &self.write_gate,
+            &self.read_mode,
+            &self.write_keys,
+            &self.write_strengths,
+            &self.read_keys,
+            &self.read_strengths,
+        ];
+        let mut parts = vec![self.controller_w.flatten_all()?, self.controller_b.clone()];
+        parts.extend(interface.iter().map(|l| l.weight().flatten_all()).collect::<Result<Vec<_>>>()?);
+        for l in interface {
+            match l.bias() {
+                Some(b) => parts.push(b.clone()),
+                None => bail!("dnc: interface layers have biases"),
+            }
+        }
+        parts.push(self.output.weight().flatten_all()?);
+        match self.output.bias() {
+            Some(b) => parts.push(b.clone()),
+            None => bail!("dnc: the output layer has a bias"),
+        }
+        Tensor::cat(&parts, 0)
+    }
+
+    /// [`Dnc::forward`] as candle ops, one [`Dnc::step`] per time step (any device and dtype).
+    pub fn forward_composed(&self, obs: &Tensor) -> Result<Tensor> {
+        self.check_input(obs)?;
+        let (t_max, b, _) = obs.dims3()?;
         let mut state = self.initial_state(b, obs.dtype(), obs.device())?;
         let mut outs = Vec::with_capacity(t_max);
         for t in 0..t_max {
