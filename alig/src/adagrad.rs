@@ -37,7 +37,13 @@ impl Default for AdagradConfig {
 
 impl AdagradConfig {
     pub fn from_hyper(h: &Hyper) -> Self {
-        Self { lr: h.lr.unwrap_or(1e-2), weight_decay: h.weight_decay, eps: h.eps.unwrap_or(1e-10), ..Self::default() }
+        Self {
+            lr: h.lr.unwrap_or(1e-2),
+            weight_decay: h.weight_decay,
+            eps: h.eps.unwrap_or(1e-10),
+            initial_accumulator_value: h.initial_accumulator.unwrap_or(0.0),
+            ..Self::default()
+        }
     }
 }
 

@@ -116,6 +116,9 @@ pub struct Hyper {
     pub adjusted_momentum: bool,
     /// L4: the fraction `alpha` of the predicted loss decrease; `None` keeps 0.15.
     pub fraction: Option<f64>,
+    /// Adagrad: the value its sum of squares starts at; `None` keeps torch's 0 (TensorFlow 1's
+    /// `AdagradOptimizer`, used by the DNC experiment, starts at 0.1).
+    pub initial_accumulator: Option<f64>,
 }
 
 impl Default for Hyper {
@@ -130,6 +133,7 @@ impl Default for Hyper {
             nesterov: None,
             adjusted_momentum: false,
             fraction: None,
+            initial_accumulator: None,
         }
     }
 }

@@ -81,7 +81,7 @@ pub static OPTIMIZERS: &[OptimizerSpec] = &[
     OptimizerSpec {
         name: "adagrad",
         summary: "Adagrad, as torch.optim.Adagrad",
-        uses: &["lr", "weight_decay", "eps"],
+        uses: &["lr", "weight_decay", "eps", "initial_accumulator"],
         uses_loss: false,
         defaults: || lr(1e-2),
         build: |p, h| boxed(Adagrad::new(p, AdagradConfig::from_hyper(h))),

@@ -59,3 +59,19 @@ fn momentum_is_tensorflow_1s_heavy_ball() {
     }
     close(&run(|p| Box::new(Momentum::new(p, MomentumConfig { lr, momentum: mu }).unwrap())), &want);
 }
+
+#[test]
+fn adagrad_with_an_initial_accumulator_is_tensorflow_1s() {
+    // ApplyAdagrad: accum += g^2; w -= lr g / sqrt(accum), accum starting at 0.1 (no epsilon).
+    let lr = 0.3;
+    let mut want = W0.to_vec();
+    let mut acc = [0.1f64; 3];
+    for g in G {
+        for k in 0..3 {
+            acc[k] += g[k] * g[k];
+            want[k] -= lr * g[k] / acc[k].sqrt();
+        }
+    }
+    let hyper = alig::Hyper { lr: Some(lr), eps: Some(0.0), initial_accumulator: Some(0.1), ..Default::default() };
+    close(&run(|p| alig::registry::build("adagrad", p, &hyper).unwrap()), &want);
+}

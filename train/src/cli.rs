@@ -117,6 +117,9 @@ pub struct Cli {
     /// L4: the fraction of the predicted decrease.
     #[arg(long, help_heading = "Optimizer")]
     pub fraction: Option<f64>,
+    /// Adagrad: the value the sum of squared gradients starts at (torch: 0; TensorFlow 1: 0.1).
+    #[arg(long, help_heading = "Optimizer")]
+    pub initial_accumulator: Option<f64>,
 
     /// WRN: 6n+4; DenseNet-BC: 6n+4.
     #[arg(long, help_heading = "Model")]

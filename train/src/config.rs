@@ -45,6 +45,8 @@ pub struct RunConfig {
     pub max_norm: Option<f64>,
     pub eps: Option<f64>,
     pub fraction: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial_accumulator: Option<f64>,
     pub schedule: String,
     pub clip_grad_norm: Option<f64>,
     pub depth: Option<usize>,
@@ -156,13 +158,14 @@ impl RunConfig {
         let defaults = (spec.defaults)();
         let uses = |field: &str| spec.uses.iter().any(|u| u.split_whitespace().next() == Some(field));
         // Flags the user gave for an optimizer that ignores them are an error, not a silent no-op.
-        let given: [(&str, bool, &str); 6] = [
+        let given: [(&str, bool, &str); 7] = [
             ("--lr", user.lr.is_some(), "lr"),
             ("--momentum", user.momentum.is_some(), "momentum"),
             ("--weight-decay", user.weight_decay.is_some(), "weight_decay"),
             ("--max-norm", user.max_norm.is_some(), "max_norm"),
             ("--fraction", user.fraction.is_some(), "fraction"),
             ("--eps", user.eps.is_some(), "eps"),
+            ("--initial-accumulator", user.initial_accumulator.is_some(), "initial_accumulator"),
         ];
         for (flag, set, field) in given {
             if set && !uses(field) {
@@ -208,6 +211,7 @@ impl RunConfig {
             max_norm: cli.max_norm.and_then(|m| m.0),
             eps: cli.eps,
             fraction: cli.fraction,
+            initial_accumulator: cli.initial_accumulator,
             schedule: cli.schedule.clone().unwrap_or_else(|| "constant".into()),
             clip_grad_norm: cli.clip_grad_norm.and_then(|c| c.0),
             depth: cli.depth,
@@ -291,6 +295,7 @@ impl RunConfig {
             max_norm: self.max_norm,
             eps: self.eps,
             fraction: self.fraction,
+            initial_accumulator: self.initial_accumulator,
             ..alig::Hyper::default()
         }
     }

@@ -50,6 +50,7 @@ pub fn command_line(cfg: &RunConfig) -> String {
     flag("hidden", cfg.hidden.map(|v| v.to_string()));
     flag("eps", cfg.eps.map(|v| v.to_string()));
     flag("fraction", cfg.fraction.map(|v| v.to_string()));
+    flag("initial-accumulator", cfg.initial_accumulator.map(|v| v.to_string()));
     flag("train-size", cfg.train_size.map(|v| v.to_string()));
     flag("seed", Some(cfg.seed.to_string()));
     if !cfg.augment {
