@@ -32,6 +32,12 @@ fn a_tiny_sweep_writes_every_run_and_resumes_without_redoing_them() {
     assert!(md.starts_with("| optimizer | lr |") && md.contains("| adam | 1e-1 | 0 | done |"), "{md}");
     assert_eq!(png_size(&out.join("final_objective_vs_lr.png")), (800, 500));
     check_svg(&out.join("final_objective_vs_lr.svg"), 2);
+    // ALI-G without a maximal learning rate: a dashed line across the grid.
+    train(&[&["sweep", "--opts", "alig", "--lrs", "none", "--out", out.to_str().unwrap(), "--"], &TINY[..]].concat())
+        .unwrap();
+    check_svg(&out.join("final_objective_vs_lr.svg"), 3);
+    let svg = std::fs::read_to_string(out.join("final_objective_vs_lr.svg")).unwrap();
+    assert!(svg.contains("alig s0 (no max lr)") && svg.contains("stroke-dasharray"), "{svg}");
     // L4 has no learning rate: it sweeps its fraction.
     let l4 = root.join("l4");
     let l4_sweep = ["sweep", "--opts", "l4mom", "--fractions", "0.1,0.5", "--out", l4.to_str().unwrap(), "--"];
@@ -40,6 +46,9 @@ fn a_tiny_sweep_writes_every_run_and_resumes_without_redoing_them() {
         let cfg = std::fs::read_to_string(l4.join(dir).join("config.json")).unwrap();
         assert!(cfg.contains(&format!("\"fraction\": {}", &dir[7..10])), "{dir}: {cfg}");
     }
+    assert_eq!(png_size(&l4.join("final_objective_vs_fraction.png")), (800, 500));
+    check_svg(&l4.join("final_objective_vs_fraction.svg"), 1);
+    assert!(!l4.join("final_objective_vs_lr.svg").exists(), "a learning-rate chart without learning rates");
     // The flags the sweep owns cannot be passed to its runs.
     let err = train(&["sweep", "--opts", "alig", "--out", out.to_str().unwrap(), "--", "--lr", "1"]).unwrap_err();
     assert!(format!("{err:#}").contains("--lr"), "{err:#}");

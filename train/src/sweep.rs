@@ -244,25 +244,54 @@ fn write_summary(out: &Path, outcomes: &[Outcome]) -> Result<()> {
 }
 
 /// The final training objective against the learning rate, one line per optimizer (and seed), as in
-/// the paper's sweeps; diverged runs are left out of their line.
+/// the paper's sweeps; ALI-G without a maximal learning rate (`none`) is a dashed horizontal line
+/// across the grid. L4's runs (a fraction instead of a learning rate) get their own chart against
+/// the fraction. Diverged runs are left out of their line (the summary table lists them).
 fn plot_sweep(out: &Path, outcomes: &[Outcome]) -> Result<()> {
-    let mut series: Vec<crate::plot::Series> = vec![];
-    for o in outcomes {
-        let (Some(lr), Some(loss)) = (o.point.lr.as_deref().and_then(|l| l.parse::<f64>().ok()), o.final_train_loss)
-        else {
-            continue;
-        };
-        if o.status != "done" {
-            continue;
-        }
+    let done = || outcomes.iter().filter(|o| o.status == "done").filter_map(|o| Some((o, o.final_train_loss?)));
+    let mut by_lr: Vec<crate::plot::Series> = vec![];
+    let mut by_fraction: Vec<crate::plot::Series> = vec![];
+    let mut unclipped: Vec<(String, f64)> = vec![];
+    let add = |series: &mut Vec<crate::plot::Series>, label: String, point: (f64, f64)| match series
+        .iter_mut()
+        .find(|s| s.label == label)
+    {
+        Some(s) => s.points.push(point),
+        None => series.push(crate::plot::Series { label, points: vec![point], dashed: false }),
+    };
+    for (o, loss) in done() {
         let label = format!("{} s{}", o.point.opt, o.point.seed);
-        match series.iter_mut().find(|s| s.label == label) {
-            Some(s) => s.points.push((lr, loss)),
-            None => series.push(crate::plot::Series { label, points: vec![(lr, loss)], dashed: false }),
+        match (o.point.lr.as_deref(), o.point.fraction) {
+            (Some("none"), _) => unclipped.push((format!("{label} (no max lr)"), loss)),
+            (Some(lr), _) => {
+                if let Ok(lr) = lr.parse::<f64>() {
+                    add(&mut by_lr, label, (lr, loss))
+                }
+            }
+            (None, Some(f)) => add(&mut by_fraction, label, (f, loss)),
+            (None, None) => {}
         }
     }
-    for s in &mut series {
+    let xs = by_lr.iter().flat_map(|s| s.points.iter().map(|p| p.0));
+    let (lo, hi) = xs.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), x| (lo.min(x), hi.max(x)));
+    if lo < hi {
+        for (label, loss) in unclipped {
+            by_lr.push(crate::plot::Series { label, points: vec![(lo, loss), (hi, loss)], dashed: true });
+        }
+    }
+    for s in by_lr.iter_mut().chain(&mut by_fraction) {
         s.points.sort_by(|a, b| a.0.total_cmp(&b.0));
+    }
+    if !by_fraction.is_empty() {
+        crate::plot::Chart {
+            title: "Final training objective against L4's fraction".into(),
+            x_label: "fraction of the predicted decrease".into(),
+            y_label: "final train loss".into(),
+            log_x: false,
+            log_y: true,
+            series: by_fraction,
+        }
+        .save(out, "final_objective_vs_fraction")?;
     }
     let chart = crate::plot::Chart {
         title: "Final training objective against the learning rate".into(),
@@ -270,9 +299,11 @@ fn plot_sweep(out: &Path, outcomes: &[Outcome]) -> Result<()> {
         y_label: "final train loss".into(),
         log_x: true,
         log_y: true,
-        series,
+        series: by_lr,
     };
-    chart.save(out, "final_objective_vs_lr")?;
+    if !chart.series.is_empty() {
+        chart.save(out, "final_objective_vs_lr")?;
+    }
     Ok(())
 }
 
