@@ -203,8 +203,17 @@ impl Alig {
     }
 
     /// `gamma_u = loss / (sq + eps)` and each group's `min(gamma_u, max_lr)`, as 0-d tensors.
+    ///
+    /// With `eps = 0` (the DNC experiment) an all-zero gradient would give `0 / 0` or `l / 0`: no
+    /// step size can move the weights then, and `gamma_u` is 0 instead of NaN or infinity (which
+    /// would turn the weights into NaN through `inf * 0`).
     fn step_sizes(&self, loss: &Tensor, sq: &Tensor) -> Result<(Tensor, Vec<Tensor>)> {
-        let unclipped = loss.div(&(sq + self.cfg.eps)?)?;
+        let denom = (sq + self.cfg.eps)?;
+        let unclipped = if self.cfg.eps > 0.0 {
+            loss.div(&denom)?
+        } else {
+            denom.gt(0.0)?.where_cond(&loss.div(&denom)?, &denom.zeros_like()?)?
+        };
         let gammas = (0..self.n_groups())
             .map(|k| match self.group_max_lr(k) {
                 Some(m) => unclipped.minimum(m),

@@ -75,3 +75,25 @@ fn adagrad_with_an_initial_accumulator_is_tensorflow_1s() {
     let hyper = alig::Hyper { lr: Some(lr), eps: Some(0.0), initial_accumulator: Some(0.1), ..Default::default() };
     close(&run(|p| alig::registry::build("adagrad", p, &hyper).unwrap()), &want);
 }
+
+/// The DNC's ALI-G runs use `eps = 0`: a zero gradient (every logit beyond the clip) must not turn
+/// the weights into NaN, with or without a maximal learning rate.
+#[test]
+fn alig_without_eps_survives_a_zero_gradient() {
+    for max_lr in [Some(1e7), None] {
+        for loss in [0.0, 0.5] {
+            let w = Var::from_tensor(&Tensor::new(&W0, &Device::Cpu).unwrap()).unwrap();
+            let params = ParamSet::new([("w".to_string(), w.clone())]).unwrap();
+            let hyper = alig::Hyper { lr: max_lr, eps: Some(0.0), ..Default::default() };
+            let mut opt = alig::registry::build("alig", params, &hyper).unwrap();
+            let zero = Tensor::zeros(3, DType::F64, &Device::Cpu).unwrap();
+            let report = opt.step_with(&Tensor::new(loss, &Device::Cpu).unwrap(), &[Some(zero)]).unwrap();
+            assert_eq!(report.step_size.unwrap().to_f64().unwrap(), 0.0, "{max_lr:?}, loss {loss}");
+            assert_eq!(w.as_tensor().to_vec1::<f64>().unwrap(), W0.to_vec(), "{max_lr:?}, loss {loss}");
+            // A real gradient still gets loss / |g|^2.
+            let g = Tensor::new(&[0.5f64, 0.0, 0.0], &Device::Cpu).unwrap();
+            let report = opt.step_with(&Tensor::new(0.5f64, &Device::Cpu).unwrap(), &[Some(g)]).unwrap();
+            assert_eq!(report.step_size.unwrap().to_f64().unwrap(), 2.0);
+        }
+    }
+}
