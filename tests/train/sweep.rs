@@ -122,3 +122,26 @@ fn plots_and_an_export_that_round_trips_through_init() {
     assert!(train(&["export", runs[1].to_str().unwrap(), "--to", export.to_str().unwrap()]).is_err());
     std::fs::remove_dir_all(&root).ok();
 }
+
+#[test]
+fn a_diverged_run_is_reported_and_not_run_again() {
+    let root = temp_dir("sweep-diverged");
+    let out = root.join("sweep");
+    let sweep = |opts: &str| {
+        let args = ["sweep", "--opts", opts, "--lrs", "1e-2,1e30", "--out", out.to_str().unwrap(), "--"];
+        train(&[&args[..], &TINY[..], &["--momentum", "0"]].concat()).unwrap();
+    };
+    sweep("sgd");
+    let marker = out.join("sgd-lr1e30-s0/diverged.txt");
+    assert!(std::fs::read_to_string(&marker).unwrap().contains("non-finite"));
+    let stamp = std::fs::metadata(&marker).unwrap().modified().unwrap();
+    // A second call (here through another sweep into the folder) neither reruns nor forgets it.
+    sweep("sgd");
+    assert_eq!(std::fs::metadata(&marker).unwrap().modified().unwrap(), stamp, "the diverged run ran again");
+    let csv = std::fs::read_to_string(out.join("summary.csv")).unwrap();
+    assert!(csv.contains("sgd,1e30,0,diverged,") && csv.contains("sgd,1e-2,0,done,"), "{csv}");
+    let grid = std::fs::read_to_string(out.join("summary_grid.md")).unwrap();
+    assert!(grid.contains("| optimizer \\ learning rate | 1e-2 | 1e30 |"), "{grid}");
+    assert!(grid.lines().any(|l| l.starts_with("| sgd s0 | ") && l.ends_with(" | diverged |")), "{grid}");
+    std::fs::remove_dir_all(&root).ok();
+}

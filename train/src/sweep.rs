@@ -166,11 +166,30 @@ struct Outcome {
     epochs: usize,
 }
 
+/// Written into a run folder whose run stopped on a non-finite value: the sweep counts it as
+/// finished (diverged) and does not run it again.
+const DIVERGED: &str = "diverged.txt";
+
 fn run_point(cli: &SweepCli, p: &Point) -> Result<()> {
     let dir = cli.out.join(p.dir_name());
     if dir.join("summary.json").is_file() {
         return Ok(());
     }
+    if let Ok(message) = fs::read_to_string(dir.join(DIVERGED)) {
+        bail!("{}", message.trim())
+    }
+    let result = run_args(cli, p, &dir);
+    if let Err(e) = &result {
+        let message = format!("{e:#}");
+        if message.contains("non-finite") {
+            fs::write(dir.join(DIVERGED), format!("{message}\n"))
+                .with_context(|| format!("writing {}", dir.join(DIVERGED).display()))?;
+        }
+    }
+    result
+}
+
+fn run_args(cli: &SweepCli, p: &Point, dir: &Path) -> Result<()> {
     let mut args = vec!["train".to_string()];
     if dir.join("config.json").is_file() {
         args.extend(["--resume".into(), dir.display().to_string(), "--quiet".into()]);
@@ -193,7 +212,8 @@ fn outcome(cli: &SweepCli, p: &Point, result: Option<&anyhow::Error>) -> Outcome
     let rows = MetricsLog::new(&dir).read().unwrap_or_default();
     let summary: Option<serde_json::Value> =
         fs::read_to_string(dir.join("summary.json")).ok().and_then(|t| serde_json::from_str(&t).ok());
-    let status = match (result, &summary) {
+    let diverged = fs::read_to_string(dir.join(DIVERGED)).ok().map(anyhow::Error::msg);
+    let status = match (result.or(diverged.as_ref()), &summary) {
         (_, Some(_)) => "done".to_string(),
         (Some(e), None) if format!("{e:#}").contains("non-finite") => "diverged".to_string(),
         (Some(e), None) => format!("failed: {}", format!("{e:#}").lines().next().unwrap_or_default()),
@@ -238,9 +258,62 @@ fn write_summary(out: &Path, outcomes: &[Outcome]) -> Result<()> {
         csv += &format!("{}\n", csv_cells.join(","));
         md += &format!("| {} |\n", md_cells.join(" | "));
     }
+    let mut grid = String::from("# Final training objective\n\nThe last epoch's mean training loss of each run; `diverged`: stopped on a non-finite value.\n");
+    grid += &grid_table(outcomes, "learning rate", |p| {
+        let lr = p.lr.as_deref()?;
+        Some((
+            lr.parse::<f64>().unwrap_or(f64::INFINITY),
+            if lr == "none" { "none (no max lr)".into() } else { lr.into() },
+        ))
+    });
+    grid += &grid_table(outcomes, "fraction", |p| Some((p.fraction?, p.fraction?.to_string())));
+    fs::write(out.join("summary_grid.md"), grid)
+        .with_context(|| format!("writing {}", out.join("summary_grid.md").display()))?;
     fs::write(out.join("summary.csv"), csv)
         .with_context(|| format!("writing {}", out.join("summary.csv").display()))?;
     fs::write(out.join("summary.md"), md).with_context(|| format!("writing {}", out.join("summary.md").display()))
+}
+
+/// A Markdown table of the final training objective: a row per optimizer (and seed), a column per
+/// value of the swept quantity (`column` gives its sort key and heading, `None` leaves the run out).
+fn grid_table(outcomes: &[Outcome], name: &str, column: impl Fn(&Point) -> Option<(f64, String)>) -> String {
+    let mut cols: Vec<(f64, String)> = outcomes.iter().filter_map(|o| column(&o.point)).collect();
+    cols.sort_by(|a, b| a.0.total_cmp(&b.0));
+    cols.dedup_by(|a, b| a.1 == b.1);
+    if cols.is_empty() {
+        return String::new();
+    }
+    let mut rows: Vec<String> = vec![];
+    for o in outcomes.iter().filter(|o| column(&o.point).is_some()) {
+        let row = format!("{} s{}", o.point.opt, o.point.seed);
+        if !rows.contains(&row) {
+            rows.push(row);
+        }
+    }
+    let mut md = format!(
+        "\n| optimizer \\ {name} | {} |\n|---|{}\n",
+        cols.iter().map(|c| c.1.as_str()).collect::<Vec<_>>().join(" | "),
+        "---|".repeat(cols.len())
+    );
+    for row in rows {
+        let cells: Vec<String> = cols
+            .iter()
+            .map(|(_, heading)| {
+                let hit = outcomes.iter().find(|o| {
+                    format!("{} s{}", o.point.opt, o.point.seed) == row
+                        && column(&o.point).is_some_and(|c| &c.1 == heading)
+                });
+                match hit {
+                    Some(o) if o.status == "done" => o.final_train_loss.map_or("?".into(), |v| format!("{v:.2e}")),
+                    Some(o) if o.status == "diverged" => "diverged".into(),
+                    Some(o) => o.status.split(':').next().unwrap_or_default().to_string(),
+                    None => String::new(),
+                }
+            })
+            .collect();
+        md += &format!("| {row} | {} |\n", cells.join(" | "));
+    }
+    md
 }
 
 /// The final training objective against the learning rate, one line per optimizer (and seed), as in
