@@ -322,10 +322,16 @@ impl Dnc {
 
 /// The DNC task's loss: sigmoid cross-entropy of `logits` against `target` (both `[T, B, O]`),
 /// summed over channels, weighted by `mask` `[T, B]`, summed over time and batch, divided by `B`.
+///
+/// Computed in f64 and returned in the logits' dtype: TensorFlow's `log1p(exp(-|x|))` keeps the
+/// loss of a confident logit positive (2e-9 at the clip, 20), where `log(1 + exp(-|x|))` in f32
+/// rounds it to 0 - and a zero loss is a zero step for ALI-G and L4.
 pub fn masked_sigmoid_cross_entropy(logits: &Tensor, target: &Tensor, mask: &Tensor) -> Result<Tensor> {
     let b = logits.dim(1)?;
+    let dtype = logits.dtype();
+    let (x, z, m) = (logits.to_dtype(DType::F64)?, target.to_dtype(DType::F64)?, mask.to_dtype(DType::F64)?);
     // max(x, 0) - x z + log(1 + exp(-|x|))
-    let per = ((logits.relu()? - (logits * target)?)? + (logits.abs()?.neg()?.exp()? + 1.0)?.log()?)?;
+    let per = ((x.relu()? - (&x * z)?)? + (x.abs()?.neg()?.exp()? + 1.0)?.log()?)?;
     let per_step = per.sum(D::Minus1)?; // [T, B]
-    (per_step * mask)?.sum_all()? / b as f64
+    ((per_step * m)?.sum_all()? / b as f64)?.to_dtype(dtype)
 }

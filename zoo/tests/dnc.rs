@@ -186,3 +186,24 @@ fn paper_size_matches_the_manifest() {
     assert_eq!(num_params, 43_980);
     assert_eq!(ParamSet::trainable(&varmap.data().lock().unwrap()).unwrap().elem_count(), num_params);
 }
+
+/// Confident logits keep a positive loss in f32 (TensorFlow's log1p), and its gradient is the
+/// sigmoid's.
+#[test]
+fn the_loss_of_confident_logits_is_not_rounded_to_zero() {
+    let dev = &Device::Cpu;
+    let logits = Var::from_tensor(&Tensor::new(&[[[20f32, -20.0]], [[18.0, -3.0]]], dev).unwrap()).unwrap();
+    let target = Tensor::new(&[[[1f32, 0.0]], [[1.0, 1.0]]], dev).unwrap();
+    let mask = Tensor::new(&[[1f32], [0.0]], dev).unwrap();
+    let loss = masked_sigmoid_cross_entropy(logits.as_tensor(), &target, &mask).unwrap();
+    assert_eq!(loss.dtype(), DType::F32);
+    let want = 2.0 * (-20f64).exp().ln_1p();
+    let got = loss.to_scalar::<f32>().unwrap() as f64;
+    assert!((got - want).abs() < 1e-6 * want, "{got} vs {want}");
+    let g = loss.backward().unwrap().get(logits.as_tensor()).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let s = |x: f64| 1.0 / (1.0 + (-x).exp());
+    let want_g = [s(20.0) - 1.0, s(-20.0), 0.0, 0.0];
+    for (a, b) in g.iter().zip(want_g) {
+        assert!((*a as f64 - b).abs() < 1e-6 * b.abs().max(1e-9), "{g:?} vs {want_g:?}");
+    }
+}
