@@ -56,6 +56,11 @@ pub struct Point {
 }
 
 impl Point {
+    /// The row of a table and the line of a chart: optimizer and seed.
+    fn series_label(&self) -> String {
+        format!("{} s{}", self.opt, self.seed)
+    }
+
     fn dir_name(&self) -> String {
         match (&self.lr, self.fraction) {
             (Some(lr), _) => format!("{}-lr{lr}-s{}", self.opt, self.seed),
@@ -285,7 +290,7 @@ fn grid_table(outcomes: &[Outcome], name: &str, column: impl Fn(&Point) -> Optio
     }
     let mut rows: Vec<String> = vec![];
     for o in outcomes.iter().filter(|o| column(&o.point).is_some()) {
-        let row = format!("{} s{}", o.point.opt, o.point.seed);
+        let row = o.point.series_label();
         if !rows.contains(&row) {
             rows.push(row);
         }
@@ -299,10 +304,9 @@ fn grid_table(outcomes: &[Outcome], name: &str, column: impl Fn(&Point) -> Optio
         let cells: Vec<String> = cols
             .iter()
             .map(|(_, heading)| {
-                let hit = outcomes.iter().find(|o| {
-                    format!("{} s{}", o.point.opt, o.point.seed) == row
-                        && column(&o.point).is_some_and(|c| &c.1 == heading)
-                });
+                let hit = outcomes
+                    .iter()
+                    .find(|o| o.point.series_label() == row && column(&o.point).is_some_and(|c| &c.1 == heading));
                 match hit {
                     Some(o) if o.status == "done" => o.final_train_loss.map_or("?".into(), |v| format!("{v:.2e}")),
                     Some(o) if o.status == "diverged" => "diverged".into(),
@@ -333,7 +337,7 @@ fn plot_sweep(out: &Path, outcomes: &[Outcome]) -> Result<()> {
         None => series.push(crate::plot::Series { label, points: vec![point], dashed: false }),
     };
     for (o, loss) in done() {
-        let label = format!("{} s{}", o.point.opt, o.point.seed);
+        let label = o.point.series_label();
         match (o.point.lr.as_deref(), o.point.fraction) {
             (Some("none"), _) => unclipped.push((format!("{label} (no max lr)"), loss)),
             (Some(lr), _) => {

@@ -38,7 +38,7 @@ pub fn batch_norm_train(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64) -> 
     let stats = Arc::new(Mutex::new(BatchStats::default()));
     let op = BatchNormTrain { eps, stats: stats.clone() };
     let y = x.contiguous()?.apply_op3(&gamma.contiguous()?, &beta.contiguous()?, op)?;
-    let stats = stats.lock().map_err(|_| candle_core::Error::Msg("batch_norm stats poisoned".into()))?.clone();
+    let stats = super::lock(&stats, "batch_norm stats")?.clone();
     Ok((y, stats))
 }
 
@@ -98,7 +98,7 @@ impl CustomOp3 for BatchNormTrain {
                 *y = a * x + b;
             }
         });
-        let mut shared = self.stats.lock().map_err(|_| candle_core::Error::Msg("batch_norm stats poisoned".into()))?;
+        let mut shared = super::lock(&self.stats, "batch_norm stats")?;
         *shared = BatchStats { mean: stats.iter().map(|s| s.0).collect(), var: stats.iter().map(|s| s.1).collect() };
         Ok((CpuStorage::F32(y), xl.shape().clone()))
     }

@@ -783,7 +783,7 @@ impl CustomOp2 for DncSequence {
         let obs = contiguous_slice::<f32>(os, ol, "dnc_sequence")?;
         let theta = contiguous_slice::<f32>(ts, tl, "dnc_sequence")?;
         let (logits, states, tapes) = forward(&self.sz, &split(&self.sz, theta), obs, t_max, b);
-        *self.tape.lock().map_err(|_| candle_core::Error::Msg("dnc tape poisoned".into()))? = Some((states, tapes));
+        *super::lock(&self.tape, "dnc tape")? = Some((states, tapes));
         Ok((CpuStorage::F32(logits), Shape::from((t_max, b, self.sz.o))))
     }
 
@@ -795,7 +795,7 @@ impl CustomOp2 for DncSequence {
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let (_, b, _) = obs.dims3()?;
-        let guard = self.tape.lock().map_err(|_| candle_core::Error::Msg("dnc tape poisoned".into()))?;
+        let guard = super::lock(&self.tape, "dnc tape")?;
         let Some((states, tapes)) = guard.as_ref() else { bail!("dnc_sequence: backward without a forward") };
         let theta_host = host_f32(theta)?;
         let dtheta = backward(&self.sz, &split(&self.sz, &theta_host), states, tapes, &host_f32(grad)?, b);

@@ -115,7 +115,7 @@ impl CustomOp2 for LstmDirection {
             cache.c_prev.push(c_prev);
             cache.h_prev.push(h_prev);
         }
-        *self.cache.lock().map_err(|_| candle_core::Error::Msg("lstm cache poisoned".into()))? = Some(cache);
+        *super::lock(&self.cache, "lstm cache")? = Some(cache);
         Ok((CpuStorage::F32(out), Shape::from((t_max, b, h))))
     }
 
@@ -128,7 +128,7 @@ impl CustomOp2 for LstmDirection {
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let (t_max, b, g) = xw.dims3()?;
         let h = g / 4;
-        let guard = self.cache.lock().map_err(|_| candle_core::Error::Msg("lstm cache poisoned".into()))?;
+        let guard = super::lock(&self.cache, "lstm cache")?;
         let Some(cache) = guard.as_ref() else { bail!("lstm_direction: backward without a forward") };
         let dout = host_f32(grad)?;
         let w = host_f32(w_hh)?; // [4H, H]

@@ -57,6 +57,11 @@ pub(crate) fn contiguous_slice<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout, 
     }
 }
 
+/// Locks a custom op's cache, a poisoned lock becoming an error that names `what`.
+pub(crate) fn lock<'a, T>(m: &'a std::sync::Mutex<T>, what: &str) -> Result<std::sync::MutexGuard<'a, T>> {
+    m.lock().map_err(|_| candle_core::Error::Msg(format!("{what} poisoned")))
+}
+
 /// A tensor's elements in row-major order on the host, for the custom ops' backward passes.
 pub(crate) fn host_f32(t: &Tensor) -> Result<Vec<f32>> {
     t.contiguous()?.flatten_all()?.to_vec1::<f32>()
