@@ -14,7 +14,8 @@ use std::collections::HashMap;
 
 use candle_core::{Result, Tensor};
 
-use crate::optimizer::{non_negative, Hyper, NamedTensors, Optimizer, Scalar, StepReport};
+use crate::check::non_negative;
+use crate::optimizer::{Hyper, NamedTensors, Optimizer, Scalar, StepReport};
 use crate::params::ParamSet;
 use crate::state::{StateReader, StateWriter};
 

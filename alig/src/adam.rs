@@ -19,8 +19,9 @@ use std::collections::HashMap;
 use candle_core::{Result, Tensor};
 
 use crate::adamw::check_betas;
+use crate::check::non_negative;
 use crate::ops::{self, Kernel, Real};
-use crate::optimizer::{non_negative, Hyper, NamedTensors, Optimizer, Scalar, StepReport};
+use crate::optimizer::{Hyper, NamedTensors, Optimizer, Scalar, StepReport};
 use crate::params::ParamSet;
 use crate::state::{StateReader, StateWriter};
 

@@ -23,8 +23,9 @@ use std::collections::HashMap;
 
 use candle_core::{Result, Tensor};
 
+use crate::check::{non_negative, positive};
 use crate::ops::{self, Kernel, Norms, PairKernel, Real};
-use crate::optimizer::{non_negative, positive, Hyper, NamedTensors, Optimizer, Scalar, StepReport};
+use crate::optimizer::{Hyper, NamedTensors, Optimizer, Scalar, StepReport};
 use crate::params::{grad_sq_norm, Kernels, ParamSet};
 use crate::projection::{project_l2_ball, scale_into_ball};
 use crate::state::{StateReader, StateWriter};
@@ -85,6 +86,15 @@ pub struct Alig {
     /// Whether the last step of the fused CPU path was clipped at `max_lr` (the guess of the next
     /// speculative step; part of the state, so that a resumed run takes the same path).
     last_clipped: bool,
+}
+
+/// What a fused CPU step computed: `gamma_u`, each group's `gamma`, `sum ||g||^2`, and `||w||^2`
+/// after the update when projecting.
+struct FusedStep {
+    unclipped: Tensor,
+    gammas: Vec<Tensor>,
+    sq: Tensor,
+    w_sq: Option<f64>,
 }
 
 /// `dst <- a dst + b src` (the step without momentum, `a = 1`).
@@ -224,11 +234,7 @@ impl Alig {
     }
 
     /// The step with candle tensor ops: every device, no host synchronisation.
-    fn step_tensor(&mut self, loss: &Tensor, grads: &[Option<Tensor>]) -> Result<(Tensor, Vec<Tensor>)> {
-        let sq = match grad_sq_norm(grads, Kernels::Tensor)? {
-            Some(sq) => sq,
-            None => ops::scalar(0.0, loss.dtype(), loss.device())?,
-        };
+    fn step_tensor(&mut self, loss: &Tensor, grads: &[Option<Tensor>], sq: Tensor) -> Result<(Tensor, Vec<Tensor>)> {
         let (unclipped, gammas) = self.step_sizes(loss, &sq)?;
         let (mu, adjusted) = (self.cfg.momentum, self.cfg.adjusted_momentum);
         for (i, g) in grads.iter().enumerate() {
@@ -257,8 +263,10 @@ impl Alig {
     /// this one is clipped too: one pass per parameter applies `gamma = max_lr` and sums the squared
     /// gradient chunk by chunk while it is in cache, so the step reads memory exactly as often as
     /// SGD's. If the norm then shows an unclipped step, a second pass corrects the parameters by
-    /// the difference (exact up to rounding). Otherwise the norm is computed first.
-    fn step_fused(&mut self, loss: &Tensor, grads: &[Option<Tensor>]) -> Result<(Tensor, Vec<Tensor>, Option<f64>)> {
+    /// the difference (exact up to rounding). Otherwise the norm is computed first, or taken from
+    /// `given` (the caller's `sum ||g||^2`), and one pass applies the exact step. Returns the step
+    /// sizes, `sum ||g||^2`, and `||w||^2` after the update when projecting.
+    fn step_fused(&mut self, loss: &Tensor, grads: &[Option<Tensor>], given: Option<Tensor>) -> Result<FusedStep> {
         let (dtype, device) = (loss.dtype(), loss.device().clone());
         // Every group's cap, rounded to the dtype (`None` when a group has none).
         let caps = match (0..self.n_groups()).map(|k| self.group_max_lr(k)).collect::<Option<Vec<f64>>>() {
@@ -272,7 +280,7 @@ impl Alig {
         let project = self.cfg.max_norm.is_some();
         // ||w_i||^2 after the update, for the projection.
         let mut w_sq = vec![0.0; self.params.len()];
-        let (unclipped, gammas) = if let (true, Some(caps)) = (self.last_clipped, &caps) {
+        let (unclipped, gammas, sq) = if let (true, Some(caps), None) = (self.last_clipped, &caps, &given) {
             let mut sq = 0.0;
             for (i, g) in grads.iter().enumerate().rev() {
                 if let Some(g) = g {
@@ -282,7 +290,8 @@ impl Alig {
                     w_sq[i] = w_i;
                 }
             }
-            let (unclipped, gammas) = self.step_sizes(loss, &ops::scalar(sq, dtype, &device)?)?;
+            let sq = ops::scalar(sq, dtype, &device)?;
+            let (unclipped, gammas) = self.step_sizes(loss, &sq)?;
             let host = gammas.iter().map(ops::host_f64).collect::<Result<Vec<_>>>()?;
             for (i, g) in grads.iter().enumerate() {
                 let k = self.group_of[i];
@@ -290,11 +299,11 @@ impl Alig {
                     w_sq[i] = self.fused_correct(i, g, caps[k] - host[k], project)?;
                 }
             }
-            (unclipped, gammas)
+            (unclipped, gammas, sq)
         } else {
-            let sq = match grad_sq_norm(grads, self.params.kernels())? {
+            let sq = match given {
                 Some(sq) => sq,
-                None => ops::scalar(0.0, dtype, &device)?,
+                None => Self::sq_norm(grads, loss, self.params.kernels())?,
             };
             let (unclipped, gammas) = self.step_sizes(loss, &sq)?;
             let host = gammas.iter().map(ops::host_f64).collect::<Result<Vec<_>>>()?;
@@ -305,7 +314,7 @@ impl Alig {
                     w_sq[i] = self.fused_update(i, g, host[self.group_of[i]], norms)?.1;
                 }
             }
-            (unclipped, gammas)
+            (unclipped, gammas, sq)
         };
         let u = ops::host_f64(&unclipped)?;
         self.last_clipped = caps.is_some_and(|c| c.iter().all(|&m| u >= m));
@@ -318,7 +327,54 @@ impl Alig {
                 if frozen.is_empty() { 0.0 } else { ops::host_f64(&ops::sum_sq(&frozen, self.params.kernels())?)? };
             total = Some(w_sq.iter().sum::<f64>() + frozen_sq);
         }
-        Ok((unclipped, gammas, total))
+        Ok(FusedStep { unclipped, gammas, sq, w_sq: total })
+    }
+
+    /// `sum ||g||^2` over the gradients that exist (0 when there is none), in the loss's dtype.
+    fn sq_norm(grads: &[Option<Tensor>], loss: &Tensor, kernels: Kernels) -> Result<Tensor> {
+        match grad_sq_norm(grads, kernels)? {
+            Some(sq) => Ok(sq),
+            None => ops::scalar(0.0, loss.dtype(), loss.device()),
+        }
+    }
+
+    /// A step from `loss` and `grads`, with `sum ||g||^2` computed here or `given` by the caller.
+    fn step_given(&mut self, loss: &Tensor, grads: &[Option<Tensor>], given: Option<&Tensor>) -> Result<StepReport> {
+        let grads = &self.params.checked_grads("alig", grads)?;
+        let (dtype, device) = (self.params.dtype(), self.params.device().clone());
+        let loss = loss.detach().to_device(&device)?.to_dtype(dtype)?.reshape(())?;
+        let given = given.map(|t| t.detach().to_device(&device)?.to_dtype(dtype)?.reshape(())).transpose()?;
+        let FusedStep { unclipped, mut gammas, sq, w_sq } =
+            if ops::fused(self.params.kernels(), &[self.params.vars()[0].as_tensor()]) {
+                self.step_fused(&loss, grads, given)?
+            } else {
+                let sq = match given {
+                    Some(sq) => sq,
+                    None => Self::sq_norm(grads, &loss, Kernels::Tensor)?,
+                };
+                let (unclipped, gammas) = self.step_tensor(&loss, grads, sq.clone())?;
+                FusedStep { unclipped, gammas, sq, w_sq: None }
+            };
+        // Monitoring: the mean of the groups' step sizes, as the reference.
+        let step_size = if gammas.len() == 1 {
+            gammas.remove(0)
+        } else {
+            (Tensor::stack(&gammas, 0)?.sum_all()? / gammas.len() as f64)?
+        };
+        let mut extra = vec![];
+        if let Some(r) = self.cfg.max_norm {
+            let norm = match w_sq {
+                Some(sq) => scale_into_ball(&self.params, &ops::scalar(sq, dtype, &device)?, r)?,
+                None => project_l2_ball(&self.params, r)?,
+            };
+            extra.push(("norm_before_projection", Scalar::Device(norm)));
+        }
+        Ok(StepReport {
+            step_size: Some(Scalar::Device(step_size)),
+            step_size_unclipped: Some(Scalar::Device(unclipped)),
+            grad_sq_norm: Some(Scalar::Device(sq)),
+            extra,
+        })
     }
 
     /// The fused update of parameter `i` with step size `gamma`; returns `(||g||^2, ||w||^2 after)`
@@ -360,34 +416,13 @@ impl Optimizer for Alig {
     }
 
     fn step_with(&mut self, loss: &Tensor, grads: &[Option<Tensor>]) -> Result<StepReport> {
-        let grads = &self.params.checked_grads("alig", grads)?;
-        let (dtype, device) = (self.params.dtype(), self.params.device().clone());
-        let loss = loss.detach().to_device(&device)?.to_dtype(dtype)?.reshape(())?;
-        let (unclipped, mut gammas, w_sq) = if ops::fused(self.params.kernels(), &[self.params.vars()[0].as_tensor()]) {
-            self.step_fused(&loss, grads)?
-        } else {
-            let (unclipped, gammas) = self.step_tensor(&loss, grads)?;
-            (unclipped, gammas, None)
-        };
-        // Monitoring: the mean of the groups' step sizes, as the reference.
-        let step_size = if gammas.len() == 1 {
-            gammas.remove(0)
-        } else {
-            (Tensor::stack(&gammas, 0)?.sum_all()? / gammas.len() as f64)?
-        };
-        let mut extra = vec![];
-        if let Some(r) = self.cfg.max_norm {
-            let norm = match w_sq {
-                Some(sq) => scale_into_ball(&self.params, &ops::scalar(sq, dtype, &device)?, r)?,
-                None => project_l2_ball(&self.params, r)?,
-            };
-            extra.push(("norm_before_projection", Scalar::Device(norm)));
-        }
-        Ok(StepReport {
-            step_size: Some(Scalar::Device(step_size)),
-            step_size_unclipped: Some(Scalar::Device(unclipped)),
-            extra,
-        })
+        self.step_given(loss, grads, None)
+    }
+
+    /// Uses `sq_norm` as `sum ||g||^2`: the fused CPU step then takes one pass with the exact step
+    /// size instead of speculating on it.
+    fn step_with_sq_norm(&mut self, loss: &Tensor, grads: &[Option<Tensor>], sq_norm: &Tensor) -> Result<StepReport> {
+        self.step_given(loss, grads, Some(sq_norm))
     }
 
     fn learning_rate(&self) -> Option<f64> {

@@ -17,8 +17,9 @@ use std::collections::HashMap;
 
 use candle_core::{Result, Tensor};
 
+use crate::check::{non_negative, positive};
 use crate::ops;
-use crate::optimizer::{non_negative, positive, Hyper, NamedTensors, Optimizer, Scalar, StepReport};
+use crate::optimizer::{Hyper, NamedTensors, Optimizer, Scalar, StepReport};
 use crate::params::{grad_sq_norm, ParamSet};
 use crate::state::{StateReader, StateWriter};
 

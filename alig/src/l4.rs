@@ -24,8 +24,9 @@ use std::collections::HashMap;
 use candle_core::{Result, Tensor};
 
 use crate::bpgrad::regularised;
+use crate::check::{non_negative, positive};
 use crate::ops;
-use crate::optimizer::{non_negative, positive, Hyper, NamedTensors, Optimizer, Scalar, StepReport};
+use crate::optimizer::{Hyper, NamedTensors, Optimizer, Scalar, StepReport};
 use crate::params::ParamSet;
 use crate::state::{StateReader, StateWriter};
 
@@ -172,8 +173,8 @@ impl Optimizer for L4 {
         self.global_step += 1;
         Ok(StepReport {
             step_size: Some(Scalar::Device(eta)),
-            step_size_unclipped: None,
             extra: vec![("l4_min_loss", Scalar::Device(self.min_loss.clone()))],
+            ..Default::default()
         })
     }
 

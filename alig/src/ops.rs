@@ -12,7 +12,16 @@ use std::sync::Mutex;
 use candle_core::{backend::BackendStorage, bail, CpuStorage, DType, Device, Layout, Result, Tensor, WithDType};
 use rayon::prelude::*;
 
-use crate::params::Kernels;
+/// How the element-wise updates of an optimizer run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Kernels {
+    /// Fused multi-threaded CPU kernels (one pass per buffer, updates in place) for contiguous f32/f64
+    /// CPU tensors, candle tensor ops everywhere else (CUDA, Metal, half precision).
+    #[default]
+    Auto,
+    /// candle tensor ops only, on every device. Selectable for comparison and tests.
+    Tensor,
+}
 
 /// Elements per task of the fused kernels (256 KiB of f64): large enough to amortise scheduling.
 const CHUNK: usize = 1 << 15;

@@ -37,6 +37,8 @@ pub struct StepReport {
     pub step_size: Option<Scalar>,
     /// ALI-G only: `loss / (|g|^2 + eps)` before the `max_lr` cap.
     pub step_size_unclipped: Option<Scalar>,
+    /// `sum_p ||g_p||^2` of the gradients the step used, where the optimizer computes it (ALI-G).
+    pub grad_sq_norm: Option<Scalar>,
     /// Other monitored scalars, named as in the golden files (e.g. `l4_min_loss`,
     /// `norm_before_projection`).
     pub extra: Vec<(&'static str, Scalar)>,
@@ -47,6 +49,7 @@ impl StepReport {
         match key {
             "step_size" => self.step_size.as_ref(),
             "step_size_unclipped" => self.step_size_unclipped.as_ref(),
+            "grad_sq_norm" => self.grad_sq_norm.as_ref(),
             _ => self.extra.iter().find(|(k, _)| *k == key).map(|(_, v)| v),
         }
     }
@@ -67,6 +70,15 @@ pub trait Optimizer: Send {
     /// that produced the gradients) and `grads[i]`, the gradient of `params().vars()[i]` (`None`:
     /// the parameter is skipped, as PyTorch skips `p.grad is None`).
     fn step_with(&mut self, loss: &Tensor, grads: &[Option<Tensor>]) -> Result<StepReport>;
+
+    /// One step as [`Optimizer::step_with`], given `sq_norm`: the 0-d tensor `sum_p ||g_p||^2` of
+    /// these gradients, already computed by the caller (gradient clipping and a trainer's
+    /// finiteness check compute it). An optimizer whose step needs that sum (ALI-G) uses it
+    /// instead of reading the gradients once more; the others ignore it.
+    fn step_with_sq_norm(&mut self, loss: &Tensor, grads: &[Option<Tensor>], sq_norm: &Tensor) -> Result<StepReport> {
+        let _ = sq_norm;
+        self.step_with(loss, grads)
+    }
 
     /// One step with the gradients of a `GradStore` (what `loss.backward()` returns).
     fn step(&mut self, loss: &Tensor, grads: &GradStore) -> Result<StepReport> {
@@ -136,24 +148,4 @@ impl Default for Hyper {
             initial_accumulator: None,
         }
     }
-}
-
-/// Fails unless every value is finite and `>= 0`, naming the first one that is not.
-pub(crate) fn non_negative(who: &str, values: &[(&str, f64)]) -> Result<()> {
-    for (name, v) in values {
-        if !v.is_finite() || *v < 0.0 {
-            candle_core::bail!("{who}: {name} must be a finite number >= 0, got {v}")
-        }
-    }
-    Ok(())
-}
-
-/// Fails unless every value is finite and `> 0`, naming the first one that is not.
-pub(crate) fn positive(who: &str, values: &[(&str, f64)]) -> Result<()> {
-    for (name, v) in values {
-        if !v.is_finite() || *v <= 0.0 {
-            candle_core::bail!("{who}: {name} must be a finite number > 0, got {v}")
-        }
-    }
-    Ok(())
 }

@@ -11,17 +11,7 @@ use candle_core::backprop::GradStore;
 use candle_core::{bail, DType, Device, Result, Tensor, Var};
 
 use crate::ops;
-
-/// How the element-wise updates of an optimizer run.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Kernels {
-    /// Fused multi-threaded CPU kernels (one pass per buffer, updates in place) for contiguous f32/f64
-    /// CPU tensors, candle tensor ops everywhere else (CUDA, Metal, half precision).
-    #[default]
-    Auto,
-    /// candle tensor ops only, on every device. Selectable for comparison and tests.
-    Tensor,
-}
+pub use crate::ops::Kernels;
 
 /// Trainable parameters, sorted by name, with buffers excluded.
 #[derive(Clone)]
@@ -173,7 +163,7 @@ pub fn grad_sq_norm(grads: &[Option<Tensor>], kernels: Kernels) -> Result<Option
 /// `torch.nn.utils.clip_grad_norm_` does (factor `min(1, max_norm / (norm + 1e-6))`). Returns the
 /// norm before clipping as a 0-d tensor. Runs on the device: no host synchronisation.
 pub fn clip_grad_norm(grads: &mut [Option<Tensor>], max_norm: f64) -> Result<Option<Tensor>> {
-    crate::optimizer::positive("clip_grad_norm", &[("max_norm", max_norm)])?;
+    crate::check::positive("clip_grad_norm", &[("max_norm", max_norm)])?;
     let Some(sq) = grad_sq_norm(grads, Kernels::Tensor)? else { return Ok(None) };
     let norm = sq.sqrt()?;
     let factor = ((&norm + 1e-6)?.recip()? * max_norm)?.clamp(0.0, 1.0)?;

@@ -23,6 +23,10 @@ pub struct OptimizerSpec {
     pub uses_loss: bool,
     /// The reference implementation's defaults, as a [`Hyper`].
     pub defaults: fn() -> Hyper,
+    /// The defaults of the paper's experiment scripts (the reference command line), where they
+    /// differ from [`OptimizerSpec::defaults`]: momentum 0.9 for SGD, ALI-G, DFW and BPGrad, and
+    /// ALI-G's `max_lr` 0.1. The `train` binary starts from these.
+    pub experiment_defaults: fn() -> Hyper,
     build: Build,
 }
 
@@ -52,6 +56,7 @@ pub static OPTIMIZERS: &[OptimizerSpec] = &[
         uses: &["lr (max_lr)", "momentum", "max_norm", "eps", "adjusted_momentum"],
         uses_loss: true,
         defaults: Hyper::default,
+        experiment_defaults: || Hyper { lr: Some(0.1), momentum: 0.9, ..Hyper::default() },
         build: |p, h| boxed(Alig::new(p, AligConfig::from_hyper(h))),
     },
     OptimizerSpec {
@@ -60,6 +65,7 @@ pub static OPTIMIZERS: &[OptimizerSpec] = &[
         uses: &["lr", "momentum", "weight_decay", "nesterov"],
         uses_loss: false,
         defaults: || lr(1e-3),
+        experiment_defaults: || Hyper { momentum: 0.9, ..lr(1e-3) },
         build: |p, h| boxed(Sgd::new(p, SgdConfig::from_hyper(h))),
     },
     OptimizerSpec {
@@ -68,6 +74,7 @@ pub static OPTIMIZERS: &[OptimizerSpec] = &[
         uses: ADAM_USES,
         uses_loss: false,
         defaults: || lr(1e-3),
+        experiment_defaults: || lr(1e-3),
         build: |p, h| boxed(Adam::new(p, AdamConfig::from_hyper(h, false))),
     },
     OptimizerSpec {
@@ -76,6 +83,7 @@ pub static OPTIMIZERS: &[OptimizerSpec] = &[
         uses: ADAM_USES,
         uses_loss: false,
         defaults: || lr(1e-3),
+        experiment_defaults: || lr(1e-3),
         build: |p, h| boxed(Adam::new(p, AdamConfig::from_hyper(h, true))),
     },
     OptimizerSpec {
@@ -84,6 +92,7 @@ pub static OPTIMIZERS: &[OptimizerSpec] = &[
         uses: &["lr", "weight_decay", "eps", "initial_accumulator"],
         uses_loss: false,
         defaults: || lr(1e-2),
+        experiment_defaults: || lr(1e-2),
         build: |p, h| boxed(Adagrad::new(p, AdagradConfig::from_hyper(h))),
     },
     OptimizerSpec {
@@ -92,6 +101,7 @@ pub static OPTIMIZERS: &[OptimizerSpec] = &[
         uses: ADAM_USES,
         uses_loss: false,
         defaults: || Hyper { weight_decay: 1e-2, ..lr(1e-3) },
+        experiment_defaults: || Hyper { weight_decay: 1e-2, ..lr(1e-3) },
         build: |p, h| boxed(Adamw::new(p, AdamwConfig::from_hyper(h))),
     },
     OptimizerSpec {
@@ -100,6 +110,7 @@ pub static OPTIMIZERS: &[OptimizerSpec] = &[
         uses: ADAM_USES,
         uses_loss: false,
         defaults: || lr(1e-3),
+        experiment_defaults: || lr(1e-3),
         build: |p, h| boxed(Yogi::new(p, YogiConfig::from_hyper(h))),
     },
     OptimizerSpec {
@@ -108,6 +119,7 @@ pub static OPTIMIZERS: &[OptimizerSpec] = &[
         uses: &["lr (eta)", "momentum", "weight_decay", "eps"],
         uses_loss: true,
         defaults: || lr(0.1),
+        experiment_defaults: || Hyper { momentum: 0.9, ..lr(0.1) },
         build: |p, h| boxed(Dfw::new(p, DfwConfig::from_hyper(h))),
     },
     OptimizerSpec {
@@ -116,6 +128,7 @@ pub static OPTIMIZERS: &[OptimizerSpec] = &[
         uses: &["lr (eta)", "momentum", "weight_decay", "eps"],
         uses_loss: true,
         defaults: || lr(0.1),
+        experiment_defaults: || Hyper { momentum: 0.9, ..lr(0.1) },
         build: |p, h| boxed(Bpgrad::new(p, BpgradConfig::from_hyper(h))),
     },
     OptimizerSpec {
@@ -124,6 +137,7 @@ pub static OPTIMIZERS: &[OptimizerSpec] = &[
         uses: L4_USES,
         uses_loss: true,
         defaults: || Hyper { fraction: Some(0.15), ..Hyper::default() },
+        experiment_defaults: || Hyper { fraction: Some(0.15), ..Hyper::default() },
         build: |p, h| boxed(L4::new(p, L4Config::from_hyper(h, L4Direction::Adam))),
     },
     OptimizerSpec {
@@ -132,6 +146,7 @@ pub static OPTIMIZERS: &[OptimizerSpec] = &[
         uses: L4_USES,
         uses_loss: true,
         defaults: || Hyper { fraction: Some(0.15), ..Hyper::default() },
+        experiment_defaults: || Hyper { fraction: Some(0.15), ..Hyper::default() },
         build: |p, h| boxed(L4::new(p, L4Config::from_hyper(h, L4Direction::Momentum))),
     },
     OptimizerSpec {
@@ -140,6 +155,7 @@ pub static OPTIMIZERS: &[OptimizerSpec] = &[
         uses: &["lr", "momentum", "eps"],
         uses_loss: false,
         defaults: || lr(1e-3),
+        experiment_defaults: || lr(1e-3),
         build: |p, h| boxed(Rmsprop::new(p, RmspropConfig::from_hyper(h))),
     },
     OptimizerSpec {
@@ -148,6 +164,7 @@ pub static OPTIMIZERS: &[OptimizerSpec] = &[
         uses: &["lr", "momentum"],
         uses_loss: false,
         defaults: || Hyper { momentum: 0.9, ..lr(1e-3) },
+        experiment_defaults: || Hyper { momentum: 0.9, ..lr(1e-3) },
         build: |p, h| boxed(Momentum::new(p, MomentumConfig::from_hyper(h))),
     },
 ];

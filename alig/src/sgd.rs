@@ -17,8 +17,9 @@ use std::collections::HashMap;
 
 use candle_core::{bail, Result, Tensor};
 
+use crate::check::non_negative;
 use crate::ops::{self, Kernel, PairKernel, Real};
-use crate::optimizer::{non_negative, Hyper, NamedTensors, Optimizer, Scalar, StepReport};
+use crate::optimizer::{Hyper, NamedTensors, Optimizer, Scalar, StepReport};
 use crate::params::ParamSet;
 use crate::state::{StateReader, StateWriter};
 

@@ -18,7 +18,8 @@ use std::collections::HashMap;
 use candle_core::{Result, Tensor};
 
 use crate::adamw::{check_betas, old_adam_step_size, old_adam_update};
-use crate::optimizer::{non_negative, Hyper, NamedTensors, Optimizer, Scalar, StepReport};
+use crate::check::non_negative;
+use crate::optimizer::{Hyper, NamedTensors, Optimizer, Scalar, StepReport};
 use crate::params::ParamSet;
 use crate::state::{StateReader, StateWriter};
 

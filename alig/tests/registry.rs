@@ -419,3 +419,47 @@ fn fused_reductions_are_deterministic() {
         }
     }
 }
+
+/// `step_with_sq_norm`: ALI-G given `sum ||g||^2` (as the trainer computes it for its finiteness
+/// check) steps as when it sums the gradients itself, on both kernel paths, across the cap, and
+/// reports the norm it used. Every other optimizer ignores the given norm.
+#[test]
+fn a_given_squared_norm_steps_like_the_computed_one() {
+    for spec in OPTIMIZERS {
+        for kernels in [Kernels::Auto, Kernels::Tensor] {
+            let (a, b) = (Problem::new(23, DType::F64), Problem::new(23, DType::F64));
+            let h = if spec.name == "alig" { Hyper { lr: Some(2.0), ..hyper("alig") } } else { hyper(spec.name) };
+            let build = |p: &Problem| {
+                let params = ParamSet::trainable(&p.vars).unwrap().with_kernels(kernels);
+                alig::registry::build(spec.name, params, &h).unwrap()
+            };
+            let (mut own, mut given) = (build(&a), build(&b));
+            let mut caps_crossed = (false, false);
+            for t in 0..12 {
+                let loss = a.loss(spec.name);
+                let report = own.step(&loss, &loss.backward().unwrap()).unwrap();
+                let loss_b = b.loss(spec.name);
+                let grads = given.params().grads(&loss_b.backward().unwrap());
+                let sq = alig::grad_sq_norm(&grads, kernels).unwrap().unwrap();
+                let report_b = given.step_with_sq_norm(&loss_b, &grads, &sq).unwrap();
+                if spec.name == "alig" {
+                    let used = report_b.grad_sq_norm.as_ref().unwrap().to_f64().unwrap();
+                    assert_eq!(used, sq.to_scalar::<f64>().unwrap(), "{kernels:?} step {t}: the norm it used");
+                    let own_sq = report.grad_sq_norm.as_ref().unwrap().to_f64().unwrap();
+                    assert!((own_sq - used).abs() <= 1e-12 * used, "{kernels:?} step {t}: {own_sq} vs {used}");
+                    let clipped = report.step_size_unclipped.unwrap().to_f64().unwrap() >= 2.0;
+                    caps_crossed = (caps_crossed.0 || clipped, caps_crossed.1 || !clipped);
+                }
+                for (name, v) in &a.vars {
+                    let (x, y) = (flat(v.as_tensor()).unwrap(), flat(b.vars[name].as_tensor()).unwrap());
+                    for (x, y) in x.iter().zip(&y) {
+                        assert!((x - y).abs() <= 1e-9 * (1.0 + y.abs()), "{} {kernels:?} step {t} {name}", spec.name);
+                    }
+                }
+            }
+            if spec.name == "alig" {
+                assert_eq!(caps_crossed, (true, true), "{kernels:?}: the run must be clipped and unclipped");
+            }
+        }
+    }
+}
