@@ -3,7 +3,6 @@
 pub mod batch_norm;
 pub mod conv;
 pub mod cumprod;
-pub mod dnc;
 pub mod gemm;
 pub mod linear;
 pub mod lstm;
@@ -13,7 +12,6 @@ pub mod threads;
 
 pub use conv::{conv2d, conv2d_no_bias, Conv2d};
 pub use cumprod::exclusive_cumprod;
-pub use dnc::dnc_sequence;
 pub use linear::linear;
 pub use lstm::lstm_direction;
 pub use malloc::keep_freed_memory;

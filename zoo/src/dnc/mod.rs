@@ -15,6 +15,10 @@
 use candle_core::{bail, DType, Module, Result, Tensor, D};
 use candle_nn::{linear, Linear, VarBuilder};
 
+mod fused;
+
+pub use fused::dnc_sequence;
+
 use crate::init::Init;
 use crate::ops::exclusive_cumprod;
 
@@ -239,12 +243,12 @@ impl Dnc {
     }
 
     /// Logits `[T, B, O]` of observations `[T, B, I]` from the zero state: one op over the whole
-    /// sequence on the CPU in f32 ([`crate::ops::dnc_sequence`], unless the custom ops are off),
+    /// sequence on the CPU in f32 ([`fused::dnc_sequence`], unless the custom ops are off),
     /// otherwise [`Dnc::forward_composed`].
     pub fn forward(&self, obs: &Tensor) -> Result<Tensor> {
         self.check_input(obs)?;
         if crate::ops::custom_ops() && obs.device().is_cpu() && obs.dtype() == DType::F32 {
-            crate::ops::dnc_sequence(&self.cfg, obs, &self.packed_parameters()?)
+            fused::dnc_sequence(&self.cfg, obs, &self.packed_parameters()?)
         } else {
             self.forward_composed(obs)
         }
@@ -258,7 +262,7 @@ impl Dnc {
         Ok(())
     }
 
-    /// Every parameter in one vector, in the order [`crate::ops::dnc_sequence`] reads (a
+    /// Every parameter in one vector, in the order [`fused::dnc_sequence`] reads (a
     /// differentiable concatenation, so gradients reach the variables).
     fn packed_parameters(&self) -> Result<Tensor> {
         let interface = [
