@@ -1,6 +1,6 @@
 //! Datasets of the ALI-G toolkit (Berrada, Zisserman, Kumar, "Training Neural Networks for and by
 //! Interpolation", ICML 2020): readers of the real file formats, the paper's splits and
-//! transforms, and a prefetching, seeded batch loader.
+//! transforms, and seeded batch loaders (images, prefetched in worker threads; sentence pairs).
 
 pub mod cifar;
 pub mod digits;
@@ -12,6 +12,7 @@ pub mod idx;
 pub mod images;
 pub mod loader;
 pub mod mat5;
+pub mod pair_loader;
 #[cfg(feature = "hub")]
 pub mod parquet_mirror;
 pub mod registry;
@@ -26,6 +27,7 @@ pub mod transforms;
 pub use folder::ImageFolder;
 pub use images::ImageSet;
 pub use loader::{ImageSource, Loader, LoaderConfig};
+pub use pair_loader::{PairBatch, PairLoader, PairLoaderConfig};
 pub use registry::{Data, DataArgs, DatasetSpec, ImageData, Input, NliData, DATASETS};
 pub use repeat_copy::{RepeatCopyBatch, RepeatCopyConfig};
 pub use splits::{Caps, Splits};

@@ -35,22 +35,15 @@ pub struct DataArgs {
     pub glove: Option<PathBuf>,
 }
 
-/// What one sample is.
+/// What one sample is (the same three kinds as `zoo::ModelKind` and [`Data`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Input {
-    Image {
-        channels: usize,
-        height: usize,
-        width: usize,
-    },
+    /// An image of `channels x height x width`.
+    Images { channels: usize, height: usize, width: usize },
     /// Two sentences as word vectors of `dim`.
-    SentencePair {
-        dim: usize,
-    },
-    /// The DNC's bit sequences.
-    BitSequence {
-        bits: usize,
-    },
+    Pairs { dim: usize },
+    /// The DNC's bit sequences of `bits` data bits.
+    Sequences { bits: usize },
 }
 
 /// Image classification data, ready for [`crate::Loader`]s.
@@ -71,11 +64,14 @@ pub struct NliData {
     pub source: String,
 }
 
-/// A loaded dataset.
+/// A loaded dataset, by kind (see [`Input`]).
 pub enum Data {
+    /// Image classification splits.
     Images(ImageData),
-    Nli(NliData),
-    RepeatCopy(RepeatCopyConfig),
+    /// Sentence pairs with their word vectors.
+    Pairs(NliData),
+    /// A generated sequence task.
+    Sequences(RepeatCopyConfig),
 }
 
 /// One dataset of the registry.
@@ -90,6 +86,10 @@ pub struct DatasetSpec {
     pub hub: Option<&'static str>,
     /// Where to get the files.
     pub source: &'static str,
+    /// The model it is usually trained with (`train --model` when none is given).
+    pub default_model: &'static str,
+    /// The training loss of the paper's runs on it (`train --loss` when none is given).
+    pub default_loss: &'static str,
     load: fn(&DatasetSpec, &DataArgs) -> Result<Data>,
 }
 
@@ -305,7 +305,7 @@ fn snli_data(spec: &DatasetSpec, args: &DataArgs) -> Result<Data> {
             *s = std::mem::take(s).truncate(n);
         }
     }
-    Ok(Data::Nli(NliData { splits: Splits { train, val, test }, vectors, source }))
+    Ok(Data::Pairs(NliData { splits: Splits { train, val, test }, vectors, source }))
 }
 
 #[cfg(feature = "hub")]
@@ -326,7 +326,7 @@ fn snli_from_hub(spec: &DatasetSpec, args: &DataArgs) -> Result<(Vec<RawPairs>, 
 }
 
 fn repeat_copy_data(_: &DatasetSpec, _: &DataArgs) -> Result<Data> {
-    Ok(Data::RepeatCopy(RepeatCopyConfig::default()))
+    Ok(Data::Sequences(RepeatCopyConfig::default()))
 }
 
 const CIFAR_SOURCE: &str = "https://www.cs.toronto.edu/~kriz/cifar.html (the binary version)";
@@ -338,17 +338,19 @@ pub static DATASETS: &[DatasetSpec] = &[
         name: "digits",
         summary: "UCI handwritten digits, 1,797 8x8 images, embedded (quick runs; no download)",
         num_classes: 10,
-        input: Input::Image { channels: 1, height: 8, width: 8 },
+        input: Input::Images { channels: 1, height: 8, width: 8 },
         files: &[],
         hub: None,
         source: "embedded (scikit-learn's copy of the UCI set, CC BY 4.0)",
+        default_model: "wrn",
+        default_loss: "ce",
         load: digits_data,
     },
     DatasetSpec {
         name: "mnist",
         summary: "MNIST or Fashion-MNIST IDX files (50,000 / 10,000 / 10,000)",
         num_classes: 10,
-        input: Input::Image { channels: 1, height: 28, width: 28 },
+        input: Input::Images { channels: 1, height: 28, width: 28 },
         files: &[
             "train-images-idx3-ubyte[.gz]",
             "train-labels-idx1-ubyte[.gz]",
@@ -357,76 +359,92 @@ pub static DATASETS: &[DatasetSpec] = &[
         ],
         hub: None,
         source: "http://yann.lecun.com/exdb/mnist/ or Debian's dataset-fashion-mnist",
+        default_model: "wrn",
+        default_loss: "ce",
         load: idx_data,
     },
     DatasetSpec {
         name: "cifar10",
         summary: "CIFAR-10: 45,000 / 5,000 / 10,000, random crop and flip",
         num_classes: 10,
-        input: Input::Image { channels: 3, height: 32, width: 32 },
+        input: Input::Images { channels: 3, height: 32, width: 32 },
         files: &["data_batch_1.bin .. data_batch_5.bin", "test_batch.bin"],
         hub: Some("uoft-cs/cifar10"),
         source: CIFAR_SOURCE,
+        default_model: "wrn",
+        default_loss: "ce",
         load: cifar_data,
     },
     DatasetSpec {
         name: "cifar100",
         summary: "CIFAR-100 (fine labels): 45,000 / 5,000 / 10,000, random crop and flip",
         num_classes: 100,
-        input: Input::Image { channels: 3, height: 32, width: 32 },
+        input: Input::Images { channels: 3, height: 32, width: 32 },
         files: &["train.bin", "test.bin"],
         hub: Some("uoft-cs/cifar100"),
         source: CIFAR_SOURCE,
+        default_model: "wrn",
+        default_loss: "ce",
         load: cifar_data,
     },
     DatasetSpec {
         name: "svhn",
         summary: "SVHN: 67,257 / 6,000 / 26,032, no augmentation",
         num_classes: 10,
-        input: Input::Image { channels: 3, height: 32, width: 32 },
+        input: Input::Images { channels: 3, height: 32, width: 32 },
         files: &["train_32x32.mat", "test_32x32.mat"],
         hub: Some("ufldl-stanford/svhn"),
         source: SVHN_SOURCE,
+        default_model: "wrn",
+        default_loss: "ce",
         load: svhn_data,
     },
     DatasetSpec {
         name: "svhn-extra",
         summary: "SVHN with the extra images (the paper's): 598,388 / 6,000 / 26,032",
         num_classes: 10,
-        input: Input::Image { channels: 3, height: 32, width: 32 },
+        input: Input::Images { channels: 3, height: 32, width: 32 },
         files: &["train_32x32.mat", "test_32x32.mat", "extra_32x32.mat"],
         hub: Some("ufldl-stanford/svhn"),
         source: SVHN_SOURCE,
+        default_model: "wrn",
+        default_loss: "ce",
         load: svhn_data,
     },
     DatasetSpec {
         name: "imagenet",
         summary: "ImageNet-style class folders train/, val/ (and test/), 224x224",
         num_classes: 1000,
-        input: Input::Image { channels: 3, height: 224, width: 224 },
+        input: Input::Images { channels: 3, height: 224, width: 224 },
         files: &["train/<class>/<images>", "val/<class>/<images>", "test/<class>/<images> (optional)"],
         hub: None,
         source: "https://image-net.org (ILSVRC2012, one folder per WordNet id)",
+        default_model: "resnet18",
+        default_loss: "ce",
         load: imagenet_data,
     },
     DatasetSpec {
         name: "snli",
         summary: "SNLI 1.0 with frozen GloVe 840B vectors (550k / 10k / 10k pairs, '-' dropped)",
         num_classes: 3,
-        input: Input::SentencePair { dim: 300 },
+        input: Input::Pairs { dim: 300 },
         files: &["snli_1.0_train.jsonl", "snli_1.0_dev.jsonl", "snli_1.0_test.jsonl", "glove.840B.300d.txt"],
         hub: Some("stanfordnlp/snli"),
         source: "https://nlp.stanford.edu/projects/snli/ and https://nlp.stanford.edu/projects/glove/",
+        default_model: "nli",
+        default_loss: "ce",
         load: snli_data,
     },
     DatasetSpec {
         name: "repeat-copy",
         summary: "the DNC repeat-copy task (4 bits, lengths 1-2, repeats 1-2), generated",
         num_classes: 0,
-        input: Input::BitSequence { bits: 4 },
+        input: Input::Sequences { bits: 4 },
         files: &[],
         hub: None,
         source: "generated from the seed",
+        default_model: "dnc",
+        default_loss: "sigmoid-ce",
         load: repeat_copy_data,
     },
 ];

@@ -106,7 +106,7 @@ fn snli_from_a_hub_cache_drops_unlabelled_pairs() {
     )
     .unwrap();
     let args = DataArgs { offline: true, hub_cache: Some(cache.clone()), glove: Some(glove), ..Default::default() };
-    let Data::Nli(d) = registry::find("snli").unwrap().load(&args).unwrap() else { panic!("nli data expected") };
+    let Data::Pairs(d) = registry::find("snli").unwrap().load(&args).unwrap() else { panic!("nli data expected") };
     assert_eq!(d.splits.train.labels, [0, 2]);
     assert_eq!(d.vectors.dim, 300);
     let index = d.vectors.index();

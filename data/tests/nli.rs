@@ -121,3 +121,66 @@ fn glove_text_with_odd_tokens_and_the_cache() {
     let err = glove::read_text(&dir.join("bad.txt"), 3, &keep).unwrap_err().to_string();
     assert!(err.contains("bad.txt:1") && err.contains("\"x\""), "{err}");
 }
+
+/// The pair loader: seeded shuffles that differ by epoch and repeat for a seed, resume from a
+/// batch, zero padding after each sentence in time-major layout, evaluation order, bad ids.
+#[test]
+fn the_pair_loader_batches_pairs_time_major_and_repeats_by_seed() {
+    use std::sync::Arc;
+
+    use candle_core::Device;
+    use data::{PairLoader, PairLoaderConfig};
+
+    let dim = 3;
+    let vectors = Arc::new(glove::Vectors {
+        words: (0..6).map(|i| format!("w{i}")).collect(),
+        dim,
+        vectors: (0..18).map(|v| v as f32 + 1.0).collect(),
+    });
+    let n = 7;
+    let pairs = snli::NliPairs {
+        premises: (0..n).map(|i| (0..1 + i % 3).map(|k| ((i + k) % 6) as u32).collect()).collect(),
+        hypotheses: (0..n).map(|i| vec![(i % 6) as u32; 2]).collect(),
+        labels: (0..n).map(|i| (i % 3) as u32).collect(),
+    };
+    let cfg = PairLoaderConfig { batch_size: 3, shuffle: true, seed: 5 };
+    let loader = PairLoader::new(pairs.clone(), vectors.clone(), cfg, Device::Cpu).unwrap();
+    assert_eq!((loader.len(), loader.batches()), (7, 3));
+    let (o0, o1) = (loader.order(0), loader.order(1));
+    assert_ne!(o0, o1, "epochs are shuffled differently");
+    let mut sorted = o0.clone();
+    sorted.sort();
+    assert_eq!(sorted, (0..n).collect::<Vec<_>>());
+    let again = PairLoader::new(pairs.clone(), vectors.clone(), cfg, Device::Cpu).unwrap();
+    assert_eq!(again.order(0), o0, "a seed repeats its order");
+    let batches: Vec<_> = loader.epoch_from(0, 0).map(Result::unwrap).collect();
+    assert_eq!(batches.iter().map(|b| b.len()).collect::<Vec<_>>(), [3, 3, 1]);
+    let first = &batches[0];
+    let x = first.premises.to_vec3::<f32>().unwrap(); // [T, B, D]
+    for (j, &i) in o0[..3].iter().enumerate() {
+        let ids = &pairs.premises[i];
+        assert_eq!(first.premise_lengths[j], ids.len());
+        for (t, row) in x.iter().enumerate() {
+            let want: Vec<f32> = match ids.get(t) {
+                Some(&id) => vectors.vectors[id as usize * dim..(id as usize + 1) * dim].to_vec(),
+                None => vec![0.0; dim],
+            };
+            assert_eq!(row[j], want, "pair {i} step {t}");
+        }
+    }
+    assert_eq!(first.labels.to_vec1::<u32>().unwrap(), o0[..3].iter().map(|&i| pairs.labels[i]).collect::<Vec<_>>());
+    // Resuming at batch 1 gives the rest of the same epoch.
+    let rest: Vec<_> = loader.epoch_from(0, 1).map(Result::unwrap).collect();
+    assert_eq!(rest.len(), 2);
+    assert_eq!(rest[0].labels.to_vec1::<u32>().unwrap(), batches[1].labels.to_vec1::<u32>().unwrap());
+    // Evaluation order is the split's own.
+    let eval = PairLoader::new(pairs.clone(), vectors.clone(), PairLoaderConfig { shuffle: false, ..cfg }, Device::Cpu)
+        .unwrap();
+    assert_eq!(eval.order(3), (0..n).collect::<Vec<_>>());
+    // Ids outside the table and empty splits are errors, not panics.
+    let mut bad = pairs.clone();
+    bad.hypotheses[2][1] = 99;
+    let err = PairLoader::new(bad, vectors.clone(), cfg, Device::Cpu).err().unwrap().to_string();
+    assert!(err.contains("99") && err.contains("6 word vectors"), "{err}");
+    assert!(PairLoader::new(snli::NliPairs::default(), vectors, cfg, Device::Cpu).is_err());
+}

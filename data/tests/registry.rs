@@ -111,11 +111,11 @@ fn the_table_is_consistent() {
     assert_eq!(names.len(), DATASETS.len());
     for d in DATASETS {
         assert!(!d.summary.is_empty() && !d.source.is_empty(), "{}", d.name);
-        if let Input::Image { channels, .. } = d.input {
+        if let Input::Images { channels, .. } = d.input {
             assert!(channels == 1 || channels == 3);
         }
     }
     let err = registry::find("imagenet22k").err().unwrap().to_string();
     assert!(err.contains("imagenet22k") && err.contains("cifar100") && err.contains("repeat-copy"), "{err}");
-    assert!(matches!(registry::find("repeat-copy").unwrap().load(&DataArgs::default()).unwrap(), Data::RepeatCopy(_)));
+    assert!(matches!(registry::find("repeat-copy").unwrap().load(&DataArgs::default()).unwrap(), Data::Sequences(_)));
 }

@@ -3,8 +3,10 @@
 //! hub cache on disk), and errors. Processes that must be killed or whose exit code matters are
 //! this test binary re-executed into [`child_process_entry`].
 
+mod config;
 mod errors;
 mod fuzz;
+mod host_reads;
 mod interop;
 mod presets;
 mod resume;

@@ -7,7 +7,7 @@ use crate::{read_json, temp_dir, tiny_snli, train};
 /// Data and tiny shape flags for a model, by what it consumes.
 fn tiny(model: &zoo::ModelSpec, snli: &std::path::Path) -> Vec<String> {
     let flags = match model.kind {
-        zoo::registry::ModelKind::Image => {
+        zoo::registry::ModelKind::Images => {
             let shape = match model.name {
                 "wrn" => "--depth 10 --width 1",
                 "densenet" => "--depth 10 --growth 4",
@@ -15,10 +15,12 @@ fn tiny(model: &zoo::ModelSpec, snli: &std::path::Path) -> Vec<String> {
             };
             format!("--data digits --train-size 16 --val-size 8 --test-size 8 --batch-size 8 {shape}")
         }
-        zoo::registry::ModelKind::SentencePair => {
+        zoo::registry::ModelKind::Pairs => {
             format!("--data snli --data-dir {} --hidden 4 --batch-size 6", snli.display())
         }
-        zoo::registry::ModelKind::Sequence => "--data repeat-copy --steps-per-epoch 2 --batch-size 2 --hidden 8".into(),
+        zoo::registry::ModelKind::Sequences => {
+            "--data repeat-copy --steps-per-epoch 2 --batch-size 2 --hidden 8".into()
+        }
     };
     flags.split_whitespace().map(String::from).collect()
 }
@@ -66,9 +68,12 @@ fn every_model_with_every_optimizer_writes_a_complete_run() {
 
 #[test]
 fn the_no_argument_run_is_digits_wrn_alig_and_reaches_95_percent() {
-    let parsed = train::config::parse(&["train".to_string()]).unwrap();
+    let parsed = train::config::parse(&train::cli::TrainArgs::default()).unwrap();
     let train::config::Request::Train(cfg, _) = parsed else { panic!("expected a training run") };
-    assert_eq!((cfg.data.as_str(), cfg.model.as_str(), cfg.opt.as_str()), ("digits", "wrn", "alig"));
+    assert_eq!(
+        (cfg.data.name.as_str(), cfg.model.name.as_str(), cfg.optimizer.name.as_str()),
+        ("digits", "wrn", "alig")
+    );
     // The same run, into a temporary folder.
     let out = temp_dir("default-run");
     train(&["--quiet", "--out", out.to_str().unwrap()]).unwrap();

@@ -19,8 +19,6 @@ use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-use crate::cli::Cli;
-
 pub const MODEL_FILE: &str = "model.safetensors";
 pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
 pub const TRAINER_FILE: &str = "trainer.json";
@@ -193,7 +191,8 @@ pub fn read_model(path: &Path) -> Result<(Named, Option<ModelMeta>)> {
     Ok((read_tensors(path)?, read_meta(path)?))
 }
 
-fn read_meta(path: &Path) -> Result<Option<ModelMeta>> {
+/// The model identity in a safetensors file's metadata, if this toolkit wrote it.
+pub fn read_meta(path: &Path) -> Result<Option<ModelMeta>> {
     let mut f = fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     // The header: 8 bytes of length, then JSON.
     let mut len = [0u8; 8];
@@ -266,12 +265,6 @@ fn from_hub(repo: &str, revision: Option<&str>, file: &str, cache: Option<&Path>
 #[cfg(not(feature = "hub"))]
 fn from_hub(repo: &str, _: Option<&str>, _: &str, _: Option<&Path>, _: bool) -> Result<PathBuf> {
     bail!("--init hf:{repo}: this build has no hub support; rebuild with the `hub` feature")
-}
-
-/// The model identity stored in the `--init` checkpoint, if any (used when `--model` is absent).
-pub fn init_metadata(init: &str, cli: &Cli) -> Result<Option<ModelMeta>> {
-    let path = resolve_init(init, cli.hub_cache.as_deref(), cli.offline)?;
-    read_meta(&path)
 }
 
 #[cfg(test)]

@@ -1,12 +1,19 @@
-//! The command line, flags grouped like timm's `train.py`. Every flag is optional: what the user
-//! leaves out comes from the paper's preset for the (data, model, optimizer) triple
-//! ([`crate::presets`]), then from the defaults of [`crate::config::RunConfig`].
+//! The command line: `train [FLAGS]` trains (flags grouped like timm's `train.py`), and the
+//! subcommands `sweep`, `plot`, `export` and `list` do the rest. Every training flag is optional:
+//! what the user leaves out comes from the paper's preset for the (data, model, optimizer) triple
+//! ([`crate::presets`]), then from the registries' defaults (see [`crate::config`]).
+//!
+//! The training flags are one serialisable struct, [`TrainArgs`]: presets and checkpoint metadata
+//! are parsed into it and laid under the user's flags ([`TrainArgs::overlay`]), and a
+//! configuration is written back as flags ([`TrainArgs::to_argv`]) for a model card.
 
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 
-use clap::Parser;
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use serde::{Deserialize, Serialize};
 
 /// A number, or `none` (no clipping, no projection, unclipped ALI-G step).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -34,25 +41,58 @@ impl fmt::Display for OrNone {
     }
 }
 
+crate::text::serde_as_text!(OrNone);
+
 const ABOUT: &str = "Train the models of \"Training Neural Networks for and by Interpolation\" (ALI-G, ICML 2020) \
 with ALI-G or any baseline of the paper. With no arguments: a short run on the embedded digits data.";
 
 const AFTER: &str = "Examples:
-  train                                             # digits, WRN-10-2, ALI-G: about a minute
+  train                                             # digits, WRN-10-2, ALI-G: about half a minute
   train --model wrn --data cifar100 --opt alig      # the paper's CIFAR-100 run (preset)
   train --data snli --opt sgd --data-dir ~/snli     # InferSent on SNLI with the paper's SGD schedule
   train --resume runs/wrn-cifar100-alig-s0          # continue exactly where the run stopped
   train --init hf:owner/repo --eval-only --data cifar10
-  train --list                                      # models, datasets, optimizers, presets
+  train list                                        # models, datasets, optimizers, presets
   train sweep --opts alig,sgd --lrs 1e-3:1e0 --out runs/sweep -- --data digits --epochs 5
                                                     # a learning-rate grid (train sweep --help)
   train plot runs/a runs/b --out plots              # objective, accuracy, step size (SVG and PNG)
   train export runs/a --to hub/a                    # weights, config and model card for the hub";
 
-#[derive(Parser, Debug, Clone, Default)]
-#[command(name = "train", version, about = ABOUT, after_help = AFTER, args_override_self = true)]
+/// The whole command line.
+#[derive(Parser, Debug, Clone)]
+#[command(
+    name = "train",
+    version,
+    about = ABOUT,
+    after_help = AFTER,
+    args_override_self = true,
+    args_conflicts_with_subcommands = true
+)]
 pub struct Cli {
-    /// Model from the zoo (default: the dataset's usual one; `--list` shows all).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub train: TrainArgs,
+}
+
+/// What `train` does besides training.
+#[derive(Subcommand, Debug, Clone)]
+pub enum Command {
+    /// Run a grid of optimizers x learning rates x seeds, then summarise and plot it.
+    Sweep(SweepArgs),
+    /// Draw runs: objective, accuracy and step size against epochs (SVG and PNG).
+    Plot(PlotArgs),
+    /// Make a hub-ready folder (weights, config, model card) from a run.
+    Export(ExportArgs),
+    /// List models, datasets, optimizers and presets.
+    List,
+}
+
+/// The flags of a training run.
+#[derive(Parser, Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[command(name = "train", args_override_self = true)]
+pub struct TrainArgs {
+    /// Model from the zoo (default: the dataset's usual one; `train list` shows all).
     #[arg(long, help_heading = "What to train")]
     pub model: Option<String>,
     /// Dataset (default: digits, embedded).
@@ -65,7 +105,7 @@ pub struct Cli {
     #[arg(long, help_heading = "What to train")]
     pub loss: Option<String>,
 
-    /// Folder with the dataset's files (`--list` names them).
+    /// Folder with the dataset's files (`train list` names them).
     #[arg(long, help_heading = "Data")]
     pub data_dir: Option<PathBuf>,
     /// SNLI: the GloVe text file (default: <data-dir>/glove.840B.300d.txt).
@@ -174,7 +214,150 @@ pub struct Cli {
     /// No progress bar and no per-epoch lines.
     #[arg(long, help_heading = "Run")]
     pub quiet: bool,
-    /// List models, datasets, optimizers and presets, then exit.
+    /// List models, datasets, optimizers and presets, then exit (as `train list`).
     #[arg(long)]
     pub list: bool,
+}
+
+impl TrainArgs {
+    /// Parses training flags (no program name): a preset's, a checkpoint's shape flags, a sweep's.
+    pub fn from_flags<S: AsRef<str>>(flags: &[S]) -> Result<Self> {
+        let argv = std::iter::once("train").chain(flags.iter().map(AsRef::as_ref));
+        Ok(TrainArgs::try_parse_from(argv)?)
+    }
+
+    /// `self` under `top`: every flag `top` gives (a value, or a switch turned on) replaces this
+    /// one's; the rest stay.
+    pub fn overlay(&self, top: &TrainArgs) -> Result<TrainArgs> {
+        let (mut base, top) = (serde_json::to_value(self)?, serde_json::to_value(top)?);
+        let (Some(fields), Some(given)) = (base.as_object_mut(), top.as_object()) else {
+            anyhow::bail!("training flags serialise to an object")
+        };
+        for (name, value) in given.iter().filter(|(_, v)| is_given(v)) {
+            fields.insert(name.clone(), value.clone());
+        }
+        Ok(serde_json::from_value(base)?)
+    }
+
+    /// The flags that are given, as `--name` (one per field, in declaration order).
+    pub fn given(&self) -> Result<Vec<String>> {
+        Ok(self.fields()?.into_iter().filter(|(_, v)| is_given(v)).map(|(k, _)| flag(&k)).collect())
+    }
+
+    /// The command line that parses back to these flags (no program name).
+    pub fn to_argv(&self) -> Result<Vec<String>> {
+        let mut argv = vec![];
+        for (name, value) in self.fields()? {
+            match value {
+                serde_json::Value::Bool(true) => argv.push(flag(&name)),
+                serde_json::Value::String(s) => argv.extend([flag(&name), s]),
+                serde_json::Value::Number(n) => argv.extend([flag(&name), n.to_string()]),
+                _ => {}
+            }
+        }
+        Ok(argv)
+    }
+
+    /// Every field with its value, in the order the flags are declared (`--model --data --opt`
+    /// first), which is the order `--help` lists them in.
+    fn fields(&self) -> Result<Vec<(String, serde_json::Value)>> {
+        let value = serde_json::to_value(self).context("serialising the training flags")?;
+        let mut map = value.as_object().cloned().unwrap_or_default();
+        let order = <TrainArgs as clap::CommandFactory>::command();
+        Ok(order.get_arguments().filter_map(|a| map.remove_entry(a.get_id().as_str())).collect())
+    }
+}
+
+fn is_given(v: &serde_json::Value) -> bool {
+    !(v.is_null() || *v == serde_json::Value::Bool(false))
+}
+
+fn flag(field: &str) -> String {
+    format!("--{}", field.replace('_', "-"))
+}
+
+/// `train sweep`.
+#[derive(Args, Debug, Clone)]
+pub struct SweepArgs {
+    /// Optimizers, comma-separated.
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub opts: Vec<String>,
+    /// Learning rates: comma-separated values (`none` for ALI-G's unclipped step), or the powers of
+    /// ten from A to B as `A:B` (e.g. `1e-4:1e1`). Optimizers without a learning rate (L4) run once.
+    #[arg(long, default_value = "1e-3:1e0")]
+    pub lrs: String,
+    /// L4's fractions (it has no learning rate), comma-separated; the paper's DNC grid is
+    /// 0.05,0.1,...,0.95. Without it L4 runs once per seed with its default 0.15.
+    #[arg(long, value_delimiter = ',')]
+    pub fractions: Vec<f64>,
+    /// Seeds, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "0")]
+    pub seeds: Vec<u64>,
+    /// The sweep's folder: one run directory per point, and the summary.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Runs at the same time (each uses the machine's threads; 1 is usually fastest on a CPU).
+    #[arg(long, default_value_t = 1)]
+    pub jobs: usize,
+    /// Training flags for every run (model, data, epochs, ...), after `--`.
+    #[arg(last = true)]
+    pub run_flags: Vec<String>,
+}
+
+/// `train plot`.
+#[derive(Args, Debug, Clone)]
+pub struct PlotArgs {
+    /// Run directories.
+    #[arg(required = true)]
+    pub runs: Vec<PathBuf>,
+    /// Where the pictures go.
+    #[arg(long, default_value = "plots")]
+    pub out: PathBuf,
+}
+
+/// `train export`.
+#[derive(Args, Debug, Clone)]
+pub struct ExportArgs {
+    /// The run directory.
+    pub run: PathBuf,
+    /// The folder to write (created; an existing model.safetensors there is not overwritten).
+    #[arg(long)]
+    pub to: PathBuf,
+    /// Export the last checkpoint instead of the best.
+    #[arg(long)]
+    pub last: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_overlay_and_render_back() {
+        let preset = TrainArgs::from_flags(&["--lr", "0.1", "--depth", "40", "--no-augment"]).unwrap();
+        let user = TrainArgs::from_flags(&["--lr", "none", "--epochs", "3"]).unwrap();
+        let merged = preset.overlay(&user).unwrap();
+        assert_eq!(
+            (merged.lr, merged.depth, merged.epochs, merged.no_augment),
+            (Some(OrNone(None)), Some(40), Some(3), true)
+        );
+        assert_eq!(merged.given().unwrap(), ["--no-augment", "--lr", "--depth", "--epochs"]);
+        let back = TrainArgs::from_flags(&merged.to_argv().unwrap()).unwrap();
+        assert_eq!(back, merged);
+    }
+
+    #[test]
+    fn subcommands_and_plain_flags_both_parse() {
+        let cli = Cli::try_parse_from(["train", "--model", "wrn", "--epochs", "2"]).unwrap();
+        assert!(cli.command.is_none() && cli.train.model.as_deref() == Some("wrn"));
+        let cli =
+            Cli::try_parse_from(["train", "sweep", "--opts", "alig", "--out", "s", "--", "--data", "digits"]).unwrap();
+        let Some(Command::Sweep(s)) = cli.command else { panic!("not a sweep") };
+        assert_eq!(s.run_flags, ["--data", "digits"]);
+        assert!(matches!(Cli::try_parse_from(["train", "list"]).unwrap().command, Some(Command::List)));
+        let help = <Cli as clap::CommandFactory>::command().render_help().to_string();
+        for sub in ["sweep", "plot", "export", "list"] {
+            assert!(help.contains(sub), "{sub} missing from --help:\n{help}");
+        }
+    }
 }

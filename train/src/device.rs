@@ -7,12 +7,35 @@ use candle_core::Device;
 /// A parsed device request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DeviceSpec {
+    /// CUDA, then Metal, when built in and present; else the CPU.
     Auto,
+    /// The host, with candle's thread pool.
     Cpu,
+    /// CUDA device N (the `cuda` feature).
     Cuda(usize),
+    /// Metal device N (the `metal` feature).
     Metal(usize),
 }
 
+impl std::str::FromStr for DeviceSpec {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        parse(s)
+    }
+}
+
+impl std::fmt::Display for DeviceSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DeviceSpec::Auto => f.write_str("auto"),
+            DeviceSpec::Cpu => f.write_str("cpu"),
+            DeviceSpec::Cuda(n) => write!(f, "cuda:{n}"),
+            DeviceSpec::Metal(n) => write!(f, "metal:{n}"),
+        }
+    }
+}
+
+/// Parses `auto`, `cpu`, `cuda[:N]` or `metal[:N]`.
 pub fn parse(s: &str) -> Result<DeviceSpec> {
     let (kind, ordinal) = match s.split_once(':') {
         Some((k, n)) => match n.parse::<usize>() {
@@ -31,8 +54,9 @@ pub fn parse(s: &str) -> Result<DeviceSpec> {
 }
 
 /// Opens the device: `auto` takes CUDA, then Metal, when built in and present, else the CPU.
-pub fn open(s: &str) -> Result<Device> {
-    match parse(s)? {
+pub fn open(spec: DeviceSpec) -> Result<Device> {
+    let s = spec.to_string();
+    match spec {
         DeviceSpec::Cpu => Ok(Device::Cpu),
         DeviceSpec::Cuda(n) => {
             if !cfg!(feature = "cuda") {
@@ -81,9 +105,15 @@ mod tests {
         assert_eq!(parse("metal").unwrap(), DeviceSpec::Metal(0));
         assert!(parse("tpu").is_err());
         assert!(parse("cuda:x").is_err());
-        if !cfg!(feature = "cuda") {
-            assert!(open("cuda").unwrap_err().to_string().contains("--features cuda"));
+        assert_eq!(parse("cuda").unwrap().to_string(), "cuda:0");
+        for s in ["auto", "cpu", "cuda:1", "metal:0"] {
+            assert_eq!(parse(s).unwrap().to_string(), s);
         }
-        assert!(matches!(open("auto").unwrap(), Device::Cpu) || cfg!(any(feature = "cuda", feature = "metal")));
+        if !cfg!(feature = "cuda") {
+            assert!(open(DeviceSpec::Cuda(0)).unwrap_err().to_string().contains("--features cuda"));
+        }
+        assert!(
+            matches!(open(DeviceSpec::Auto).unwrap(), Device::Cpu) || cfg!(any(feature = "cuda", feature = "metal"))
+        );
     }
 }

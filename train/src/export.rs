@@ -1,72 +1,22 @@
 //! `train export RUN_DIR --to DIR`: a folder ready to upload to the Hugging Face hub:
 //! `model.safetensors` (the best checkpoint's weights, reference key names, the model's identity in
 //! the metadata), `config.json` (the run's configuration), `metrics.jsonl`, `summary.json`, the
-//! run's plots, and a model card `README.md` with the command that trained it and its metrics.
+//! run's plots, and a model card `README.md` with the command that trained it (generated from the
+//! configuration: [`RunConfig::command_line`]) and its metrics.
 //! `--init DIR` (or `--init hf:owner/repo` once uploaded) loads it back.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
-use clap::Parser;
-
 use crate::checkpoint::{self, MODEL_FILE};
+use crate::cli::ExportArgs;
 use crate::config::RunConfig;
 use crate::metrics::MetricsLog;
+use anyhow::{bail, Context, Result};
 
-#[derive(Parser, Debug, Clone)]
-#[command(name = "train export", about = "Make a hub-ready folder (weights, config, model card) from a run")]
-pub struct ExportCli {
-    /// The run directory.
-    pub run: PathBuf,
-    /// The folder to write (created; an existing model.safetensors there is not overwritten).
-    #[arg(long)]
-    pub to: PathBuf,
-    /// Export the last checkpoint instead of the best.
-    #[arg(long)]
-    pub last: bool,
-}
-
-/// The `train` command line that reproduces a configuration.
-pub fn command_line(cfg: &RunConfig) -> String {
-    let mut s = format!("train --model {} --data {} --opt {} --loss {}", cfg.model, cfg.data, cfg.opt, cfg.loss);
-    let mut flag = |name: &str, v: Option<String>| {
-        if let Some(v) = v {
-            s += &format!(" --{name} {v}");
-        }
-    };
-    flag("epochs", Some(cfg.epochs.to_string()));
-    flag("batch-size", Some(cfg.batch_size.to_string()));
-    flag("lr", Some(cfg.lr.map_or("none".into(), |v| v.to_string())));
-    flag("momentum", Some(cfg.momentum.to_string()));
-    flag("weight-decay", (cfg.weight_decay != 0.0).then(|| cfg.weight_decay.to_string()));
-    flag("max-norm", cfg.max_norm.map(|v| v.to_string()));
-    flag("clip-grad-norm", cfg.clip_grad_norm.map(|v| v.to_string()));
-    flag("schedule", (cfg.schedule != "constant").then(|| cfg.schedule.clone()));
-    flag("depth", cfg.depth.map(|v| v.to_string()));
-    flag("width", cfg.width.map(|v| v.to_string()));
-    flag("growth", cfg.growth.map(|v| v.to_string()));
-    flag("dropout", cfg.dropout.map(|v| v.to_string()));
-    flag("hidden", cfg.hidden.map(|v| v.to_string()));
-    flag("eps", cfg.eps.map(|v| v.to_string()));
-    flag("fraction", cfg.fraction.map(|v| v.to_string()));
-    flag("initial-accumulator", cfg.initial_accumulator.map(|v| v.to_string()));
-    flag("train-size", cfg.train_size.map(|v| v.to_string()));
-    flag("seed", Some(cfg.seed.to_string()));
-    if !cfg.augment {
-        s += " --no-augment";
-    }
-    s
-}
-
-/// `train export ...` (`args[0]` is `export`).
-pub fn run(args: &[String]) -> Result<()> {
-    let cli = ExportCli::try_parse_from(args)?;
-    let cfg_path = cli.run.join("config.json");
-    let cfg: RunConfig = serde_json::from_str(
-        &fs::read_to_string(&cfg_path).with_context(|| format!("{}: not a run directory", cli.run.display()))?,
-    )
-    .with_context(|| format!("parsing {}", cfg_path.display()))?;
+/// `train export RUN_DIR --to DIR`.
+pub fn run(cli: &ExportArgs) -> Result<()> {
+    let cfg = RunConfig::read(&cli.run).with_context(|| format!("{}: not a run directory", cli.run.display()))?;
     let which = if cli.last { "last" } else { "best" };
     let ckpt = checkpoint::find(&cli.run.join("checkpoints"), which)
         .with_context(|| format!("{}: no {which} checkpoint yet", cli.run.display()))?;
@@ -75,7 +25,7 @@ pub fn run(args: &[String]) -> Result<()> {
     }
     fs::create_dir_all(&cli.to).with_context(|| format!("creating {}", cli.to.display()))?;
     fs::copy(ckpt.join(MODEL_FILE), cli.to.join(MODEL_FILE)).with_context(|| format!("copying {MODEL_FILE}"))?;
-    fs::copy(&cfg_path, cli.to.join("config.json")).context("copying config.json")?;
+    cfg.write(&cli.to)?;
     for f in ["metrics.jsonl", "metrics.csv", "summary.json"] {
         if cli.run.join(f).is_file() {
             fs::copy(cli.run.join(f), cli.to.join(f)).with_context(|| format!("copying {f}"))?;
@@ -100,10 +50,10 @@ fn model_card(cfg: &RunConfig, run: &Path, which: &str, plots: &[PathBuf]) -> Re
          reference PyTorch key names; its metadata names the model, its shape flags and the dataset, so \
          `train --init hf:OWNER/REPO --eval-only` rebuilds it without flags.\n\n\
          ## Training command\n\n```sh\n{cmd}\n```\n\n",
-        model = cfg.model,
-        data = cfg.data,
-        opt = cfg.opt,
-        cmd = command_line(cfg),
+        model = cfg.model.name,
+        data = cfg.data.name,
+        opt = cfg.optimizer.name,
+        cmd = cfg.command_line(),
     );
     if let Some(sm) = &summary {
         s += &format!(

@@ -67,18 +67,15 @@ pub fn topk_truncated_entropy(scores: &Tensor, labels: &Tensor, k: usize, tau: f
         candle_core::bail!("top-{k} entropy needs more than {k} classes, got {c}")
     }
     let x = (scores / tau)?;
-    // Which classes enter each row's sum: a host-side mask from the ranking (no gradient).
-    let order = x.detach().arg_sort_last_dim(false)?.to_dtype(DType::U32)?.to_vec2::<u32>()?;
-    let y = labels.to_dtype(DType::U32)?.to_vec1::<u32>()?;
-    let mut mask = vec![0f32; n * c];
-    for (row, (ranked, &label)) in order.iter().zip(&y).enumerate() {
-        for &j in &ranked[k..] {
-            if j != label {
-                mask[row * c + j as usize] = 1.0;
-            }
-        }
-    }
-    let mask = Tensor::from_vec(mask, (n, c), scores.device())?.to_dtype(scores.dtype())?;
+    // Which classes enter each row's sum: those ranked after the first `k`, the true class left
+    // out. The rank of class j is its position in the descending order (the inverse permutation
+    // of the sort), computed on the device: no host read.
+    let order = x.detach().arg_sort_last_dim(false)?;
+    let rank = order.arg_sort_last_dim(true)?.to_dtype(DType::F32)?;
+    let classes = Tensor::arange(0u32, c as u32, scores.device())?.unsqueeze(0)?;
+    let not_label = classes.broadcast_ne(&labels.to_dtype(DType::U32)?.reshape((n, 1))?)?;
+    let mask =
+        (rank.ge(k as f64)?.to_dtype(DType::F32)? * not_label.to_dtype(DType::F32)?)?.to_dtype(scores.dtype())?;
     let x_y = x.gather(&labels.to_dtype(DType::U32)?.unsqueeze(1)?, 1)?;
     let terms = (x.broadcast_sub(&x_y)?.minimum(80.0)?.exp()? * mask)?;
     (terms.sum(D::Minus1)? + 1.0)?.log()?.mean_all()

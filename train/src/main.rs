@@ -1,5 +1,7 @@
 //! `train`: see `train --help` and the README.
 
+#![warn(clippy::too_many_lines)]
+
 fn main() {
     // Reuse freed buffers instead of mapping fresh pages for every large tensor (see zoo::ops::malloc).
     zoo::ops::keep_freed_memory();

@@ -9,8 +9,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use clap::Parser;
 
+use crate::cli::PlotArgs;
 use crate::metrics::MetricsLog;
 
 const W: u32 = 800;
@@ -80,6 +80,11 @@ fn range(values: impl Iterator<Item = f64>, log: bool) -> (f64, f64) {
     (lo - pad, hi + pad)
 }
 
+/// `t` with the characters XML reserves escaped.
+fn esc(t: &str) -> String {
+    t.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
 /// Tick positions in the transformed space.
 fn ticks(r: (f64, f64), log: bool) -> Vec<f64> {
     if log {
@@ -130,63 +135,61 @@ impl Chart {
             .collect()
     }
 
+    /// The chart as an SVG document: frame, grid and tick labels, title and axis names, lines and
+    /// legend.
     pub fn svg(&self) -> String {
         let f = self.frame();
         let mut s = format!(
             "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{H}\" viewBox=\"0 0 {W} {H}\" \
              font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
         );
-        let (x0, y0) = (LEFT, H as f64 - BOTTOM);
-        let (x1, y1) = (W as f64 - RIGHT, TOP);
+        self.svg_axes(&f, &mut s);
+        self.svg_labels(&mut s);
+        self.svg_series(&f, &mut s);
+        s + "</svg>\n"
+    }
+
+    /// The frame, the grid lines and the tick values.
+    fn svg_axes(&self, f: &Frame, s: &mut String) {
+        let (x0, y0, x1, y1) = (LEFT, H as f64 - BOTTOM, W as f64 - RIGHT, TOP);
         let _ = writeln!(
             s,
             "<rect x=\"{x0}\" y=\"{y1}\" width=\"{}\" height=\"{}\" fill=\"none\" stroke=\"black\"/>",
             x1 - x0,
             y0 - y1
         );
+        let at = |t: f64, log: bool| if log { 10f64.powf(t) } else { t };
         for t in ticks(f.x, f.log_x) {
-            let (px, _) =
-                f.px(if f.log_x { 10f64.powf(t) } else { t }, if f.log_y { 10f64.powf(f.y.0) } else { f.y.0 });
+            let (px, _) = f.px(at(t, f.log_x), at(f.y.0, f.log_y));
             let _ = writeln!(s, "<line x1=\"{px:.1}\" y1=\"{y0}\" x2=\"{px:.1}\" y2=\"{y1}\" stroke=\"#ddd\"/>");
-            let _ = writeln!(
-                s,
-                "<text x=\"{px:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text>",
-                y0 + 16.0,
-                label(t, f.log_x)
-            );
+            let tick = label(t, f.log_x);
+            let _ = writeln!(s, "<text x=\"{px:.1}\" y=\"{}\" text-anchor=\"middle\">{tick}</text>", y0 + 16.0);
         }
         for t in ticks(f.y, f.log_y) {
-            let (_, py) =
-                f.px(if f.log_x { 10f64.powf(f.x.0) } else { f.x.0 }, if f.log_y { 10f64.powf(t) } else { t });
+            let (_, py) = f.px(at(f.x.0, f.log_x), at(t, f.log_y));
             let _ = writeln!(s, "<line x1=\"{x0}\" y1=\"{py:.1}\" x2=\"{x1}\" y2=\"{py:.1}\" stroke=\"#ddd\"/>");
-            let _ = writeln!(
-                s,
-                "<text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>",
-                x0 - 6.0,
-                py + 4.0,
-                label(t, f.log_y)
-            );
+            let tick = label(t, f.log_y);
+            let _ = writeln!(s, "<text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{tick}</text>", x0 - 6.0, py + 4.0);
         }
-        let esc = |t: &str| t.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
+    }
+
+    /// The title and the axis names.
+    fn svg_labels(&self, s: &mut String) {
+        let (x0, y0, x1, y1) = (LEFT, H as f64 - BOTTOM, W as f64 - RIGHT, TOP);
+        let mid = (x0 + x1) / 2.0;
+        let (title, x_label, y_label) = (esc(&self.title), esc(&self.x_label), esc(&self.y_label));
+        let _ = writeln!(s, "<text x=\"{mid}\" y=\"24\" text-anchor=\"middle\" font-size=\"15\">{title}</text>");
+        let _ = writeln!(s, "<text x=\"{mid}\" y=\"{}\" text-anchor=\"middle\">{x_label}</text>", H as f64 - 18.0);
         let _ = writeln!(
             s,
-            "<text x=\"{}\" y=\"24\" text-anchor=\"middle\" font-size=\"15\">{}</text>",
-            (x0 + x1) / 2.0,
-            esc(&self.title)
+            "<text x=\"18\" y=\"{0}\" text-anchor=\"middle\" transform=\"rotate(-90 18 {0})\">{y_label}</text>",
+            (y0 + y1) / 2.0
         );
-        let _ = writeln!(
-            s,
-            "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text>",
-            (x0 + x1) / 2.0,
-            H as f64 - 18.0,
-            esc(&self.x_label)
-        );
-        let _ = writeln!(
-            s,
-            "<text x=\"18\" y=\"{0}\" text-anchor=\"middle\" transform=\"rotate(-90 18 {0})\">{1}</text>",
-            (y0 + y1) / 2.0,
-            esc(&self.y_label)
-        );
+    }
+
+    /// One polyline per series, and its legend entry.
+    fn svg_series(&self, f: &Frame, s: &mut String) {
+        let (x1, y1) = (W as f64 - RIGHT, TOP);
         for (k, series) in self.series.iter().enumerate() {
             let [r, g, b] = COLORS[k % COLORS.len()];
             let pts: Vec<String> = self
@@ -207,7 +210,6 @@ impl Chart {
             let _ = writeln!(s, "<line x1=\"{}\" y1=\"{ly}\" x2=\"{}\" y2=\"{ly}\" stroke=\"rgb({r},{g},{b})\" stroke-width=\"3\"{dash}/>", x1 + 10.0, x1 + 30.0);
             let _ = writeln!(s, "<text x=\"{}\" y=\"{}\">{}</text>", x1 + 36.0, ly + 4.0, esc(&series.label));
         }
-        s + "</svg>\n"
     }
 
     pub fn png(&self) -> Result<Vec<u8>> {
@@ -375,21 +377,9 @@ pub fn plot_runs(runs: &[PathBuf], out: &Path) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-#[derive(Parser, Debug, Clone)]
-#[command(name = "train plot", about = "Plot runs: objective, accuracy and step size against epochs (SVG and PNG)")]
-pub struct PlotCli {
-    /// Run directories.
-    #[arg(required = true)]
-    pub runs: Vec<PathBuf>,
-    /// Where the pictures go.
-    #[arg(long, default_value = "plots")]
-    pub out: PathBuf,
-}
-
-/// `train plot ...` (`args[0]` is `plot`).
-pub fn run(args: &[String]) -> Result<()> {
-    let cli = PlotCli::try_parse_from(args)?;
-    for f in plot_runs(&cli.runs, &cli.out)? {
+/// `train plot RUN_DIR... --out DIR`.
+pub fn run(args: &PlotArgs) -> Result<()> {
+    for f in plot_runs(&args.runs, &args.out)? {
         eprintln!("plot: {}", f.display());
     }
     Ok(())

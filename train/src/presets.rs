@@ -161,16 +161,6 @@ pub static OPT: &[OptPreset] = opt_presets![
     &["imagenet"], "resnet18", "alig" => "--lr 10 --momentum 0 --batch-size 1024 --max-norm 400 --no-augment";
 ];
 
-/// The model a dataset is usually trained with.
-pub fn default_model(data: &str) -> &'static str {
-    match data {
-        "snli" => "nli",
-        "repeat-copy" => "dnc",
-        "imagenet" => "resnet18",
-        _ => "wrn",
-    }
-}
-
 /// The preset flags for a triple (base, then optimizer-specific), and where they come from.
 pub fn flags(data: &str, model: &str, opt: &str) -> Option<(Vec<String>, String)> {
     let base = BASE.iter().find(|p| p.model == model && p.data.contains(&data));

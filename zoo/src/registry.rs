@@ -34,33 +34,47 @@ pub type InitRule = Box<dyn Fn(&str, &[usize]) -> Option<Init>>;
 /// An image model of the zoo, as its users call it.
 pub type DynModel = Box<dyn ModuleT + Send + Sync>;
 
-/// A built model: what it consumes decides how it is called.
+/// A built model: what it consumes ([`ModelKind`]) decides how it is called.
 pub enum Model {
     /// Images `[N, C, H, W]` -> logits, via `forward_t(x, train)`.
-    Image(DynModel),
-    /// Sentence pairs of word vectors -> logits.
-    Nli(Nli),
-    /// Bit sequences -> per-step logits.
-    Dnc(Dnc),
+    Images(DynModel),
+    /// Sentence pairs of word vectors -> logits (the NLI model).
+    Pairs(Nli),
+    /// Bit sequences -> per-step logits (the DNC).
+    Sequences(Dnc),
 }
 
 impl Model {
     /// The image model, or an error naming what this model consumes instead.
     pub fn into_image(self) -> Result<DynModel> {
         match self {
-            Model::Image(m) => Ok(m),
-            Model::Nli(_) => bail!("this model takes sentence pairs, not images"),
-            Model::Dnc(_) => bail!("this model takes bit sequences, not images"),
+            Model::Images(m) => Ok(m),
+            Model::Pairs(_) => bail!("this model takes sentence pairs, not images"),
+            Model::Sequences(_) => bail!("this model takes bit sequences, not images"),
         }
     }
 }
 
-/// What a model consumes.
+/// What a model consumes; the same three words name the kinds of dataset (`data::Input`), of
+/// loaded data (`data::Data`) and of batch throughout the toolkit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ModelKind {
-    Image,
-    SentencePair,
-    Sequence,
+    /// Image classification.
+    Images,
+    /// Sentence pairs (natural-language inference).
+    Pairs,
+    /// Bit sequences (the DNC's tasks).
+    Sequences,
+}
+
+impl std::fmt::Display for ModelKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ModelKind::Images => "images",
+            ModelKind::Pairs => "sentence pairs",
+            ModelKind::Sequences => "bit sequences",
+        })
+    }
 }
 
 /// One model of the registry.
@@ -105,7 +119,7 @@ fn wrn(a: &ModelArgs, vb: VarBuilder) -> Result<Model> {
         in_channels: a.input.unwrap_or(d.in_channels),
         dropout: a.dropout.unwrap_or(d.dropout),
     };
-    Ok(Model::Image(Box::new(Wrn::new(&cfg, vb)?)))
+    Ok(Model::Images(Box::new(Wrn::new(&cfg, vb)?)))
 }
 
 fn densenet(a: &ModelArgs, vb: VarBuilder) -> Result<Model> {
@@ -118,11 +132,11 @@ fn densenet(a: &ModelArgs, vb: VarBuilder) -> Result<Model> {
         dropout: a.dropout.unwrap_or(d.dropout),
         ..d
     };
-    Ok(Model::Image(Box::new(Densenet::new(&cfg, vb)?)))
+    Ok(Model::Images(Box::new(Densenet::new(&cfg, vb)?)))
 }
 
 fn resnet18(a: &ModelArgs, vb: VarBuilder) -> Result<Model> {
-    Ok(Model::Image(Box::new(Resnet::new(
+    Ok(Model::Images(Box::new(Resnet::new(
         &ResnetConfig { num_classes: a.num_classes, in_channels: a.input.unwrap_or(3) },
         vb,
     )?)))
@@ -139,7 +153,7 @@ fn nli_config(a: &ModelArgs) -> NliConfig {
 }
 
 fn nli(a: &ModelArgs, vb: VarBuilder) -> Result<Model> {
-    Ok(Model::Nli(Nli::new(&nli_config(a), vb)?))
+    Ok(Model::Pairs(Nli::new(&nli_config(a), vb)?))
 }
 
 fn dnc_config(a: &ModelArgs) -> DncConfig {
@@ -153,7 +167,7 @@ fn dnc_config(a: &ModelArgs) -> DncConfig {
 }
 
 fn dnc(a: &ModelArgs, vb: VarBuilder) -> Result<Model> {
-    Ok(Model::Dnc(Dnc::new(&dnc_config(a), vb)?))
+    Ok(Model::Sequences(Dnc::new(&dnc_config(a), vb)?))
 }
 
 /// Every image model of the paper.
@@ -162,7 +176,7 @@ pub static MODELS: &[ModelSpec] = &[
         name: "wrn",
         summary: "Wide ResNet, pre-activation (paper: WRN-40-4 on CIFAR, WRN-16-4 dropout 0.4 on SVHN)",
         options: &["depth", "width", "dropout", "input"],
-        kind: ModelKind::Image,
+        kind: ModelKind::Images,
         build: wrn,
         init_rule: |_| Box::new(Wrn::init_rule),
     },
@@ -170,7 +184,7 @@ pub static MODELS: &[ModelSpec] = &[
         name: "densenet",
         summary: "DenseNet-BC (paper: depth 40, growth 40 on CIFAR)",
         options: &["depth", "growth", "dropout", "input"],
-        kind: ModelKind::Image,
+        kind: ModelKind::Images,
         build: densenet,
         init_rule: |_| Box::new(Densenet::init_rule),
     },
@@ -178,7 +192,7 @@ pub static MODELS: &[ModelSpec] = &[
         name: "resnet18",
         summary: "ResNet-18, torchvision layout (paper: ImageNet, 224x224)",
         options: &["input"],
-        kind: ModelKind::Image,
+        kind: ModelKind::Images,
         build: resnet18,
         init_rule: |_| Box::new(Resnet::init_rule),
     },
@@ -186,7 +200,7 @@ pub static MODELS: &[ModelSpec] = &[
         name: "nli",
         summary: "InferSent Bi-LSTM-max encoder and linear classifier (paper: SNLI, 2048 per direction)",
         options: &["hidden", "input"],
-        kind: ModelKind::SentencePair,
+        kind: ModelKind::Pairs,
         build: nli,
         init_rule: |a| Box::new(Nli::init_rule(&nli_config(a))),
     },
@@ -194,7 +208,7 @@ pub static MODELS: &[ModelSpec] = &[
         name: "dnc",
         summary: "Differentiable Neural Computer (paper: repeat copy, memory 16 x 16, 4 read heads)",
         options: &["hidden", "input"],
-        kind: ModelKind::Sequence,
+        kind: ModelKind::Sequences,
         build: dnc,
         init_rule: |a| Box::new(Dnc::init_rule(&dnc_config(a))),
     },

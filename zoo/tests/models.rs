@@ -40,7 +40,7 @@ fn seeded(name: &str, seed: u64) -> (VarMap, registry::DynModel) {
 }
 
 fn image_models() -> impl Iterator<Item = &'static registry::ModelSpec> {
-    MODELS.iter().filter(|m| m.kind == ModelKind::Image)
+    MODELS.iter().filter(|m| m.kind == ModelKind::Images)
 }
 
 fn running_stats(varmap: &VarMap) -> Vec<(String, Vec<f64>)> {
@@ -222,7 +222,7 @@ fn bad_shapes_and_names_are_errors() {
 fn sequence_models_give_every_parameter_a_gradient() {
     let dev = Device::Cpu;
     let (varmap, model) = seeded_model("nli", 1);
-    let Model::Nli(nli) = model else { panic!("nli") };
+    let Model::Pairs(nli) = model else { panic!("nli") };
     let s1 = Tensor::from_vec(portable("s1", 6 * 2 * 5, 1.0, 0.0), (6, 2, 5), &dev).unwrap();
     let s2 = Tensor::from_vec(portable("s2", 4 * 2 * 5, 1.0, 0.0), (4, 2, 5), &dev).unwrap();
     let logits = nli.forward(&s1, &[6, 3], &s2, &[2, 4]).unwrap();
@@ -233,7 +233,7 @@ fn sequence_models_give_every_parameter_a_gradient() {
     }
 
     let (varmap, model) = seeded_model("dnc", 1);
-    let Model::Dnc(dnc) = model else { panic!("dnc") };
+    let Model::Sequences(dnc) = model else { panic!("dnc") };
     let batch = data_like_repeat_copy(&dev);
     let logits = dnc.forward(&batch.0).unwrap();
     let loss = zoo::masked_sigmoid_cross_entropy(&logits, &batch.1, &batch.2).unwrap();
@@ -241,7 +241,7 @@ fn sequence_models_give_every_parameter_a_gradient() {
     for (name, g) in params.names().iter().zip(params.grads(&loss.backward().unwrap())) {
         assert!(g.is_some_and(|g| flat(&g).iter().any(|v| *v != 0.0)), "dnc: {name}");
     }
-    assert!(Model::Dnc(dnc).into_image().err().unwrap().to_string().contains("bit sequences"));
+    assert!(Model::Sequences(dnc).into_image().err().unwrap().to_string().contains("bit sequences"));
 }
 
 /// A small repeat-copy-shaped batch: (obs [7, 2, 6], target [7, 2, 5], mask [7, 2]).

@@ -1,0 +1,79 @@
+//! The parts of a run, built from its configuration: the device, the model (seeded, then
+//! `--init`), the dataset, the task around them, and the optimizer over the model's trainable
+//! parameters.
+
+use std::time::Instant;
+
+use alig::{Optimizer, ParamSet};
+use anyhow::{Context, Result};
+use candle_core::{DType, Device};
+use candle_nn::VarMap;
+
+use crate::checkpoint::{self, ModelMeta};
+use crate::config::RunConfig;
+use crate::task::{self, Task, TaskSetup};
+
+/// Prints `line` to stderr unless `quiet`.
+pub fn say(quiet: bool, line: impl AsRef<str>) {
+    if !quiet {
+        eprintln!("{}", line.as_ref());
+    }
+}
+
+/// A run's model, built and initialised.
+pub struct Built {
+    pub varmap: VarMap,
+    pub model: zoo::Model,
+    pub meta: ModelMeta,
+    pub device: Device,
+}
+
+/// Builds the model of `cfg` on its device from the seeded initialisation, then loads `--init`
+/// when `with_init`.
+pub fn model(cfg: &RunConfig, with_init: bool, quiet: bool) -> Result<Built> {
+    let device = crate::device::open(cfg.run.device)?;
+    let data_spec = data::registry::find(&cfg.data.name)?;
+    let (classes, input) = task::model_sizes(data_spec.input, data_spec.num_classes);
+    let spec = zoo::registry::find(&cfg.model.name)?;
+    let varmap = VarMap::new();
+    let model = spec
+        .build_seeded(&cfg.model_args(classes, input), &varmap, DType::F32, &device, cfg.run.seed)
+        .with_context(|| format!("building model {}", cfg.model.name))?;
+    let meta = ModelMeta { model: cfg.model.name.clone(), data: Some(cfg.data.name.clone()), flags: cfg.shape_flags() };
+    if let (Some(init), true) = (&cfg.run.init, with_init) {
+        let path = checkpoint::resolve_init(init, cfg.run.hub_cache.as_deref(), cfg.run.offline)?;
+        let (tensors, _) = checkpoint::read_model(&path)?;
+        let report = zoo::checkpoint::load_tensors(&varmap, tensors.into_iter().collect())
+            .with_context(|| format!("--init {}", path.display()))?;
+        say(quiet, format!("init: {} tensors from {} ({report:?})", report.loaded, path.display()));
+    }
+    Ok(Built { varmap, model, meta, device })
+}
+
+/// The trainable parameters of `varmap`, sorted by name (BatchNorm buffers left out).
+pub fn params(varmap: &VarMap) -> Result<ParamSet> {
+    let map = varmap.data().lock().map_err(|_| anyhow::anyhow!("varmap lock poisoned"))?.clone();
+    Ok(ParamSet::trainable(&map)?)
+}
+
+/// The optimizer of `cfg` over the trainable parameters of `varmap`.
+pub fn optimizer(cfg: &RunConfig, varmap: &VarMap) -> Result<Box<dyn Optimizer>> {
+    Ok(alig::registry::build(&cfg.optimizer.name, params(varmap)?, &cfg.hyper())?)
+}
+
+/// The dataset of `cfg` and the task that feeds it to `model`.
+pub fn task(cfg: &RunConfig, model: zoo::Model, device: &Device, quiet: bool) -> Result<Box<dyn Task>> {
+    let spec = data::registry::find(&cfg.data.name)?;
+    let t = Instant::now();
+    let data = spec.load(&cfg.data_args())?;
+    say(quiet, format!("data: {} loaded in {:.1}s", cfg.data.name, t.elapsed().as_secs_f64()));
+    let setup = TaskSetup {
+        data: cfg.data.name.clone(),
+        batch_size: cfg.data.batch_size,
+        seed: cfg.run.seed,
+        workers: cfg.data.workers,
+        steps_per_epoch: cfg.data.steps_per_epoch,
+        loss: cfg.optimizer.loss,
+    };
+    task::build(data, model, &setup, device)
+}

@@ -1,0 +1,272 @@
+//! One run, as data flows: config -> run directory -> device -> model (seeded, `--init` or the
+//! last checkpoint) -> data -> optimizer -> epochs (train, evaluate, log, checkpoint) -> the best
+//! checkpoint on the test split -> `summary.json`.
+//!
+//! A [`Run`] owns the loop's state; [`Run::start`] and [`Run::resume`] make one, [`Run::fit`]
+//! trains it to the end. `--eval-only` and `--predict` are in [`eval`].
+
+pub mod build;
+mod eval;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use alig::Optimizer;
+use anyhow::{bail, Context, Result};
+use candle_core::Tensor;
+use candle_nn::VarMap;
+use serde_json::json;
+
+use crate::checkpoint::{self, Checkpoint, ModelMeta, TrainerState};
+use crate::config::{Options, RunConfig};
+use crate::metrics::{EpochMetrics, MetricsLog};
+use crate::task::{Split, Task};
+use crate::trainer::{evaluate, host, train_one_epoch, EpochResult, NonFinite, StepOptions};
+use build::say;
+
+/// Trains the run `cfg` asks for (or only evaluates it, with `--eval-only` / `--predict`).
+pub fn train(cfg: RunConfig, opts: Options) -> Result<()> {
+    if opts.eval_only || opts.predict.is_some() {
+        return eval::eval_only(&cfg, &opts);
+    }
+    Run::start(cfg, opts)?.fit()
+}
+
+/// Continues the run in `dir` where its last checkpoint left it.
+pub fn resume(dir: &Path, opts: Options) -> Result<()> {
+    Run::resume(dir, opts)?.fit()
+}
+
+/// A run in progress: its parts and where the loop is.
+pub struct Run {
+    cfg: RunConfig,
+    opts: Options,
+    task: Box<dyn Task>,
+    opt: Box<dyn Optimizer>,
+    varmap: VarMap,
+    meta: ModelMeta,
+    /// The learning rate the schedule scales (the optimizer's own as configured).
+    base_lr: Option<f64>,
+    state: TrainerState,
+    metrics: MetricsLog,
+    started: Instant,
+}
+
+impl Run {
+    /// A new run: everything that can fail on the user's input happens before its directory
+    /// exists; then `config.json` is written.
+    pub fn start(cfg: RunConfig, opts: Options) -> Result<Self> {
+        let dir = cfg.run.out.clone();
+        if dir.join("config.json").exists() {
+            bail!(
+                "{} already holds a run (config.json); continue it with --resume {0}, or pick another --out",
+                dir.display()
+            )
+        }
+        say(opts.quiet, cfg.describe());
+        let built = build::model(&cfg, true, opts.quiet)?;
+        let task = build::task(&cfg, built.model, &built.device, opts.quiet)?;
+        let opt = build::optimizer(&cfg, &built.varmap)?;
+        fs::create_dir_all(&dir).with_context(|| format!("creating the run directory {}", dir.display()))?;
+        cfg.write(&dir)?;
+        let state = TrainerState {
+            epoch: 0,
+            step: 0,
+            lr: None,
+            best_val_acc: None,
+            best_epoch: None,
+            improved: false,
+            rng: rng_note(cfg.run.seed),
+        };
+        let (varmap, meta, metrics, base_lr) = (built.varmap, built.meta, MetricsLog::new(&dir), opt.learning_rate());
+        Ok(Run { cfg, opts, task, opt, varmap, meta, base_lr, state, metrics, started: Instant::now() })
+    }
+
+    /// The run in `dir`, at its last checkpoint (a run killed before its first checkpoint starts
+    /// over). `opts` may change the number of epochs, the device and the loader threads.
+    pub fn resume(dir: &Path, opts: Options) -> Result<Self> {
+        let mut cfg = RunConfig::read(dir).with_context(|| format!("--resume {}", dir.display()))?;
+        cfg.run.out = dir.to_path_buf();
+        cfg.run.epochs = opts.epochs.unwrap_or(cfg.run.epochs);
+        if let Some(d) = &opts.device {
+            cfg.run.device = crate::device::parse(d).with_context(|| format!("--device {d}"))?;
+        }
+        cfg.data.workers = opts.workers.unwrap_or(cfg.data.workers);
+        cfg.validate()?;
+        let ckpt_dir = dir.join("checkpoints");
+        let Some(last) = checkpoint::find(&ckpt_dir, "last") else {
+            say(
+                opts.quiet,
+                format!("resume: no checkpoint in {} yet; starting from the first epoch", ckpt_dir.display()),
+            );
+            fs::remove_file(dir.join("config.json")).ok();
+            fs::remove_file(dir.join("metrics.jsonl")).ok();
+            return Self::start(cfg, opts);
+        };
+        // The weights come from the checkpoint, not from --init again.
+        let built = build::model(&cfg, false, opts.quiet)?;
+        let ckpt = checkpoint::load(&last)?;
+        if ckpt.meta.model != cfg.model.name {
+            bail!("{}: a checkpoint of {}, the run's config says {}", last.display(), ckpt.meta.model, cfg.model.name)
+        }
+        zoo::checkpoint::load_tensors(&built.varmap, ckpt.model.into_iter().collect())
+            .with_context(|| format!("loading {}", last.display()))?;
+        let task = build::task(&cfg, built.model, &built.device, opts.quiet)?;
+        let mut opt = build::optimizer(&cfg, &built.varmap)?;
+        let base_lr = opt.learning_rate();
+        let state: std::collections::HashMap<String, Tensor> =
+            ckpt.optimizer.into_iter().map(|(k, t)| Ok((k, t.to_device(&built.device)?))).collect::<Result<_>>()?;
+        opt.load_state(&state)
+            .with_context(|| format!("loading {}", last.join(checkpoint::OPTIMIZER_FILE).display()))?;
+        let metrics = MetricsLog::new(dir);
+        metrics.keep_until(ckpt.trainer.epoch)?;
+        let (epoch, step) = (ckpt.trainer.epoch, ckpt.trainer.step);
+        say(opts.quiet, format!("resume: {} after epoch {epoch} (step {step})", dir.display()));
+        let (varmap, meta) = (built.varmap, built.meta);
+        Ok(Run { cfg, opts, task, opt, varmap, meta, base_lr, state: ckpt.trainer, metrics, started: Instant::now() })
+    }
+
+    /// Trains to the last epoch, then evaluates the best checkpoint on the test split.
+    pub fn fit(mut self) -> Result<()> {
+        while self.state.epoch < self.cfg.run.epochs {
+            let result = self.train_epoch().map_err(|e| e.context(self.last_good()))?;
+            self.end_epoch(result)?;
+        }
+        self.finish()
+    }
+
+    fn dir(&self) -> &Path {
+        &self.cfg.run.out
+    }
+
+    fn checkpoints(&self) -> PathBuf {
+        self.dir().join("checkpoints")
+    }
+
+    /// Where a stopped run can resume from, for its error message.
+    fn last_good(&self) -> String {
+        checkpoint::find(&self.checkpoints(), "last").map_or("no checkpoint was written yet".to_string(), |p| {
+            format!("the last good checkpoint is {}", p.display())
+        })
+    }
+
+    /// The epoch's learning rate, one pass over the training split, and the weights' check.
+    fn train_epoch(&mut self) -> Result<EpochResult> {
+        let epoch = self.state.epoch;
+        if let Some(base) = self.base_lr {
+            let lr = self.cfg.schedule.lr(base, epoch, self.state.lr.unwrap_or(base), self.state.improved);
+            self.opt.set_learning_rate(lr);
+        }
+        let how = StepOptions {
+            clip_grad_norm: self.cfg.optimizer.clip_grad_norm,
+            seed: self.cfg.run.seed,
+            quiet: self.opts.quiet,
+            on_nonfinite: self.cfg.run.on_nonfinite,
+        };
+        let r = train_one_epoch(self.task.as_ref(), self.opt.as_mut(), epoch, &mut self.state.step, &how)?;
+        if !host::read_scalar(&self.opt.params().sq_norm()?)?.is_finite() {
+            bail!(NonFinite { what: "weights".into(), epoch, step: self.state.step, weights: true })
+        }
+        Ok(r)
+    }
+
+    /// Evaluation, metrics, the checkpoint and the epoch's line.
+    fn end_epoch(&mut self, r: EpochResult) -> Result<()> {
+        let weight_norm = host::read_scalar(&self.opt.params().sq_norm()?)?.sqrt();
+        let (_, val_acc) = evaluate(self.task.as_ref(), Split::Val, self.opts.quiet)?;
+        let improved = self.state.best_val_acc.is_none_or(|b| val_acc > b);
+        let epoch = self.state.epoch + 1;
+        let m = EpochMetrics {
+            epoch,
+            train_loss: r.loss,
+            train_acc: r.acc,
+            val_acc,
+            step_size: r.step_size,
+            step_size_unclipped: r.step_size_unclipped,
+            lr: self.opt.learning_rate(),
+            weight_norm,
+            seconds: r.seconds,
+            skipped_steps: r.skipped,
+        };
+        self.metrics.append(&m)?;
+        let s = &mut self.state;
+        (s.epoch, s.lr, s.improved) = (epoch, self.opt.learning_rate(), improved);
+        if improved {
+            (s.best_val_acc, s.best_epoch) = (Some(val_acc), Some(epoch));
+        }
+        self.save_checkpoint(improved)?;
+        say(self.opts.quiet, self.epoch_line(&m, improved));
+        Ok(())
+    }
+
+    fn save_checkpoint(&self, improved: bool) -> Result<()> {
+        let ckpt = Checkpoint {
+            model: zoo::checkpoint::state_dict(&self.varmap)?,
+            meta: self.meta.clone(),
+            optimizer: self.opt.state()?,
+            trainer: self.state.clone(),
+        };
+        checkpoint::save(&self.checkpoints(), if improved { &["last", "best"] } else { &["last"] }, &ckpt)
+    }
+
+    fn epoch_line(&self, m: &EpochMetrics, improved: bool) -> String {
+        let step_size = m.step_size.map_or(String::new(), |s| format!(" step_size {s:.3e}"));
+        let skipped = match m.skipped_steps {
+            0 => String::new(),
+            n => format!(" ({n} steps skipped: non-finite)"),
+        };
+        format!(
+            "epoch {:>3}/{}: train_loss {:.4} train_acc {:.2}% val_acc {:.2}%{step_size} ({:.1}s){}{skipped}",
+            m.epoch,
+            self.cfg.run.epochs,
+            m.train_loss,
+            100.0 * m.train_acc,
+            100.0 * m.val_acc,
+            m.seconds,
+            if improved { " *" } else { "" }
+        )
+    }
+
+    /// The best checkpoint on the test split, and `summary.json`.
+    fn finish(self) -> Result<()> {
+        let best = checkpoint::find(&self.checkpoints(), "best").context("no best checkpoint")?;
+        zoo::checkpoint::load_tensors(&self.varmap, checkpoint::load(&best)?.model.into_iter().collect())?;
+        let (test_loss, test_acc) = evaluate(self.task.as_ref(), Split::Test, self.opts.quiet)?;
+        let last = self.metrics.read()?.last().cloned();
+        let (cfg, state) = (&self.cfg, &self.state);
+        let summary = json!({
+            "model": cfg.model.name, "data": cfg.data.name, "opt": cfg.optimizer.name,
+            "epochs": state.epoch,
+            "best_epoch": state.best_epoch,
+            "best_val_acc": state.best_val_acc,
+            "test_acc": test_acc,
+            "test_loss": test_loss,
+            "final_train_loss": last.as_ref().map(|m| m.train_loss),
+            "final_train_acc": last.as_ref().map(|m| m.train_acc),
+            "seconds_this_session": self.started.elapsed().as_secs_f64(),
+        });
+        write_json(&self.dir().join("summary.json"), &summary)?;
+        say(
+            self.opts.quiet,
+            format!(
+                "done: best val_acc {:.2}% at epoch {}; test_acc {:.2}% (best checkpoint); {}",
+                100.0 * state.best_val_acc.unwrap_or(0.0),
+                state.best_epoch.unwrap_or(0),
+                100.0 * test_acc,
+                self.dir().display()
+            ),
+        );
+        Ok(())
+    }
+}
+
+fn rng_note(seed: u64) -> String {
+    format!("counter-based from seed {seed} (data order: epoch; augmentation: epoch and sample; dropout: step)")
+}
+
+/// Writes `value` as pretty JSON to `path`.
+pub fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<()> {
+    let text = serde_json::to_string_pretty(value)? + "\n";
+    fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+}
