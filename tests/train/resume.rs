@@ -79,7 +79,7 @@ fn a_run_killed_during_a_checkpoint_write_resumes_from_the_last_complete_one() {
     std::fs::remove_dir_all(&root).ok();
 }
 
-/// SIGKILL at random moments (with and without checkpoint writes held open), then `--resume`
+/// SIGKILL at random moments of the run (with and without checkpoint writes held open), then `--resume`
 /// (or a fresh start when the run had not written its configuration yet): every trial ends with
 /// the uninterrupted run's metrics, weights and optimizer state.
 #[test]
@@ -97,17 +97,31 @@ fn twenty_random_kills_then_resume_equal_the_uninterrupted_run() {
     };
     let straight = root.join("straight");
     run(&small(&straight));
+    // How long a whole child run takes, with and without held checkpoint writes: the kills land
+    // at random moments within it, whatever the machine's speed.
+    let child_ms = |dir: &Path, pause: &str| {
+        let start = Instant::now();
+        let args = small(dir);
+        let status = train_command(&args.iter().map(String::as_str).collect::<Vec<_>>())
+            .env("TRAIN_FAULT_PAUSE_MS", pause)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        std::fs::remove_dir_all(dir).ok();
+        start.elapsed().as_millis() as u64
+    };
+    let lengths = [child_ms(&root.join("timing-150"), "150"), child_ms(&root.join("timing-0"), "0")];
     let mut rng = data::rng::Rng::new(7, 0x4b11);
     let mut killed_mid_run = 0;
     for trial in 0..20 {
         let dir = root.join(format!("trial-{trial}"));
         let args = small(&dir);
-        let pause = if trial % 2 == 0 { "150" } else { "0" };
+        let (pause, length) = if trial % 2 == 0 { ("150", lengths[0]) } else { ("0", lengths[1]) };
         let mut child = train_command(&args.iter().map(String::as_str).collect::<Vec<_>>())
             .env("TRAIN_FAULT_PAUSE_MS", pause)
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_millis(100 + rng.below(2500)));
+        std::thread::sleep(Duration::from_millis(10 + rng.below(length * 9 / 10)));
         if child.try_wait().unwrap().is_none() {
             killed_mid_run += 1;
         }
