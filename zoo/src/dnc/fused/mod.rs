@@ -146,16 +146,19 @@ fn split_mut<'a>(sz: &Sizes, theta: &'a mut [f32]) -> [&'a mut [f32]; 6] {
     [cw, cb, iw, ib, ow, ob]
 }
 
+#[inline]
 fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + (-x).exp())
 }
 
 /// `max(x, 0) + log(1 + exp(-|x|))`, as the composed model computes it.
+#[inline]
 fn softplus(x: f32) -> f32 {
     x.max(0.0) + ((-x.abs()).exp() + 1.0).ln()
 }
 
 /// The gradient factor of `clamp(x, -clip, clip)` as candle's backward has it (half on the bound).
+#[inline]
 fn clamp_grad(x: f32, clip: f32) -> f32 {
     let a = x.abs();
     if a < clip {
