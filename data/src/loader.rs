@@ -4,7 +4,8 @@
 //! Determinism: the order of epoch `e` is the permutation of stream `e` of the seed, and the
 //! augmentation of the `k`-th sample of epoch `e` draws from its own stream, so batches do not
 //! depend on the number of workers or on their timing, and a resumed run (same seed, same epoch,
-//! same first batch) sees exactly the same batches.
+//! same first batch) sees exactly the same batches. With a [`Shard`] (data-parallel training) a
+//! process takes its slice of each global batch, its samples augmented by their global positions.
 
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use candle_core::{DType, Device, Result, Tensor};
 
 use crate::images::ImageSet;
 use crate::rng::Rng;
+use crate::shard::Shard;
 use crate::transforms::{Augment, Normalize};
 
 /// Images a [`Loader`] can batch: in memory ([`ImageSet`]) or decoded on demand
@@ -60,6 +62,8 @@ pub struct LoaderConfig {
     pub workers: usize,
     /// Batches each worker may prepare ahead.
     pub prefetch: usize,
+    /// This process's slice of every batch (data-parallel training; the whole batch by default).
+    pub shard: Shard,
 }
 
 impl Default for LoaderConfig {
@@ -72,6 +76,7 @@ impl Default for LoaderConfig {
             seed: 0,
             workers: 2,
             prefetch: 2,
+            shard: Shard::WHOLE,
         }
     }
 }
@@ -120,6 +125,10 @@ impl Loader {
                 set.shape()[0]
             )
         }
+        if !cfg.shard.is_whole() {
+            let len = if cfg.drop_last { set.len() / cfg.batch_size * cfg.batch_size } else { set.len() };
+            cfg.shard.check(len, cfg.batch_size, "loader")?;
+        }
         Ok(Self { set, cfg, normalize, device })
     }
 
@@ -164,11 +173,15 @@ impl Loader {
             handles.push(std::thread::spawn(move || {
                 let per: usize = set.shape().iter().product();
                 for b in (first..total).filter(|b| b % workers == w) {
-                    let idx = &order[b * cfg.batch_size..((b + 1) * cfg.batch_size).min(order.len())];
+                    let global = &order[b * cfg.batch_size..((b + 1) * cfg.batch_size).min(order.len())];
+                    let mine = cfg.shard.range(global.len());
+                    let start = b * cfg.batch_size + mine.start;
+                    let idx = &global[mine];
                     let mut pixels = vec![0u8; idx.len() * per];
                     let mut filled = Ok(());
                     for (k, (&i, out)) in idx.iter().zip(pixels.chunks_exact_mut(per)).enumerate() {
-                        let position = (epoch as u64) << 32 | (b * cfg.batch_size + k) as u64;
+                        // The sample's global position: the same draws on any number of processes.
+                        let position = (epoch as u64) << 32 | (start + k) as u64;
                         let mut rng = Rng::new(cfg.seed ^ AUGMENT_STREAM, position);
                         filled = set.fill(i, cfg.augment, &mut rng, out);
                         if filled.is_err() {

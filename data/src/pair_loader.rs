@@ -4,7 +4,8 @@
 //!
 //! Determinism: the order of epoch `e` is the permutation of stream `0x5e1 ^ e` of the seed, so a
 //! resumed run (same seed, epoch and first batch) sees the same batches. The lookup is a copy of a
-//! few hundred kilobytes per batch, done when the batch is asked for.
+//! few hundred kilobytes per batch, done when the batch is asked for. With a [`Shard`], a process
+//! takes its slice of each global batch.
 
 use std::sync::Arc;
 
@@ -12,6 +13,7 @@ use candle_core::{bail, Device, Result, Tensor};
 
 use crate::glove::Vectors;
 use crate::rng::Rng;
+use crate::shard::Shard;
 use crate::snli::NliPairs;
 
 /// How a [`PairLoader`] batches a split.
@@ -23,6 +25,8 @@ pub struct PairLoaderConfig {
     pub shuffle: bool,
     /// The seed of the shuffle.
     pub seed: u64,
+    /// This process's slice of every batch (data-parallel training).
+    pub shard: Shard,
 }
 
 /// One batch of sentence pairs on the device.
@@ -77,6 +81,9 @@ impl PairLoader {
         if let Some(id) = pairs.premises.iter().chain(&pairs.hypotheses).flatten().find(|&&id| id as usize >= rows) {
             bail!("pair loader: word id {id} is outside the {rows} word vectors")
         }
+        if !cfg.shard.is_whole() {
+            cfg.shard.check(pairs.len(), cfg.batch_size, "pair loader")?;
+        }
         Ok(Self { pairs, vectors, cfg, device })
     }
 
@@ -107,7 +114,9 @@ impl PairLoader {
     /// The batches of `epoch`, starting at batch `first`.
     pub fn epoch_from(&self, epoch: usize, first: usize) -> impl Iterator<Item = Result<PairBatch>> + '_ {
         let order = self.order(epoch);
-        let chunks: Vec<Vec<usize>> = order.chunks(self.cfg.batch_size).skip(first).map(<[usize]>::to_vec).collect();
+        let shard = self.cfg.shard;
+        let chunks: Vec<Vec<usize>> =
+            order.chunks(self.cfg.batch_size).skip(first).map(|c| c[shard.range(c.len())].to_vec()).collect();
         chunks.into_iter().map(move |idx| self.batch(&idx))
     }
 

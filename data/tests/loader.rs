@@ -207,3 +207,42 @@ fn host_and_device_normalisation_agree_bit_for_bit() {
         assert_eq!(host, dev);
     }
 }
+
+#[test]
+fn shards_of_every_batch_put_together_are_the_single_process_batch() {
+    // 50 images in batches of 8 (the last one of 2), shuffled and augmented.
+    let set = Arc::new(tagged(50));
+    let cfg = LoaderConfig { batch_size: 8, seed: 9, augment: Augment::CropFlip { padding: 4 }, ..Default::default() };
+    let whole = collect(&loader(&set, cfg.clone()), 2, 0);
+    for world in [2, 3] {
+        let parts: Vec<_> = (0..world)
+            .map(|rank| {
+                let shard = data::Shard::new(rank, world).unwrap();
+                let cfg = LoaderConfig { shard, workers: 1 + rank, ..cfg.clone() };
+                if world == 3 {
+                    // The last batch of 2 images cannot be shared by 3 processes.
+                    let err = Loader::new(set.clone(), cfg, unit(), Device::Cpu).err().unwrap().to_string();
+                    assert!(err.contains("batch of 2") && err.contains("3 processes"), "{err}");
+                    return None;
+                }
+                let l = loader(&set, cfg);
+                assert_eq!(l.batches(), 7);
+                Some(collect(&l, 2, 0))
+            })
+            .collect();
+        let Some(parts) = parts.into_iter().collect::<Option<Vec<_>>>() else { continue };
+        for (b, want) in whole.iter().enumerate() {
+            let (mut x, mut y) = (vec![], vec![]);
+            for p in &parts {
+                assert!(!p[b].1.is_empty(), "every process gets samples of batch {b}");
+                x.extend_from_slice(&p[b].0);
+                y.extend_from_slice(&p[b].1);
+            }
+            assert_eq!((&x, &y), (&want.0, &want.1), "batch {b} on {world} processes");
+        }
+    }
+    // Resuming a shard at batch 3 gives that shard's rest of the epoch.
+    let shard = data::Shard::new(1, 2).unwrap();
+    let l = loader(&set, LoaderConfig { shard, ..cfg });
+    assert_eq!(collect(&l, 2, 3), collect(&l, 2, 0)[3..].to_vec());
+}

@@ -143,7 +143,7 @@ fn the_pair_loader_batches_pairs_time_major_and_repeats_by_seed() {
         hypotheses: (0..n).map(|i| vec![(i % 6) as u32; 2]).collect(),
         labels: (0..n).map(|i| (i % 3) as u32).collect(),
     };
-    let cfg = PairLoaderConfig { batch_size: 3, shuffle: true, seed: 5 };
+    let cfg = PairLoaderConfig { batch_size: 3, shuffle: true, seed: 5, shard: data::Shard::WHOLE };
     let loader = PairLoader::new(pairs.clone(), vectors.clone(), cfg, Device::Cpu).unwrap();
     assert_eq!((loader.len(), loader.batches()), (7, 3));
     let (o0, o1) = (loader.order(0), loader.order(1));
@@ -182,5 +182,27 @@ fn the_pair_loader_batches_pairs_time_major_and_repeats_by_seed() {
     bad.hypotheses[2][1] = 99;
     let err = PairLoader::new(bad, vectors.clone(), cfg, Device::Cpu).err().unwrap().to_string();
     assert!(err.contains("99") && err.contains("6 word vectors"), "{err}");
-    assert!(PairLoader::new(snli::NliPairs::default(), vectors, cfg, Device::Cpu).is_err());
+    assert!(PairLoader::new(snli::NliPairs::default(), vectors.clone(), cfg, Device::Cpu).is_err());
+    // Two processes: each takes its slice of every batch, the slices together are the batch.
+    let labels = |l: &PairLoader| -> Vec<Vec<u32>> {
+        l.epoch_from(1, 0).map(|b| b.unwrap().labels.to_vec1().unwrap()).collect()
+    };
+    let cfg = PairLoaderConfig { batch_size: 4, ..cfg };
+    let whole = labels(&PairLoader::new(pairs.clone(), vectors.clone(), cfg, Device::Cpu).unwrap());
+    let halves: Vec<_> = (0..2)
+        .map(|rank| {
+            let shard = data::Shard::new(rank, 2).unwrap();
+            labels(
+                &PairLoader::new(pairs.clone(), vectors.clone(), PairLoaderConfig { shard, ..cfg }, Device::Cpu)
+                    .unwrap(),
+            )
+        })
+        .collect();
+    for (b, want) in whole.iter().enumerate() {
+        assert_eq!(&[halves[0][b].clone(), halves[1][b].clone()].concat(), want, "batch {b}");
+    }
+    assert_eq!(halves[0].iter().map(Vec::len).collect::<Vec<_>>(), [2, 1]);
+    // Four processes cannot share the last batch of three pairs.
+    let shard = data::Shard::new(0, 4).unwrap();
+    assert!(PairLoader::new(pairs, vectors, PairLoaderConfig { shard, ..cfg }, Device::Cpu).is_err());
 }

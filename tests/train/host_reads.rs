@@ -13,20 +13,21 @@ use crate::{temp_dir, tiny_snli, TINY};
 fn reads_of_one_epoch(flags: &[&str]) -> (u64, u64, u64) {
     let cfg = train::config::resolve(&TrainArgs::from_flags(flags).unwrap()).unwrap();
     let built = build::model(&cfg, false, true).unwrap();
-    let task = build::task(&cfg, built.model, &built.device, true).unwrap();
+    let task = build::task(&cfg, built.model, &built.device, true, data::Shard::WHOLE).unwrap();
     let mut opt = build::optimizer(&cfg, &built.varmap).unwrap();
     let how = StepOptions {
         clip_grad_norm: cfg.optimizer.clip_grad_norm,
         seed: 0,
         quiet: true,
         on_nonfinite: OnNonFinite::Stop,
+        comm: std::sync::Arc::new(train::dist::Single),
     };
     let (before, mut step) = (host::reads(), 0);
     let r = train_one_epoch(task.as_ref(), opt.as_mut(), 0, &mut step, &how).unwrap();
     assert_eq!(r.steps, step);
     let during = host::reads() - before;
     let before = host::reads();
-    evaluate(task.as_ref(), Split::Val, true).unwrap();
+    evaluate(task.as_ref(), Split::Val, true, &train::dist::Single).unwrap();
     (step, during, host::reads() - before)
 }
 

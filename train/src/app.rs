@@ -1,16 +1,19 @@
 //! The binary's behaviour: parse the command line, do what it asks, print errors on one line.
 
+use std::sync::Arc;
+
 use anyhow::Result;
 use clap::Parser;
 
 use crate::cli::{Cli, Command};
 use crate::config::{self, Request};
+use crate::dist::Communicator;
 
 /// Runs the command line `args` (program name first).
 pub fn run(args: &[String]) -> Result<()> {
     let cli = Cli::try_parse_from(args)?;
     match &cli.command {
-        Some(Command::Sweep(a)) => crate::sweep::run(a),
+        Some(Command::Sweep(a)) => with_engine(false, |comm| crate::sweep::run(a, comm)),
         Some(Command::Plot(a)) => crate::plot::run(a),
         Some(Command::Export(a)) => crate::export::run(a),
         Some(Command::List) => {
@@ -22,10 +25,63 @@ pub fn run(args: &[String]) -> Result<()> {
                 print!("{}", list());
                 Ok(())
             }
-            Request::Train(cfg, opts) => crate::run::train(*cfg, opts),
-            Request::Resume(dir, opts) => crate::run::resume(&dir, opts),
+            request => {
+                let cuda = match &request {
+                    Request::Train(cfg, _) => matches!(cfg.run.device, crate::device::DeviceSpec::Cuda(_)),
+                    Request::Resume(_, opts) => opts.device.as_deref().is_some_and(|d| d.starts_with("cuda")),
+                    Request::List => false,
+                };
+                with_engine(cuda, |comm| match request {
+                    Request::Train(cfg, opts) => crate::run::train(*cfg, opts, comm),
+                    Request::Resume(dir, opts) => crate::run::resume(&dir, opts, comm),
+                    Request::List => Ok(()),
+                })
+            }
         },
     }
+}
+
+/// Runs `work` on this process's engine (one process, or MPI/NCCL under a launcher; `cuda`: the
+/// run's device is a GPU). In a job of several processes, a failing process prints its error with
+/// its rank and ends the whole job (MPI_Abort), so that none is left waiting in a collective; so
+/// does a panic.
+fn with_engine(cuda: bool, work: impl FnOnce(Arc<dyn Communicator>) -> Result<()>) -> Result<()> {
+    let engine = crate::dist::Engine::from_environment(cuda)?;
+    let comm = engine.comm();
+    if comm.world() > 1 {
+        let (rank, world, on_panic) = (comm.rank(), comm.world(), comm.clone());
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let line = format!("error (rank {rank} of {world}): panicked: {info}\n");
+            let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
+            previous(info);
+            on_panic.abort(101)
+        }));
+    }
+    let result = work(comm.clone());
+    if let (Err(e), true) = (&result, comm.world() > 1) {
+        // A non-finite value is seen by every process at once (they hold the same numbers): rank
+        // 0 says it. Any other error may be this process's own.
+        let shared = e.chain().any(|c| c.downcast_ref::<crate::trainer::NonFinite>().is_some());
+        if comm.is_root() || !shared {
+            // One write, so that the lines of several processes do not interleave.
+            let line = format!("error (rank {} of {}): {}\n", comm.rank(), comm.world(), one_line(e));
+            let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
+        }
+        comm.abort(1)
+    }
+    crate::dist::sync_batch_norm(None);
+    drop(comm);
+    drop(engine);
+    result
+}
+
+/// The error chain on one line: candle puts its context on separate lines and, with
+/// RUST_BACKTRACE set, an indented backtrace after them; the unindented parts, joined.
+fn one_line(e: &anyhow::Error) -> String {
+    let text = format!("{e:#}");
+    let text: Vec<&str> = text.lines().filter(|l| !l.starts_with(' ') && !l.is_empty()).collect();
+    text.join(": ")
 }
 
 /// The binary's whole behaviour: runs `args` (program name first), prints the error chain on one
@@ -38,11 +94,7 @@ pub fn main_with_args(args: &[String]) -> i32 {
             if let Some(c) = e.downcast_ref::<clap::Error>() {
                 c.exit()
             }
-            // candle puts its context on separate lines and, with RUST_BACKTRACE set, an indented
-            // backtrace after them: one line of the unindented parts.
-            let text = format!("{e:#}");
-            let text: Vec<&str> = text.lines().filter(|l| !l.starts_with(' ') && !l.is_empty()).collect();
-            eprintln!("error: {}", text.join(": "));
+            eprintln!("error: {}", one_line(&e));
             1
         }
     }

@@ -183,6 +183,9 @@ pub struct TrainArgs {
     /// auto, cpu, cuda[:N] or metal[:N].
     #[arg(long, help_heading = "Run")]
     pub device: Option<String>,
+    /// The floating-point type of the weights and the forward pass: f32 (default) or f64.
+    #[arg(long, value_name = "f32|f64", help_heading = "Run")]
+    pub precision: Option<String>,
     /// Fixes initialisation, data order, augmentation and dropout.
     #[arg(long, help_heading = "Run")]
     pub seed: Option<u64>,
@@ -211,6 +214,10 @@ pub struct TrainArgs {
     /// On a non-finite loss or gradient: `stop` (default; the last checkpoint stays) or `skip` the step.
     #[arg(long, value_name = "stop|skip", help_heading = "Run")]
     pub on_nonfinite: Option<String>,
+    /// Under mpirun/srun (data-parallel): BatchNorm statistics over the whole global batch, as one
+    /// process computes them (default: each process's own, as PyTorch DDP).
+    #[arg(long, help_heading = "Run")]
+    pub sync_bn: bool,
     /// No progress bar and no per-epoch lines.
     #[arg(long, help_heading = "Run")]
     pub quiet: bool,

@@ -16,6 +16,7 @@ pub mod checkpoint;
 pub mod cli;
 pub mod config;
 pub mod device;
+pub mod dist;
 pub mod export;
 pub mod loss;
 pub mod metrics;

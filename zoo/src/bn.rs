@@ -3,8 +3,18 @@
 //! `torch.nn.BatchNorm2d`. On the CPU in f32, training mode runs the fused op of
 //! [`crate::ops::batch_norm`]; elsewhere, and in evaluation mode, candle-nn's `BatchNorm` (same
 //! definition, including the unbiased `n / (n - 1)` factor of the running variance).
+//!
+//! **Synchronised BatchNorm** (data-parallel training, `--sync-bn`): once
+//! [`set_cross_replica_sum`] is given the run's communicator, training mode computes the batch
+//! statistics over the samples of *every* process: the per-channel sums (and the count) are
+//! summed across processes, then the centred sums of squares; the backward pass sums the
+//! gradients of those two reductions across processes again ([`sum_across_replicas`] is its own
+//! adjoint). N processes then compute what one process computes on the whole batch. The
+//! statistics are computed in f64, with candle's ops (on any device; the sums go through the host).
 
-use candle_core::{DType, Module, ModuleT, Result, Tensor, Var};
+use std::sync::{Arc, RwLock};
+
+use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Module, ModuleT, Result, Shape, Tensor, Var};
 use candle_nn::{BatchNormConfig, VarBuilder};
 
 use crate::ops::batch_norm::batch_norm_train;
@@ -41,6 +51,9 @@ impl BatchNorm2d {
         }
         let n = self.num_batches_tracked.as_tensor();
         self.num_batches_tracked.set(&(n + 1.0)?)?;
+        if let Some(sum) = cross_replica_sum() {
+            return self.forward_synchronised(x, &sum);
+        }
         let fused = x.device().is_cpu()
             && x.dtype() == DType::F32
             && self.weight.dtype() == DType::F32
@@ -60,6 +73,79 @@ impl BatchNorm2d {
         update(&self.running_mean, stats.mean)?;
         update(&self.running_var, stats.var.iter().map(|v| v * unbiased).collect())?;
         Ok(y)
+    }
+}
+
+impl BatchNorm2d {
+    /// Training mode with the statistics of every process's batch (see the module's text).
+    fn forward_synchronised(&self, x: &Tensor, sum: &Arc<dyn CrossReplicaSum>) -> Result<Tensor> {
+        let c = x.dim(1)?;
+        let channels = |t: &Tensor| t.reshape((1, c, 1, 1));
+        let x64 = x.to_dtype(DType::F64)?;
+        let local_count = Tensor::new(&[(x.elem_count() / c) as f64], x.device())?;
+        let sums = sum_across_replicas(&Tensor::cat(&[x64.sum((0, 2, 3))?, local_count], 0)?, sum)?;
+        let count = sums.narrow(0, c, 1)?;
+        let mean = sums.narrow(0, 0, c)?.broadcast_div(&count)?;
+        let centred = x64.broadcast_sub(&channels(&mean)?)?;
+        let var = sum_across_replicas(&centred.sqr()?.sum((0, 2, 3))?, sum)?.broadcast_div(&count)?;
+        let (gamma, beta) = (self.weight.to_dtype(DType::F64)?, self.bias.to_dtype(DType::F64)?);
+        let scale = ((var.clone() + EPS)?.sqrt()?.recip()? * gamma)?;
+        let y = centred.broadcast_mul(&channels(&scale)?)?.broadcast_add(&channels(&beta)?)?;
+        let unbiased = count.broadcast_div(&(count.clone() - 1.0)?.maximum(1.0)?)?;
+        let update = |var: &Var, batch: Tensor| -> Result<()> {
+            let batch = batch.detach().to_dtype(var.dtype())?;
+            var.set(&((var.as_tensor() * (1.0 - MOMENTUM))? + (batch * MOMENTUM)?)?)
+        };
+        update(&self.running_mean, mean)?;
+        update(&self.running_var, var.broadcast_mul(&unbiased)?)?;
+        y.to_dtype(x.dtype())
+    }
+}
+
+/// Sums buffers over the processes of a data-parallel run: what synchronised BatchNorm needs of
+/// the run's communicator (implemented in `train`).
+pub trait CrossReplicaSum: Send + Sync {
+    /// Sums `buf` over all processes, in place (every process calls it, in the same order).
+    fn sum_f64(&self, buf: &mut [f64]) -> Result<()>;
+}
+
+static CROSS_REPLICA_SUM: RwLock<Option<Arc<dyn CrossReplicaSum>>> = RwLock::new(None);
+
+/// Makes every BatchNorm of this process compute its training statistics across processes
+/// through `sum` (`None`: per-process statistics, the default).
+pub fn set_cross_replica_sum(sum: Option<Arc<dyn CrossReplicaSum>>) {
+    *CROSS_REPLICA_SUM.write().unwrap_or_else(|p| p.into_inner()) = sum;
+}
+
+fn cross_replica_sum() -> Option<Arc<dyn CrossReplicaSum>> {
+    CROSS_REPLICA_SUM.read().unwrap_or_else(|p| p.into_inner()).clone()
+}
+
+/// `t` summed over the processes, differentiably: the gradient of a sum that every process
+/// holds is the sum of the processes' gradients, so the backward pass is the same collective.
+pub fn sum_across_replicas(t: &Tensor, sum: &Arc<dyn CrossReplicaSum>) -> Result<Tensor> {
+    let host = t.to_device(&Device::Cpu)?.to_dtype(DType::F64)?.contiguous()?;
+    host.apply_op1(SumAcrossReplicas(sum.clone()))?.to_dtype(t.dtype())?.to_device(t.device())
+}
+
+struct SumAcrossReplicas(Arc<dyn CrossReplicaSum>);
+
+impl CustomOp1 for SumAcrossReplicas {
+    fn name(&self) -> &'static str {
+        "sum-across-replicas"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (CpuStorage::F64(v), Some((start, end))) = (storage, layout.contiguous_offsets()) else {
+            candle_core::bail!("sum-across-replicas: expected a contiguous f64 tensor")
+        };
+        let mut buf = v[start..end].to_vec();
+        self.0.sum_f64(&mut buf)?;
+        Ok((CpuStorage::F64(buf), layout.shape().clone()))
+    }
+
+    fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        sum_across_replicas(grad, &self.0).map(Some)
     }
 }
 

@@ -51,6 +51,8 @@ impl RunConfig {
             offline: r.offline && local,
             hub_cache: r.hub_cache.clone().filter(|_| local),
             on_nonfinite: Some(r.on_nonfinite.to_string()),
+            sync_bn: r.sync_bn,
+            precision: Some(r.precision.to_string()),
             ..TrainArgs::default()
         }
     }

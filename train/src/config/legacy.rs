@@ -105,6 +105,8 @@ impl FlatConfig {
                     None => OnNonFinite::Stop,
                     Some(s) => s.parse().map_err(|e| text("on_nonfinite", e))?,
                 },
+                sync_bn: false,
+                precision: Default::default(),
             },
             preset: self.preset,
         })

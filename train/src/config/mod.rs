@@ -109,6 +109,53 @@ pub struct RunSettings {
     pub offline: bool,
     pub hub_cache: Option<PathBuf>,
     pub on_nonfinite: OnNonFinite,
+    /// Data-parallel runs: BatchNorm statistics over the whole global batch (`--sync-bn`).
+    #[serde(default)]
+    pub sync_bn: bool,
+    /// The dtype of the weights, the optimizer state and the forward pass (`--precision`).
+    #[serde(default)]
+    pub precision: Precision,
+}
+
+/// `--precision`: the floating-point type a run trains in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// Single precision (the default; the CPU's fused ops run in it).
+    #[default]
+    F32,
+    /// Double precision: candle's ops throughout (slower), for reference runs and exact comparisons.
+    F64,
+}
+
+impl Precision {
+    /// The candle dtype.
+    pub fn dtype(self) -> candle_core::DType {
+        match self {
+            Precision::F32 => candle_core::DType::F32,
+            Precision::F64 => candle_core::DType::F64,
+        }
+    }
+}
+
+impl std::fmt::Display for Precision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Precision::F32 => "f32",
+            Precision::F64 => "f64",
+        })
+    }
+}
+
+impl std::str::FromStr for Precision {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "f32" => Ok(Precision::F32),
+            "f64" => Ok(Precision::F64),
+            _ => Err(format!("unknown precision {s:?}; expected f32 or f64")),
+        }
+    }
 }
 
 impl RunConfig {

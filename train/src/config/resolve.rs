@@ -144,6 +144,11 @@ impl RunConfig {
                     None => OnNonFinite::Stop,
                     Some(s) => s.parse().map_err(|e| anyhow::anyhow!("--on-nonfinite {s}: {e}"))?,
                 },
+                sync_bn: a.sync_bn,
+                precision: match a.precision.as_deref() {
+                    None => Default::default(),
+                    Some(s) => s.parse().map_err(|e| anyhow::anyhow!("--precision: {e}"))?,
+                },
             },
             preset,
         })

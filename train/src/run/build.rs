@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use alig::{Optimizer, ParamSet};
 use anyhow::{Context, Result};
-use candle_core::{DType, Device};
+use candle_core::Device;
 use candle_nn::VarMap;
 
 use crate::checkpoint::{self, ModelMeta};
@@ -37,7 +37,7 @@ pub fn model(cfg: &RunConfig, with_init: bool, quiet: bool) -> Result<Built> {
     let spec = zoo::registry::find(&cfg.model.name)?;
     let varmap = VarMap::new();
     let model = spec
-        .build_seeded(&cfg.model_args(classes, input), &varmap, DType::F32, &device, cfg.run.seed)
+        .build_seeded(&cfg.model_args(classes, input), &varmap, cfg.run.precision.dtype(), &device, cfg.run.seed)
         .with_context(|| format!("building model {}", cfg.model.name))?;
     let meta = ModelMeta { model: cfg.model.name.clone(), data: Some(cfg.data.name.clone()), flags: cfg.shape_flags() };
     if let (Some(init), true) = (&cfg.run.init, with_init) {
@@ -62,7 +62,14 @@ pub fn optimizer(cfg: &RunConfig, varmap: &VarMap) -> Result<Box<dyn Optimizer>>
 }
 
 /// The dataset of `cfg` and the task that feeds it to `model`.
-pub fn task(cfg: &RunConfig, model: zoo::Model, device: &Device, quiet: bool) -> Result<Box<dyn Task>> {
+/// With a [`data::Shard`] of several processes, this process's slice of every batch.
+pub fn task(
+    cfg: &RunConfig,
+    model: zoo::Model,
+    device: &Device,
+    quiet: bool,
+    shard: data::Shard,
+) -> Result<Box<dyn Task>> {
     let spec = data::registry::find(&cfg.data.name)?;
     let t = Instant::now();
     let data = spec.load(&cfg.data_args())?;
@@ -74,6 +81,8 @@ pub fn task(cfg: &RunConfig, model: zoo::Model, device: &Device, quiet: bool) ->
         workers: cfg.data.workers,
         steps_per_epoch: cfg.data.steps_per_epoch,
         loss: cfg.optimizer.loss,
+        shard,
+        dtype: cfg.run.precision.dtype(),
     };
     task::build(data, model, &setup, device)
 }

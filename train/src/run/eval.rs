@@ -12,6 +12,7 @@ use serde_json::json;
 use super::build::{self, say};
 use super::write_json;
 use crate::config::{Options, RunConfig};
+use crate::dist::Single;
 use crate::task::Split;
 use crate::trainer::evaluate;
 
@@ -20,11 +21,11 @@ pub fn eval_only(cfg: &RunConfig, opts: &Options) -> Result<()> {
     let dir = &cfg.run.out;
     let built = build::model(cfg, true, opts.quiet)?;
     if let Some(file) = &opts.predict {
-        return predict(built, file, dir, opts.quiet);
+        return predict(built, file, dir, opts.quiet, cfg.run.precision.dtype());
     }
-    let task = build::task(cfg, built.model, &built.device, opts.quiet)?;
-    let (val_loss, val_acc) = evaluate(task.as_ref(), Split::Val, opts.quiet)?;
-    let (test_loss, test_acc) = evaluate(task.as_ref(), Split::Test, opts.quiet)?;
+    let task = build::task(cfg, built.model, &built.device, opts.quiet, data::Shard::WHOLE)?;
+    let (val_loss, val_acc) = evaluate(task.as_ref(), Split::Val, opts.quiet, &Single)?;
+    let (test_loss, test_acc) = evaluate(task.as_ref(), Split::Test, opts.quiet, &Single)?;
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let report = json!({
         "model": cfg.model.name, "data": cfg.data.name, "init": cfg.run.init,
@@ -36,11 +37,11 @@ pub fn eval_only(cfg: &RunConfig, opts: &Options) -> Result<()> {
 }
 
 /// The model's logits on the tensor `input` of `file`, into `dir/predictions.safetensors`.
-fn predict(built: build::Built, file: &Path, dir: &Path, quiet: bool) -> Result<()> {
+fn predict(built: build::Built, file: &Path, dir: &Path, quiet: bool, dtype: DType) -> Result<()> {
     let inputs = candle_core::safetensors::load(file, &built.device)
         .with_context(|| format!("--predict {}: not a safetensors file", file.display()))?;
     let x = inputs.get("input").with_context(|| format!("--predict {}: no tensor named `input`", file.display()))?;
-    let x = x.to_dtype(DType::F32)?;
+    let x = x.to_dtype(dtype)?;
     let logits = match &built.model {
         zoo::Model::Images(m) => m.forward_t(&x, false)?,
         zoo::Model::Sequences(m) => m.forward(&x)?,

@@ -10,6 +10,7 @@ mod eval;
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use alig::Optimizer;
@@ -20,22 +21,27 @@ use serde_json::json;
 
 use crate::checkpoint::{self, Checkpoint, ModelMeta, TrainerState};
 use crate::config::{Options, RunConfig};
+use crate::dist::{self, Communicator};
 use crate::metrics::{EpochMetrics, MetricsLog};
 use crate::task::{Split, Task};
 use crate::trainer::{evaluate, host, train_one_epoch, EpochResult, NonFinite, StepOptions};
 use build::say;
 
-/// Trains the run `cfg` asks for (or only evaluates it, with `--eval-only` / `--predict`).
-pub fn train(cfg: RunConfig, opts: Options) -> Result<()> {
+/// Trains the run `cfg` asks for (or only evaluates it, with `--eval-only` / `--predict`), on the
+/// processes of `comm` ([`dist::Single`] for one).
+pub fn train(cfg: RunConfig, opts: Options, comm: Arc<dyn Communicator>) -> Result<()> {
     if opts.eval_only || opts.predict.is_some() {
+        if comm.world() > 1 {
+            bail!("--eval-only and --predict run in one process; start them without mpirun/srun")
+        }
         return eval::eval_only(&cfg, &opts);
     }
-    Run::start(cfg, opts)?.fit()
+    Run::start(cfg, opts, comm)?.fit()
 }
 
-/// Continues the run in `dir` where its last checkpoint left it.
-pub fn resume(dir: &Path, opts: Options) -> Result<()> {
-    Run::resume(dir, opts)?.fit()
+/// Continues the run in `dir` where its last checkpoint left it (on any number of processes).
+pub fn resume(dir: &Path, opts: Options, comm: Arc<dyn Communicator>) -> Result<()> {
+    Run::resume(dir, opts, comm)?.fit()
 }
 
 /// A run in progress: its parts and where the loop is.
@@ -51,25 +57,47 @@ pub struct Run {
     state: TrainerState,
     metrics: MetricsLog,
     started: Instant,
+    /// The processes of the run: rank 0 alone writes the run directory and prints.
+    comm: Arc<dyn Communicator>,
 }
 
 impl Run {
     /// A new run: everything that can fail on the user's input happens before its directory
     /// exists; then `config.json` is written.
-    pub fn start(cfg: RunConfig, opts: Options) -> Result<Self> {
+    pub fn start(mut cfg: RunConfig, mut opts: Options, comm: Arc<dyn Communicator>) -> Result<Self> {
         let dir = cfg.run.out.clone();
-        if dir.join("config.json").exists() {
+        if comm.is_root() && dir.join("config.json").exists() {
             bail!(
                 "{} already holds a run (config.json); continue it with --resume {0}, or pick another --out",
                 dir.display()
             )
         }
+        dist::check_batch(cfg.data.batch_size, comm.world())?;
+        opts.quiet |= !comm.is_root();
         say(opts.quiet, cfg.describe());
+        if comm.world() > 1 {
+            let bn = if cfg.run.sync_bn { "BatchNorm synchronised" } else { "BatchNorm per process" };
+            let per = cfg.data.batch_size / comm.world();
+            say(
+                opts.quiet,
+                format!(
+                    "data-parallel: {} processes ({}), {per} samples each per step, {bn}",
+                    comm.world(),
+                    comm.name()
+                ),
+            );
+        }
+        dist::sync_batch_norm((cfg.run.sync_bn && comm.world() > 1).then(|| comm.clone()));
+        let configured = cfg.run.device;
+        cfg.run.device = dist::device_of(configured, comm.as_ref());
         let built = build::model(&cfg, true, opts.quiet)?;
-        let task = build::task(&cfg, built.model, &built.device, opts.quiet)?;
+        let task = build::task(&cfg, built.model, &built.device, opts.quiet, comm.shard())?;
         let opt = build::optimizer(&cfg, &built.varmap)?;
-        fs::create_dir_all(&dir).with_context(|| format!("creating the run directory {}", dir.display()))?;
-        cfg.write(&dir)?;
+        cfg.run.device = configured;
+        if comm.is_root() {
+            fs::create_dir_all(&dir).with_context(|| format!("creating the run directory {}", dir.display()))?;
+            cfg.write(&dir)?;
+        }
         let state = TrainerState {
             epoch: 0,
             step: 0,
@@ -80,13 +108,16 @@ impl Run {
             rng: rng_note(cfg.run.seed),
         };
         let (varmap, meta, metrics, base_lr) = (built.varmap, built.meta, MetricsLog::new(&dir), opt.learning_rate());
-        Ok(Run { cfg, opts, task, opt, varmap, meta, base_lr, state, metrics, started: Instant::now() })
+        Ok(Run { cfg, opts, task, opt, varmap, meta, base_lr, state, metrics, started: Instant::now(), comm })
     }
 
     /// The run in `dir`, at its last checkpoint (a run killed before its first checkpoint starts
     /// over). `opts` may change the number of epochs, the device and the loader threads.
-    pub fn resume(dir: &Path, opts: Options) -> Result<Self> {
+    pub fn resume(dir: &Path, mut opts: Options, comm: Arc<dyn Communicator>) -> Result<Self> {
         let mut cfg = RunConfig::read(dir).with_context(|| format!("--resume {}", dir.display()))?;
+        // Every process has read the configuration before rank 0 may rewrite it.
+        comm.barrier()?;
+        opts.quiet |= !comm.is_root();
         cfg.run.out = dir.to_path_buf();
         cfg.run.epochs = opts.epochs.unwrap_or(cfg.run.epochs);
         if let Some(d) = &opts.device {
@@ -100,10 +131,15 @@ impl Run {
                 opts.quiet,
                 format!("resume: no checkpoint in {} yet; starting from the first epoch", ckpt_dir.display()),
             );
-            fs::remove_file(dir.join("config.json")).ok();
-            fs::remove_file(dir.join("metrics.jsonl")).ok();
-            return Self::start(cfg, opts);
+            if comm.is_root() {
+                fs::remove_file(dir.join("config.json")).ok();
+                fs::remove_file(dir.join("metrics.jsonl")).ok();
+            }
+            return Self::start(cfg, opts, comm);
         };
+        dist::check_batch(cfg.data.batch_size, comm.world())?;
+        dist::sync_batch_norm((cfg.run.sync_bn && comm.world() > 1).then(|| comm.clone()));
+        cfg.run.device = dist::device_of(cfg.run.device, comm.as_ref());
         // The weights come from the checkpoint, not from --init again.
         let built = build::model(&cfg, false, opts.quiet)?;
         let ckpt = checkpoint::load(&last)?;
@@ -112,7 +148,7 @@ impl Run {
         }
         zoo::checkpoint::load_tensors(&built.varmap, ckpt.model.into_iter().collect())
             .with_context(|| format!("loading {}", last.display()))?;
-        let task = build::task(&cfg, built.model, &built.device, opts.quiet)?;
+        let task = build::task(&cfg, built.model, &built.device, opts.quiet, comm.shard())?;
         let mut opt = build::optimizer(&cfg, &built.varmap)?;
         let base_lr = opt.learning_rate();
         let state: std::collections::HashMap<String, Tensor> =
@@ -120,11 +156,14 @@ impl Run {
         opt.load_state(&state)
             .with_context(|| format!("loading {}", last.join(checkpoint::OPTIMIZER_FILE).display()))?;
         let metrics = MetricsLog::new(dir);
-        metrics.keep_until(ckpt.trainer.epoch)?;
+        if comm.is_root() {
+            metrics.keep_until(ckpt.trainer.epoch)?;
+        }
         let (epoch, step) = (ckpt.trainer.epoch, ckpt.trainer.step);
         say(opts.quiet, format!("resume: {} after epoch {epoch} (step {step})", dir.display()));
         let (varmap, meta) = (built.varmap, built.meta);
-        Ok(Run { cfg, opts, task, opt, varmap, meta, base_lr, state: ckpt.trainer, metrics, started: Instant::now() })
+        let (state, started) = (ckpt.trainer, Instant::now());
+        Ok(Run { cfg, opts, task, opt, varmap, meta, base_lr, state, metrics, started, comm })
     }
 
     /// Trains to the last epoch, then evaluates the best checkpoint on the test split.
@@ -163,6 +202,7 @@ impl Run {
             seed: self.cfg.run.seed,
             quiet: self.opts.quiet,
             on_nonfinite: self.cfg.run.on_nonfinite,
+            comm: self.comm.clone(),
         };
         let r = train_one_epoch(self.task.as_ref(), self.opt.as_mut(), epoch, &mut self.state.step, &how)?;
         if !host::read_scalar(&self.opt.params().sq_norm()?)?.is_finite() {
@@ -174,7 +214,7 @@ impl Run {
     /// Evaluation, metrics, the checkpoint and the epoch's line.
     fn end_epoch(&mut self, r: EpochResult) -> Result<()> {
         let weight_norm = host::read_scalar(&self.opt.params().sq_norm()?)?.sqrt();
-        let (_, val_acc) = evaluate(self.task.as_ref(), Split::Val, self.opts.quiet)?;
+        let (_, val_acc) = evaluate(self.task.as_ref(), Split::Val, self.opts.quiet, self.comm.as_ref())?;
         let improved = self.state.best_val_acc.is_none_or(|b| val_acc > b);
         let epoch = self.state.epoch + 1;
         let m = EpochMetrics {
@@ -189,7 +229,9 @@ impl Run {
             seconds: r.seconds,
             skipped_steps: r.skipped,
         };
-        self.metrics.append(&m)?;
+        if self.comm.is_root() {
+            self.metrics.append(&m)?;
+        }
         let s = &mut self.state;
         (s.epoch, s.lr, s.improved) = (epoch, self.opt.learning_rate(), improved);
         if improved {
@@ -200,14 +242,19 @@ impl Run {
         Ok(())
     }
 
+    /// Rank 0 writes the checkpoint; every process returns once it is on disk.
     fn save_checkpoint(&self, improved: bool) -> Result<()> {
+        if !self.comm.is_root() {
+            return self.comm.barrier();
+        }
         let ckpt = Checkpoint {
             model: zoo::checkpoint::state_dict(&self.varmap)?,
             meta: self.meta.clone(),
             optimizer: self.opt.state()?,
             trainer: self.state.clone(),
         };
-        checkpoint::save(&self.checkpoints(), if improved { &["last", "best"] } else { &["last"] }, &ckpt)
+        checkpoint::save(&self.checkpoints(), if improved { &["last", "best"] } else { &["last"] }, &ckpt)?;
+        self.comm.barrier()
     }
 
     fn epoch_line(&self, m: &EpochMetrics, improved: bool) -> String {
@@ -232,7 +279,10 @@ impl Run {
     fn finish(self) -> Result<()> {
         let best = checkpoint::find(&self.checkpoints(), "best").context("no best checkpoint")?;
         zoo::checkpoint::load_tensors(&self.varmap, checkpoint::load(&best)?.model.into_iter().collect())?;
-        let (test_loss, test_acc) = evaluate(self.task.as_ref(), Split::Test, self.opts.quiet)?;
+        let (test_loss, test_acc) = evaluate(self.task.as_ref(), Split::Test, self.opts.quiet, self.comm.as_ref())?;
+        if !self.comm.is_root() {
+            return Ok(());
+        }
         let last = self.metrics.read()?.last().cloned();
         let (cfg, state) = (&self.cfg, &self.state);
         let summary = json!({
@@ -245,6 +295,9 @@ impl Run {
             "final_train_loss": last.as_ref().map(|m| m.train_loss),
             "final_train_acc": last.as_ref().map(|m| m.train_acc),
             "seconds_this_session": self.started.elapsed().as_secs_f64(),
+            "processes": self.comm.world(),
+            "allreduce_seconds": dist::reduce::spent().0,
+            "allreduce_bytes": dist::reduce::spent().1,
         });
         write_json(&self.dir().join("summary.json"), &summary)?;
         say(

@@ -6,13 +6,14 @@
 use std::fs;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
 
 use super::grid::Point;
 use crate::cli::TrainArgs;
 use crate::config::{self, Options};
+use crate::dist::Communicator;
 use crate::trainer::NonFinite;
 
 /// Written into a run folder whose run stopped on a non-finite value: the sweep counts it as
@@ -24,10 +25,17 @@ pub fn is_divergence(e: &anyhow::Error) -> bool {
     e.chain().any(|c| c.downcast_ref::<NonFinite>().is_some())
 }
 
-/// Runs every point, `jobs` at a time; the error of each point that failed, in order.
-pub fn run_all(flags: &TrainArgs, out: &Path, points: &[Point], jobs: usize) -> Vec<Option<anyhow::Error>> {
+/// Runs every point, `jobs` at a time (one at a time on the processes of `comm` when it has
+/// several); the error of each point that failed, in order.
+pub fn run_all(
+    flags: &TrainArgs,
+    out: &Path,
+    points: &[Point],
+    jobs: usize,
+    comm: &Arc<dyn Communicator>,
+) -> Vec<Option<anyhow::Error>> {
     if jobs <= 1 {
-        return points.iter().map(|p| run_point(flags, out, p).err()).collect();
+        return points.iter().map(|p| run_point(flags, out, p, comm).err()).collect();
     }
     let next = AtomicUsize::new(0);
     let slots: Vec<Mutex<Option<anyhow::Error>>> = points.iter().map(|_| Mutex::default()).collect();
@@ -36,7 +44,7 @@ pub fn run_all(flags: &TrainArgs, out: &Path, points: &[Point], jobs: usize) -> 
             s.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(p) = points.get(i) else { break };
-                let result = run_point(flags, out, p).err();
+                let result = run_point(flags, out, p, comm).err();
                 if let Ok(mut slot) = slots[i].lock() {
                     *slot = result;
                 }
@@ -47,8 +55,10 @@ pub fn run_all(flags: &TrainArgs, out: &Path, points: &[Point], jobs: usize) -> 
 }
 
 /// Runs one point into its folder (skipped when done, resumed when interrupted).
-fn run_point(flags: &TrainArgs, out: &Path, p: &Point) -> Result<()> {
+fn run_point(flags: &TrainArgs, out: &Path, p: &Point, comm: &Arc<dyn Communicator>) -> Result<()> {
     let dir = out.join(p.dir_name());
+    // Every process looks at the folder before rank 0 writes into it.
+    comm.barrier()?;
     if dir.join("summary.json").is_file() {
         return Ok(());
     }
@@ -57,12 +67,12 @@ fn run_point(flags: &TrainArgs, out: &Path, p: &Point) -> Result<()> {
     }
     let quiet = Options { quiet: true, ..Options::default() };
     let result = if dir.join("config.json").is_file() {
-        crate::run::resume(&dir, quiet)
+        crate::run::resume(&dir, quiet, comm.clone())
     } else {
-        config::resolve(&point_flags(flags, p, &dir)?).and_then(|cfg| crate::run::train(cfg, quiet))
+        config::resolve(&point_flags(flags, p, &dir)?).and_then(|cfg| crate::run::train(cfg, quiet, comm.clone()))
     };
     if let Err(e) = &result {
-        if is_divergence(e) {
+        if is_divergence(e) && comm.is_root() {
             let marker = dir.join(DIVERGED);
             fs::write(&marker, format!("{e:#}\n")).with_context(|| format!("writing {}", marker.display()))?;
         }

@@ -9,6 +9,9 @@
 //! ```text
 //! train sweep --opts alig,sgd,adam --lrs 1e-3:1e1 --seeds 0,1 --out runs/sweep -- --data repeat-copy
 //! ```
+//!
+//! Under `mpirun`/`srun` every run of the sweep is data-parallel over the job's processes, one
+//! after the other (`--jobs 1`); rank 0 writes the summary.
 
 mod execute;
 pub mod grid;
@@ -16,15 +19,25 @@ pub mod report;
 
 use std::fs;
 
+use std::sync::Arc;
+
 use anyhow::{bail, Context, Result};
 
 use crate::cli::{SweepArgs, TrainArgs};
+use crate::dist::Communicator;
 use report::Outcome;
 
-/// `train sweep ...`.
-pub fn run(args: &SweepArgs) -> Result<()> {
+/// `train sweep ...`, each run on the processes of `comm`.
+pub fn run(args: &SweepArgs, comm: Arc<dyn Communicator>) -> Result<()> {
     if args.jobs == 0 {
         bail!("--jobs must be positive")
+    }
+    if args.jobs > 1 && comm.world() > 1 {
+        bail!(
+            "--jobs {} runs several runs at once; under mpirun/srun each run takes all {} processes: use --jobs 1",
+            args.jobs,
+            comm.world()
+        )
     }
     let flags = TrainArgs::from_flags(&args.run_flags).context("the training flags after --")?;
     let owned = [flags.opt.is_some(), flags.lr.is_some(), flags.fraction.is_some(), flags.seed.is_some()];
@@ -35,9 +48,13 @@ pub fn run(args: &SweepArgs) -> Result<()> {
         bail!("--fractions must lie in (0, 1)")
     }
     let points = grid::grid(args)?;
+    if !comm.is_root() {
+        execute::run_all(&flags, &args.out, &points, 1, &comm);
+        return Ok(());
+    }
     fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     eprintln!("sweep: {} runs into {}", points.len(), args.out.display());
-    let errors = execute::run_all(&flags, &args.out, &points, args.jobs);
+    let errors = execute::run_all(&flags, &args.out, &points, args.jobs, &comm);
     let mut outcomes: Vec<Outcome> =
         points.iter().zip(&errors).map(|(p, e)| Outcome::read(&args.out, p, e.as_ref())).collect();
     // The summary covers every run in the folder, earlier sweeps' too.

@@ -2,7 +2,7 @@
 
 use alig::Scalar;
 use anyhow::{bail, Result};
-use candle_core::Device;
+use candle_core::{DType, Device};
 use data::{ImageData, Loader, LoaderConfig};
 use zoo::registry::DynModel;
 
@@ -13,6 +13,7 @@ pub(super) struct ImageTask {
     model: DynModel,
     loaders: [Loader; 3],
     loss: LossKind,
+    dtype: DType,
     device: Device,
 }
 
@@ -23,6 +24,7 @@ impl ImageTask {
             seed: setup.seed,
             workers: setup.workers,
             shuffle: false,
+            shard: setup.shard,
             ..LoaderConfig::default()
         };
         let train = LoaderConfig { shuffle: true, augment: d.augment, ..base.clone() };
@@ -35,7 +37,7 @@ impl ImageTask {
             open(d.splits.val.clone(), base.clone(), "validation")?,
             open(d.splits.test.clone(), base, "test")?,
         ];
-        Ok(Self { model, loaders, loss: setup.loss, device: device.clone() })
+        Ok(Self { model, loaders, loss: setup.loss, dtype: setup.dtype, device: device.clone() })
     }
 
     fn loader(&self, split: Split) -> &Loader {
@@ -55,7 +57,7 @@ impl Task for ImageTask {
 
     fn forward(&self, batch: &Batch, train: bool) -> Result<Forward> {
         let Batch::Images { x, y } = batch else { bail!("image task: not an image batch") };
-        let logits = self.model.forward_t(x, train)?;
+        let logits = self.model.forward_t(&x.to_dtype(self.dtype)?, train)?;
         let n = y.dim(0)?;
         Ok(Forward {
             loss: self.loss.classification(&logits, y)?,

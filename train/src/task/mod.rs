@@ -82,6 +82,10 @@ pub struct TaskSetup {
     /// Training batches per epoch of generated data.
     pub steps_per_epoch: usize,
     pub loss: LossKind,
+    /// This process's slice of every batch (data-parallel training).
+    pub shard: data::Shard,
+    /// The model's dtype: batches are converted to it.
+    pub dtype: DType,
 }
 
 /// The kind of model that consumes a dataset's samples.

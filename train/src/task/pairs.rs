@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use alig::Scalar;
 use anyhow::{bail, Result};
-use candle_core::Device;
+use candle_core::{DType, Device};
 use data::{NliData, PairLoader, PairLoaderConfig};
 use zoo::Nli;
 
@@ -16,13 +16,15 @@ pub(super) struct PairTask {
     model: Nli,
     loaders: [PairLoader; 3],
     loss: LossKind,
+    dtype: DType,
     device: Device,
 }
 
 impl PairTask {
     pub(super) fn new(setup: &TaskSetup, d: NliData, model: Nli, device: &Device) -> Result<Self> {
         let vectors = Arc::new(d.vectors);
-        let cfg = PairLoaderConfig { batch_size: setup.batch_size, shuffle: false, seed: setup.seed };
+        let cfg =
+            PairLoaderConfig { batch_size: setup.batch_size, shuffle: false, seed: setup.seed, shard: setup.shard };
         let open = |pairs, shuffle, what: &str| {
             PairLoader::new(pairs, vectors.clone(), PairLoaderConfig { shuffle, ..cfg }, device.clone())
                 .map_err(|e| anyhow::anyhow!("{what} split of {}: {e}", setup.data))
@@ -32,7 +34,7 @@ impl PairTask {
             open(d.splits.val, false, "validation")?,
             open(d.splits.test, false, "test")?,
         ];
-        Ok(Self { model, loaders, loss: setup.loss, device: device.clone() })
+        Ok(Self { model, loaders, loss: setup.loss, dtype: setup.dtype, device: device.clone() })
     }
 }
 
@@ -48,7 +50,8 @@ impl Task for PairTask {
 
     fn forward(&self, batch: &Batch, _train: bool) -> Result<Forward> {
         let Batch::Pairs(b) = batch else { bail!("NLI task: not a batch of sentence pairs") };
-        let logits = self.model.forward(&b.premises, &b.premise_lengths, &b.hypotheses, &b.hypothesis_lengths)?;
+        let (premises, hypotheses) = (b.premises.to_dtype(self.dtype)?, b.hypotheses.to_dtype(self.dtype)?);
+        let logits = self.model.forward(&premises, &b.premise_lengths, &hypotheses, &b.hypothesis_lengths)?;
         Ok(Forward {
             loss: self.loss.classification(&logits, &b.labels)?,
             correct: correct(&logits, &b.labels)?,

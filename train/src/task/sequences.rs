@@ -4,7 +4,7 @@
 use alig::Scalar;
 use anyhow::{bail, Result};
 use candle_core::{DType, Device, D};
-use data::RepeatCopyConfig;
+use data::{RepeatCopyBatch, RepeatCopyConfig, Shard};
 use zoo::Dnc;
 
 use super::{Batch, BatchIter, Forward, Split, Task, TaskSetup};
@@ -18,6 +18,8 @@ pub(super) struct SequenceTask {
     task: RepeatCopyConfig,
     steps: usize,
     seed: u64,
+    shard: Shard,
+    dtype: DType,
     device: Device,
 }
 
@@ -25,7 +27,22 @@ impl SequenceTask {
     pub(super) fn new(setup: &TaskSetup, task: RepeatCopyConfig, model: Dnc, device: &Device) -> Result<Self> {
         let task = RepeatCopyConfig { batch_size: setup.batch_size, ..task };
         task.validate()?;
-        Ok(Self { model, task, steps: setup.steps_per_epoch, seed: setup.seed, device: device.clone() })
+        if setup.batch_size < setup.shard.world {
+            bail!("--batch-size {} cannot be shared by {} processes", setup.batch_size, setup.shard.world)
+        }
+        let (steps, seed, shard) = (setup.steps_per_epoch, setup.seed, setup.shard);
+        Ok(Self { model, task, steps, seed, shard, dtype: setup.dtype, device: device.clone() })
+    }
+
+    /// This process's sequences of a generated batch (all of them for one process): the same
+    /// length `T` as the whole batch, so the model sees what one process would.
+    fn mine(&self, b: RepeatCopyBatch) -> Result<RepeatCopyBatch> {
+        if self.shard.is_whole() {
+            return Ok(b);
+        }
+        let r = self.shard.range(b.obs.dim(1)?);
+        let cut = |t: &candle_core::Tensor| t.narrow(1, r.start, r.len())?.contiguous();
+        Ok(RepeatCopyBatch { obs: cut(&b.obs)?, target: cut(&b.target)?, mask: cut(&b.mask)? })
     }
 }
 
@@ -42,14 +59,14 @@ impl Task for SequenceTask {
         let n = self.batches(split);
         let stream = self.seed ^ STREAMS[split as usize];
         let offset = if split == Split::Train { (epoch * n) as u64 } else { 0 };
-        Ok(Box::new(
-            (first..n).map(move |i| Ok(Batch::Sequences(self.task.batch(stream, offset + i as u64, &self.device)?))),
-        ))
+        Ok(Box::new((first..n).map(move |i| {
+            Ok(Batch::Sequences(self.mine(self.task.batch(stream, offset + i as u64, &self.device)?)?))
+        })))
     }
 
     fn forward(&self, batch: &Batch, _train: bool) -> Result<Forward> {
         let Batch::Sequences(b) = batch else { bail!("DNC task: not a batch of sequences") };
-        let logits = self.model.forward(&b.obs)?;
+        let logits = self.model.forward(&b.obs.to_dtype(self.dtype)?)?;
         let loss = zoo::masked_sigmoid_cross_entropy(&logits, &b.target, &b.mask)?;
         // Bits right on the scored steps, out of the scored steps' bits (on the device).
         let predicted = logits.ge(0.0)?.to_dtype(DType::F32)?;

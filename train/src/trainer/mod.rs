@@ -12,14 +12,16 @@ pub mod host;
 pub mod meters;
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Instant;
 
-use alig::{Optimizer, StepReport};
+use alig::{Optimizer, Scalar, StepReport};
 use anyhow::{bail, Result};
 use candle_core::Tensor;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
+use crate::dist::{self, Communicator};
 use crate::task::{Batch, Forward, Split, Task};
 use meters::Sums;
 
@@ -68,7 +70,7 @@ pub struct EpochResult {
 }
 
 /// How the optimizer step is taken.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct StepOptions {
     /// Rescale the gradients to this global norm first (torch's `clip_grad_norm_`).
     pub clip_grad_norm: Option<f64>,
@@ -76,6 +78,8 @@ pub struct StepOptions {
     pub seed: u64,
     pub quiet: bool,
     pub on_nonfinite: OnNonFinite,
+    /// The processes of a data-parallel run ([`crate::dist::Single`] for one).
+    pub comm: Arc<dyn Communicator>,
 }
 
 /// A training run stopped by a non-finite value: a loss or gradient (before the update), or the
@@ -135,6 +139,7 @@ const CORRECT: usize = 1;
 const COUNT: usize = 2;
 const STEP_SIZE: usize = 3;
 const UNCLIPPED: usize = 4;
+const SAMPLES: usize = 5;
 
 /// One pass over the training split of `epoch`. `step` counts optimizer steps across the run.
 pub fn train_one_epoch(
@@ -171,7 +176,7 @@ struct Counts {
 
 /// The state of one training epoch.
 struct Epoch<'a> {
-    sums: Sums<5>,
+    sums: Sums<6>,
     progress: ProgressBar,
     start: Instant,
     epoch: usize,
@@ -183,8 +188,17 @@ struct Epoch<'a> {
 impl Epoch<'_> {
     fn step(&mut self, task: &dyn Task, opt: &mut dyn Optimizer, batch: &Batch) -> Result<()> {
         zoo::dropout::reseed(dropout_seed(self.how.seed, *self.step));
-        let out = task.forward(batch, true)?;
+        let mut out = task.forward(batch, true)?;
         let mut grads = opt.params().grads(&out.loss.backward()?);
+        let samples = match self.how.comm.world() {
+            1 => Scalar::Host(out.samples as f64),
+            // The global batch's gradients, loss and meters, the same on every process.
+            _ => {
+                let global = dist::reduce::step(self.how.comm.as_ref(), &mut grads, &out)?;
+                (out.loss, out.correct, out.count) = (global.loss, global.correct, global.count);
+                Scalar::Device(global.samples)
+            }
+        };
         // The clipping's norm, or the squared norm the optimizer may reuse.
         let (checked, reusable) = match self.how.clip_grad_norm {
             Some(c) => (alig::clip_grad_norm(&mut grads, c)?, None),
@@ -206,7 +220,7 @@ impl Epoch<'_> {
             None => opt.step_with(&out.loss, &grads)?,
         };
         *self.step += 1;
-        self.record(&out, &report)
+        self.record(&out, &samples, &report)
     }
 
     /// Stops the run, or skips the step, for a non-finite loss or gradient.
@@ -221,9 +235,14 @@ impl Epoch<'_> {
         Ok(())
     }
 
-    /// Adds a step's loss, score and step sizes to the running sums (on the device).
-    fn record(&mut self, out: &Forward, report: &StepReport) -> Result<()> {
-        self.sums.add_scaled(LOSS, &out.loss, out.samples as f64)?;
+    /// Adds a step's loss, score and step sizes to the running sums (on the device); `samples` is
+    /// the global batch's size.
+    fn record(&mut self, out: &Forward, samples: &Scalar, report: &StepReport) -> Result<()> {
+        match samples {
+            Scalar::Host(n) => self.sums.add_scaled(LOSS, &out.loss, *n)?,
+            Scalar::Device(n) => self.sums.add_tensor(LOSS, &(out.loss.to_dtype(n.dtype())? * n)?)?,
+        }
+        self.sums.add(SAMPLES, samples)?;
         self.sums.add(CORRECT, &out.correct)?;
         self.sums.add(COUNT, &out.count)?;
         let c = &mut self.counts;
@@ -241,7 +260,7 @@ impl Epoch<'_> {
 
     /// Advances the progress bar, its message from the sums read with this step's check (the
     /// epoch's steps before this one).
-    fn show(&self, sums: &[f64; 5]) {
+    fn show(&self, sums: &[f64; 6]) {
         let c = &self.counts;
         let step_msg = match c.with_step_size {
             0 => String::new(),
@@ -250,7 +269,7 @@ impl Epoch<'_> {
         let rate = c.samples as f64 / self.start.elapsed().as_secs_f64().max(1e-9);
         self.progress.set_message(format!(
             "loss {:.4} acc {:.2}%{step_msg} {rate:.0}/s",
-            sums[LOSS] / c.samples.max(1) as f64,
+            sums[LOSS] / sums[SAMPLES].max(1.0),
             100.0 * sums[CORRECT] / sums[COUNT].max(1.0)
         ));
         self.progress.inc(1);
@@ -266,7 +285,7 @@ impl Epoch<'_> {
         let mean = |s: f64, n: u64| (n > 0).then(|| s / n as f64).filter(|v| v.is_finite());
         let unclipped = (c.with_unclipped == c.with_step_size).then_some(sums[UNCLIPPED]);
         Ok(EpochResult {
-            loss: sums[LOSS] / c.samples as f64,
+            loss: sums[LOSS] / sums[SAMPLES].max(1.0),
             acc: sums[CORRECT] / sums[COUNT].max(1.0),
             step_size: mean(sums[STEP_SIZE], c.with_step_size),
             step_size_unclipped: unclipped.and_then(|u| mean(u, c.with_unclipped)),
@@ -278,7 +297,8 @@ impl Epoch<'_> {
 }
 
 /// Mean loss and accuracy over `split`, in evaluation mode (one read of the device at the end).
-pub fn evaluate(task: &dyn Task, split: Split, quiet: bool) -> Result<(f64, f64)> {
+/// A data-parallel run evaluates its shard of the split on each process and sums the counts.
+pub fn evaluate(task: &dyn Task, split: Split, quiet: bool, comm: &dyn Communicator) -> Result<(f64, f64)> {
     let progress = bar(task.batches(split), format!("{:>7}", split.name()), quiet);
     let mut sums = Sums::<3>::new(task.device());
     let mut samples = 0;
@@ -294,8 +314,10 @@ pub fn evaluate(task: &dyn Task, split: Split, quiet: bool) -> Result<(f64, f64)
     if samples == 0 {
         bail!("the {} split gave no batch", split.name())
     }
-    let s = sums.read()?;
-    Ok((s[LOSS] / samples as f64, s[CORRECT] / s[COUNT].max(1.0)))
+    let local = sums.read()?;
+    let mut s = [local[LOSS], local[CORRECT], local[COUNT], samples as f64];
+    comm.all_reduce_f64(&mut s)?;
+    Ok((s[LOSS] / s[3], s[CORRECT] / s[COUNT].max(1.0)))
 }
 
 #[cfg(test)]
