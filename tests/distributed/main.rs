@@ -302,3 +302,31 @@ fn tiny_snli(dir: &Path) -> PathBuf {
     std::fs::write(d.join("glove.840B.300d.txt"), glove).unwrap();
     d
 }
+
+#[test]
+fn a_sweep_under_mpirun_runs_each_point_on_every_process() {
+    let root = temp_dir("sweep");
+    let out = root.join("sweep");
+    let flags = format!(
+        "sweep --opts alig,sgd --lrs 0.1 --out {} -- --data digits --depth 10 --width 1 --train-size 64 \
+         --val-size 32 --test-size 32 --batch-size 16 --epochs 1 --sync-bn --precision f64",
+        out.display()
+    );
+    run(2, &words(&flags));
+    let one = root.join("one");
+    run(
+        0,
+        &words(&format!(
+            "{DIGITS} --train-size 64 --epochs 1 --sync-bn --precision f64 --opt sgd --lr 0.1 --out {}",
+            one.display()
+        )),
+    );
+    for point in ["alig-lr0.1-s0", "sgd-lr0.1-s0"] {
+        let summary = std::fs::read_to_string(out.join(point).join("summary.json")).unwrap();
+        assert!(summary.contains("\"processes\": 2"), "{point}: {summary}");
+    }
+    assert!(out.join("summary.md").is_file());
+    // The sweep's SGD point is the single-process run of the same flags.
+    assert_close_metrics(&one, &out.join("sgd-lr0.1-s0"), 1e-9);
+    std::fs::remove_dir_all(&root).ok();
+}
