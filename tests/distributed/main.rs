@@ -14,6 +14,9 @@ use std::time::{Duration, Instant};
 
 use candle_core::{DType, Device, Tensor};
 
+#[path = "../common/snli.rs"]
+mod snli_fixture;
+
 const CHILD_ENV: &str = "TRAIN_TEST_CHILD_ARGS";
 
 /// In a child process: runs its arguments as the `train` binary would, and exits.
@@ -152,7 +155,7 @@ fn two_processes_train_as_one_dnc_l4_and_alig() {
 #[test]
 fn two_processes_train_as_one_bilstm_adam() {
     let root = temp_dir("snli-fixture");
-    let snli = tiny_snli(&root);
+    let snli = snli_fixture::tiny_snli(&root, [16, 8, 8]);
     let flags = format!(
         "--data snli --data-dir {} --hidden 8 --batch-size 4 --opt adam --lr 0.01 --epochs 5 --quiet",
         snli.display()
@@ -275,32 +278,6 @@ fn children(pid: u32) -> Vec<u32> {
     }
     out.sort();
     out
-}
-
-/// A tiny SNLI folder (jsonl splits and 300-d GloVe text with every word), as the train tests'.
-fn tiny_snli(dir: &Path) -> PathBuf {
-    let d = dir.join("snli");
-    std::fs::create_dir_all(&d).unwrap();
-    let labels = ["entailment", "neutral", "contradiction"];
-    let words = ["a", "dog", "cat", "runs", "sleeps", "the", "man", "eats", "."];
-    for (name, n) in [("train", 16), ("dev", 8), ("test", 8)] {
-        let mut text = String::new();
-        for i in 0..n {
-            let s1 = format!("{} {} {} .", words[i % 2 + 5], words[1 + i % 3], words[3 + i % 2]);
-            let s2 = format!("{} {} .", words[1 + (i + 1) % 3], words[3 + (i / 2) % 2]);
-            text += &serde_json::json!({"gold_label": labels[i % 3], "sentence1": s1, "sentence2": s2}).to_string();
-            text.push('\n');
-        }
-        std::fs::write(d.join(format!("snli_1.0_{name}.jsonl")), text).unwrap();
-    }
-    let mut glove = String::new();
-    for (w, word) in words.iter().chain(["<s>", "</s>"].iter()).enumerate() {
-        let v: Vec<String> =
-            (0..300).map(|k| format!("{:.3}", (((w * 31 + k * 7) % 19) as f32 - 9.0) / 10.0)).collect();
-        glove += &format!("{word} {}\n", v.join(" "));
-    }
-    std::fs::write(d.join("glove.840B.300d.txt"), glove).unwrap();
-    d
 }
 
 #[test]

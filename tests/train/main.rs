@@ -11,6 +11,8 @@ mod interop;
 mod presets;
 mod resume;
 mod smoke;
+#[path = "../common/snli.rs"]
+mod snli_fixture;
 mod sweep;
 
 use std::collections::HashMap;
@@ -138,29 +140,7 @@ pub fn metrics_without_time(run: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
-/// A tiny SNLI folder (jsonl splits and 300-d GloVe text with every word) for the NLI model.
+/// A tiny SNLI folder (12 / 6 / 6 pairs) for the NLI model.
 pub fn tiny_snli(dir: &Path) -> PathBuf {
-    let d = dir.join("snli");
-    std::fs::create_dir_all(&d).unwrap();
-    let labels = ["entailment", "neutral", "contradiction"];
-    let words = ["a", "dog", "cat", "runs", "sleeps", "the", "man", "eats", "."];
-    for (name, n) in [("train", 12), ("dev", 6), ("test", 6)] {
-        let mut text = String::new();
-        for i in 0..n {
-            let s1 = format!("{} {} {} .", words[i % 2 + 5], words[1 + i % 3], words[3 + i % 2]);
-            let s2 = format!("{} {} .", words[1 + (i + 1) % 3], words[3 + (i / 2) % 2]);
-            let l = labels[i % 3];
-            text += &serde_json::json!({"gold_label": l, "sentence1": s1, "sentence2": s2}).to_string();
-            text.push('\n');
-        }
-        std::fs::write(d.join(format!("snli_1.0_{name}.jsonl")), text).unwrap();
-    }
-    let mut glove = String::new();
-    for (w, word) in words.iter().chain(["<s>", "</s>"].iter()).enumerate() {
-        let v: Vec<String> =
-            (0..300).map(|k| format!("{:.3}", (((w * 31 + k * 7) % 19) as f32 - 9.0) / 10.0)).collect();
-        glove += &format!("{word} {}\n", v.join(" "));
-    }
-    std::fs::write(d.join("glove.840B.300d.txt"), glove).unwrap();
-    d
+    snli_fixture::tiny_snli(dir, [12, 6, 6])
 }

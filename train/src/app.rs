@@ -13,7 +13,7 @@ use crate::dist::Communicator;
 pub fn run(args: &[String]) -> Result<()> {
     let cli = Cli::try_parse_from(args)?;
     match &cli.command {
-        Some(Command::Sweep(a)) => with_engine(false, |comm| crate::sweep::run(a, comm)),
+        Some(Command::Sweep(a)) => with_engine(|comm| crate::sweep::run(a, comm)),
         Some(Command::Plot(a)) => crate::plot::run(a),
         Some(Command::Export(a)) => crate::export::run(a),
         Some(Command::List) => {
@@ -25,28 +25,20 @@ pub fn run(args: &[String]) -> Result<()> {
                 print!("{}", list());
                 Ok(())
             }
-            request => {
-                let cuda = match &request {
-                    Request::Train(cfg, _) => matches!(cfg.run.device, crate::device::DeviceSpec::Cuda(_)),
-                    Request::Resume(_, opts) => opts.device.as_deref().is_some_and(|d| d.starts_with("cuda")),
-                    Request::List => false,
-                };
-                with_engine(cuda, |comm| match request {
-                    Request::Train(cfg, opts) => crate::run::train(*cfg, opts, comm),
-                    Request::Resume(dir, opts) => crate::run::resume(&dir, opts, comm),
-                    Request::List => Ok(()),
-                })
-            }
+            request => with_engine(|comm| match request {
+                Request::Train(cfg, opts) => crate::run::train(*cfg, opts, comm),
+                Request::Resume(dir, opts) => crate::run::resume(&dir, opts, comm),
+                Request::List => Ok(()),
+            }),
         },
     }
 }
 
-/// Runs `work` on this process's engine (one process, or MPI/NCCL under a launcher; `cuda`: the
-/// run's device is a GPU). In a job of several processes, a failing process prints its error with
+/// Runs `work` on this process's engine (one process, or MPI under a launcher). In a job of several processes, a failing process prints its error with
 /// its rank and ends the whole job (MPI_Abort), so that none is left waiting in a collective; so
 /// does a panic.
-fn with_engine(cuda: bool, work: impl FnOnce(Arc<dyn Communicator>) -> Result<()>) -> Result<()> {
-    let engine = crate::dist::Engine::from_environment(cuda)?;
+fn with_engine(work: impl FnOnce(Arc<dyn Communicator>) -> Result<()>) -> Result<()> {
+    let engine = crate::dist::Engine::from_environment()?;
     let comm = engine.comm();
     if comm.world() > 1 {
         let (rank, world, on_panic) = (comm.rank(), comm.world(), comm.clone());

@@ -151,22 +151,20 @@ impl Engine {
         }
     }
 
-    /// The engine the launcher asks for (see [`launched`]); `cuda`: the run's device is a GPU
-    /// (for an NCCL engine; MPI for now).
-    pub fn from_environment(cuda: bool) -> Result<Self> {
+    /// The engine the launcher asks for (see [`launched`]).
+    pub fn from_environment() -> Result<Self> {
         let Some((var, n)) = launched() else { return Ok(Self::single()) };
-        Self::open(var, n, cuda)
+        Self::open(var, n)
     }
 
     #[cfg(feature = "mpi")]
-    fn open(_var: &str, _n: usize, cuda: bool) -> Result<Self> {
-        let _ = cuda;
+    fn open(_var: &str, _n: usize) -> Result<Self> {
         let (universe, world) = mpi_backend::open()?;
         Ok(Self { comm: Arc::new(world), _mpi: Some(universe) })
     }
 
     #[cfg(not(feature = "mpi"))]
-    fn open(var: &str, n: usize, _cuda: bool) -> Result<Self> {
+    fn open(var: &str, n: usize) -> Result<Self> {
         if n > 1 {
             bail!(
                 "started by a launcher as one of {n} processes ({var}={n}), but this train was built without \
@@ -189,6 +187,16 @@ pub fn device_of(spec: crate::device::DeviceSpec, comm: &dyn Communicator) -> cr
         crate::device::DeviceSpec::Cuda(0) if comm.world() > 1 => crate::device::DeviceSpec::Cuda(comm.local_rank()),
         other => other,
     }
+}
+
+/// Readies this process for a run of `cfg` on the processes of `comm`: the global batch must split
+/// evenly over them, BatchNorm synchronises through `comm` with `--sync-bn`, and the device is the
+/// process's own (see [`device_of`]).
+pub fn join(cfg: &mut crate::config::RunConfig, comm: &Arc<dyn Communicator>) -> Result<()> {
+    check_batch(cfg.data.batch_size, comm.world())?;
+    sync_batch_norm((cfg.run.sync_bn && comm.world() > 1).then(|| comm.clone()));
+    cfg.run.device = device_of(cfg.run.device, comm.as_ref());
+    Ok(())
 }
 
 /// Fails unless the global `batch_size` splits evenly over `world` processes.

@@ -52,7 +52,7 @@ pub fn step(comm: &dyn Communicator, grads: &mut [Option<Tensor>], out: &Forward
         ],
         0,
     )?;
-    let buckets = plan(&present, grads)?;
+    let buckets = plan(&present, grads);
     let mut global = None;
     for (k, bucket) in buckets.iter().enumerate() {
         let flat: Vec<Tensor> = bucket
@@ -109,7 +109,7 @@ pub fn spent() -> (f64, u64) {
 /// The buckets: consecutive present gradients, at most [`BUCKET_ELEMENTS`] values each (a larger
 /// tensor is a bucket of its own); the last parameters' bucket goes first (it carries the extras:
 /// in a backward pass the last layers' gradients are ready first, where an engine overlaps).
-fn plan(present: &[usize], grads: &[Option<Tensor>]) -> Result<Vec<Vec<usize>>> {
+fn plan(present: &[usize], grads: &[Option<Tensor>]) -> Vec<Vec<usize>> {
     let mut buckets: Vec<Vec<usize>> = vec![];
     let mut filled = 0;
     for &i in present {
@@ -126,7 +126,7 @@ fn plan(present: &[usize], grads: &[Option<Tensor>]) -> Result<Vec<Vec<usize>>> 
         }
     }
     buckets.rotate_right(1);
-    Ok(buckets)
+    buckets
 }
 
 /// A meter as a one-element tensor of `dtype` on `device`.

@@ -72,7 +72,8 @@ impl Run {
                 dir.display()
             )
         }
-        dist::check_batch(cfg.data.batch_size, comm.world())?;
+        let configured = cfg.run.device;
+        dist::join(&mut cfg, &comm)?;
         opts.quiet |= !comm.is_root();
         say(opts.quiet, cfg.describe());
         if comm.world() > 1 {
@@ -87,9 +88,6 @@ impl Run {
                 ),
             );
         }
-        dist::sync_batch_norm((cfg.run.sync_bn && comm.world() > 1).then(|| comm.clone()));
-        let configured = cfg.run.device;
-        cfg.run.device = dist::device_of(configured, comm.as_ref());
         let built = build::model(&cfg, true, opts.quiet)?;
         let task = build::task(&cfg, built.model, &built.device, opts.quiet, comm.shard())?;
         let opt = build::optimizer(&cfg, &built.varmap)?;
@@ -137,9 +135,7 @@ impl Run {
             }
             return Self::start(cfg, opts, comm);
         };
-        dist::check_batch(cfg.data.batch_size, comm.world())?;
-        dist::sync_batch_norm((cfg.run.sync_bn && comm.world() > 1).then(|| comm.clone()));
-        cfg.run.device = dist::device_of(cfg.run.device, comm.as_ref());
+        dist::join(&mut cfg, &comm)?;
         // The weights come from the checkpoint, not from --init again.
         let built = build::model(&cfg, false, opts.quiet)?;
         let ckpt = checkpoint::load(&last)?;
