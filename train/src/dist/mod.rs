@@ -189,16 +189,6 @@ pub fn device_of(spec: crate::device::DeviceSpec, comm: &dyn Communicator) -> cr
     }
 }
 
-/// Readies this process for a run of `cfg` on the processes of `comm`: the global batch must split
-/// evenly over them, BatchNorm synchronises through `comm` with `--sync-bn`, and the device is the
-/// process's own (see [`device_of`]).
-pub fn join(cfg: &mut crate::config::RunConfig, comm: &Arc<dyn Communicator>) -> Result<()> {
-    check_batch(cfg.data.batch_size, comm.world())?;
-    sync_batch_norm((cfg.run.sync_bn && comm.world() > 1).then(|| comm.clone()));
-    cfg.run.device = device_of(cfg.run.device, comm.as_ref());
-    Ok(())
-}
-
 /// Fails unless the global `batch_size` splits evenly over `world` processes.
 pub fn check_batch(batch_size: usize, world: usize) -> Result<()> {
     if world > 1 && batch_size % world != 0 {

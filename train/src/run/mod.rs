@@ -39,6 +39,16 @@ pub fn train(cfg: RunConfig, opts: Options, comm: Arc<dyn Communicator>) -> Resu
     Run::start(cfg, opts, comm)?.fit()
 }
 
+/// Readies this process for a run of `cfg` on the processes of `comm`: the global batch must split
+/// evenly over them, BatchNorm synchronises through `comm` with `--sync-bn`, and the device is the
+/// process's own (see [`dist::device_of`]).
+fn join(cfg: &mut RunConfig, comm: &Arc<dyn Communicator>) -> Result<()> {
+    dist::check_batch(cfg.data.batch_size, comm.world())?;
+    dist::sync_batch_norm((cfg.run.sync_bn && comm.world() > 1).then(|| comm.clone()));
+    cfg.run.device = dist::device_of(cfg.run.device, comm.as_ref());
+    Ok(())
+}
+
 /// Continues the run in `dir` where its last checkpoint left it (on any number of processes).
 pub fn resume(dir: &Path, opts: Options, comm: Arc<dyn Communicator>) -> Result<()> {
     Run::resume(dir, opts, comm)?.fit()
@@ -73,7 +83,7 @@ impl Run {
             )
         }
         let configured = cfg.run.device;
-        dist::join(&mut cfg, &comm)?;
+        join(&mut cfg, &comm)?;
         opts.quiet |= !comm.is_root();
         say(opts.quiet, cfg.describe());
         if comm.world() > 1 {
@@ -135,7 +145,7 @@ impl Run {
             }
             return Self::start(cfg, opts, comm);
         };
-        dist::join(&mut cfg, &comm)?;
+        join(&mut cfg, &comm)?;
         // The weights come from the checkpoint, not from --init again.
         let built = build::model(&cfg, false, opts.quiet)?;
         let ckpt = checkpoint::load(&last)?;
