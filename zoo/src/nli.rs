@@ -80,7 +80,7 @@ impl LstmDirection {
         let h = self.hidden;
         // The input projection of every step in one product.
         let xw = crate::ops::linear(x, &self.w_ih, &(&self.b_ih + &self.b_hh)?)?; // [T, B, 4H]
-        if x.device().is_cpu() && x.dtype() == candle_core::DType::F32 {
+        if crate::ops::custom_ops() && x.device().is_cpu() && x.dtype() == candle_core::DType::F32 {
             // The fused recurrence (one op, hand-written backward).
             return crate::ops::lstm_direction(&xw, &self.w_hh, host_mask.to_vec(), reverse);
         }

@@ -25,8 +25,10 @@ use candle_core::{bail, CpuStorage, Layout, Result, Tensor, WithDType};
 /// 0: not decided yet (read `ZOO_CUSTOM_OPS`), 1: on, 2: off.
 static CUSTOM_OPS: AtomicU8 = AtomicU8::new(0);
 
-/// Turns the zoo's CPU custom ops for convolutions and training BatchNorm on or off (for
-/// comparisons; default on, or `ZOO_CUSTOM_OPS=0` in the environment).
+/// Turns the zoo's CPU custom ops on or off: convolutions, training BatchNorm, linear layers, the
+/// LSTM recurrence, max pooling, the cumulative product and the DNC's fused step. Off, the CPU
+/// runs candle's own ops, the code path CUDA and Metal take (for `train check` and comparisons;
+/// default on, or `ZOO_CUSTOM_OPS=0` in the environment).
 pub fn set_custom_ops(on: bool) {
     CUSTOM_OPS.store(if on { 1 } else { 2 }, Ordering::Relaxed);
 }
