@@ -3,6 +3,7 @@
 //! hub cache on disk), and errors. Processes that must be killed or whose exit code matters are
 //! this test binary re-executed into [`child_process_entry`].
 
+mod check;
 mod config;
 mod errors;
 mod fuzz;

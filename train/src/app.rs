@@ -20,6 +20,8 @@ pub fn run(args: &[String]) -> Result<()> {
             print!("{}", list());
             Ok(())
         }
+        Some(Command::Check(a)) => check(a),
+        Some(Command::Bench(a)) => bench(a),
         None => match config::parse(&cli.train)? {
             Request::List => {
                 print!("{}", list());
@@ -66,6 +68,64 @@ fn with_engine(work: impl FnOnce(Arc<dyn Communicator>) -> Result<()>) -> Result
     drop(comm);
     drop(engine);
     result
+}
+
+/// `train check`: prints the report, and fails when a line is out of its tolerance.
+fn check(a: &crate::cli::CheckArgs) -> Result<()> {
+    let golden = a.golden.clone().or_else(|| {
+        let from_env = std::env::var_os("ALIG_GOLDEN_DIR").map(std::path::PathBuf::from);
+        let found = ["../shared/golden", "shared/golden"].map(std::path::PathBuf::from);
+        from_env.into_iter().chain(found).find(|d| d.join("zoo").is_dir())
+    });
+    if let Some(d) = &a.golden {
+        if !d.join("zoo").is_dir() {
+            anyhow::bail!("--golden {}: no zoo/ folder there", d.display())
+        }
+    }
+    let opts = crate::check::CheckOptions {
+        device: crate::device::parse(&a.device)?,
+        golden: golden.clone(),
+        steps: a.steps,
+        seed: 0,
+    };
+    let report = crate::check::run(&opts)?;
+    print!("{}", report.table());
+    if golden.is_none() {
+        println!("golden cases skipped: no golden folder (--golden DIR)");
+    }
+    if let Some(path) = &a.json {
+        write_json(path, &report)?;
+    }
+    let failed = report.lines.iter().filter(|l| !l.ok).count();
+    if failed > 0 {
+        anyhow::bail!("train check: {failed} of {} checks out of tolerance", report.lines.len())
+    }
+    Ok(())
+}
+
+/// `train bench`: one line per model as it finishes, then the table (and JSON on request).
+fn bench(a: &crate::cli::BenchArgs) -> Result<()> {
+    let opts = crate::bench::BenchOptions {
+        device: crate::device::parse(&a.device)?,
+        models: a.model.clone(),
+        precision: a.precision.clone(),
+        batch_size: a.batch_size,
+        optimizer: a.opt.clone(),
+        warmup: a.warmup,
+        steps: a.steps,
+    };
+    let report =
+        crate::bench::run(&opts, |r| eprintln!("{}: {:.1} ms per step (batch {})", r.model, r.median_ms, r.batch))?;
+    print!("{}", report.table());
+    if let Some(path) = &a.json {
+        write_json(path, &report)?;
+    }
+    Ok(())
+}
+
+/// A report as pretty JSON at `path` (the `--json` of check and bench).
+fn write_json(path: &std::path::Path, report: &impl serde::Serialize) -> Result<()> {
+    std::fs::write(path, serde_json::to_string_pretty(report)?).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
 
 /// The error chain on one line: candle puts its context on separate lines and, with

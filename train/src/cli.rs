@@ -86,6 +86,10 @@ pub enum Command {
     Export(ExportArgs),
     /// List models, datasets, optimizers and presets.
     List,
+    /// Self-test a device: every model and optimizer against the CPU, the golden cases, checkpoints.
+    Check(CheckArgs),
+    /// Time training steps of the paper's models at the paper's batch sizes on a device.
+    Bench(BenchArgs),
 }
 
 /// The flags of a training run.
@@ -333,6 +337,55 @@ pub struct ExportArgs {
     /// Export the last checkpoint instead of the best.
     #[arg(long)]
     pub last: bool,
+}
+
+/// `train check`.
+#[derive(Args, Debug, Clone)]
+pub struct CheckArgs {
+    /// The device under test: cpu (candle's own ops, the path CUDA and Metal take), cuda[:N],
+    /// metal[:N].
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// The golden folder holding zoo/ (default: $ALIG_GOLDEN_DIR, or ../shared/golden or
+    /// shared/golden when present; none: the golden cases are skipped).
+    #[arg(long)]
+    pub golden: Option<PathBuf>,
+    /// Steps of every optimizer of the registry on WRN-10-1 (each model case takes one).
+    #[arg(long, default_value_t = 3)]
+    pub steps: usize,
+    /// Also write the report as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+/// `train bench`.
+#[derive(Args, Debug, Clone)]
+pub struct BenchArgs {
+    /// cpu, cuda[:N], metal[:N].
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Comma-separated: wrn-40-4 (batch 128), densenet-bc-40-40 (64), resnet18 (256, 224x224),
+    /// bilstm (64), dnc (16).
+    #[arg(long, value_delimiter = ',', default_value = "wrn-40-4,densenet-bc-40-40,resnet18,bilstm,dnc")]
+    pub model: Vec<String>,
+    /// f32, or tf32 (CUDA: fp32 matrix products on tensor cores).
+    #[arg(long, default_value = "f32")]
+    pub precision: String,
+    /// Every model at this batch size instead of the paper's.
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// The optimizer that steps.
+    #[arg(long, default_value = "sgd")]
+    pub opt: String,
+    /// Untimed steps first.
+    #[arg(long, default_value_t = 3)]
+    pub warmup: usize,
+    /// Timed steps (the median is reported).
+    #[arg(long, default_value_t = 10)]
+    pub steps: usize,
+    /// Also write the report as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
 }
 
 #[cfg(test)]

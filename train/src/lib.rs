@@ -12,6 +12,8 @@
 #![warn(clippy::too_many_lines)]
 
 pub mod app;
+pub mod bench;
+pub mod check;
 pub mod checkpoint;
 pub mod cli;
 pub mod config;
