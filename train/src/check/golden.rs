@@ -128,13 +128,16 @@ fn nli_case(dir: &Path, device: &Device) -> Result<Outcome> {
     Ok(Outcome { forward, grads, statistics: (vec![], vec![]) })
 }
 
+/// A golden case: its folder in, what the device computed and what the reference stored out.
+type CaseFn<'a> = &'a dyn Fn(&Path) -> Result<Outcome>;
+
 /// Every golden case of `root` (the folder holding `zoo/`) on `side`.
 pub fn run(root: &Path, side: &Side) -> Result<Vec<Line>> {
     let zoo = root.join("zoo");
     let dev = &side.device;
     let wrn = ModelArgs { depth: Some(16), width: Some(2), dropout: Some(0.0), ..ModelArgs::classes(10) };
     let densenet = ModelArgs { depth: Some(16), growth: Some(8), ..ModelArgs::classes(10) };
-    let cases: [(&str, &dyn Fn(&Path) -> Result<Outcome>); 4] = [
+    let cases: [(&str, CaseFn); 4] = [
         ("wrn-16-2", &|d| image_case(d, "wrn", wrn.clone(), dev)),
         ("densenet-bc-16-8", &|d| image_case(d, "densenet", densenet.clone(), dev)),
         ("bilstm-nli-tiny", &|d| nli_case(d, dev)),
