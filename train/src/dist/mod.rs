@@ -5,13 +5,15 @@
 //! ([`reduce`]), so every process takes the same optimizer step.
 //!
 //! [`Communicator`] is what the trainer needs of an engine. Backends: [`Single`] (one process, the
-//! default, no cost) and `mpi` (cargo feature `mpi`: rsmpi over Open MPI or MPICH, through host
-//! memory). An NCCL backend (one process per GPU, device memory) is not written yet: on GPUs the
-//! MPI backend copies each bucket to the host. Rank, world size and local rank always come from
-//! the engine.
+//! default, no cost), `mpi` (cargo feature `mpi`: rsmpi over Open MPI or MPICH, through host
+//! memory) and `nccl` (cargo feature `nccl`: one process per GPU, started by an MPI launcher;
+//! GPU tensors are summed by NCCL in device memory, the rest over MPI). Rank, world size and
+//! local rank always come from the engine.
 
 #[cfg(feature = "mpi")]
 mod mpi_backend;
+#[cfg(feature = "nccl")]
+mod nccl_backend;
 pub mod reduce;
 
 use std::sync::Arc;
@@ -45,23 +47,7 @@ pub trait Communicator: Send + Sync {
     /// The sum of `t` over all processes, on `t`'s device. The default goes through the host;
     /// an engine that reduces device memory (NCCL) overrides it.
     fn all_reduce(&self, t: &Tensor) -> Result<Tensor> {
-        if self.world() == 1 {
-            return Ok(t.clone());
-        }
-        let (shape, device) = (t.shape().clone(), t.device().clone());
-        let flat = t.flatten_all()?;
-        Ok(match t.dtype() {
-            DType::F64 => {
-                let mut v = flat.to_vec1::<f64>()?;
-                self.all_reduce_f64(&mut v)?;
-                Tensor::from_vec(v, shape, &device)?
-            }
-            dtype => {
-                let mut v = flat.to_dtype(DType::F32)?.to_vec1::<f32>()?;
-                self.all_reduce_f32(&mut v)?;
-                Tensor::from_vec(v, shape, &device)?.to_dtype(dtype)?
-            }
-        })
+        all_reduce_on_host(self, t)
     }
 
     /// True for rank 0, the process that writes the run directory and prints.
@@ -73,6 +59,28 @@ pub trait Communicator: Send + Sync {
     fn shard(&self) -> data::Shard {
         data::Shard { rank: self.rank(), world: self.world() }
     }
+}
+
+/// The sum of `t` over the processes of `comm`, through host memory (f64 stays f64; other
+/// dtypes are summed in f32).
+pub fn all_reduce_on_host<C: Communicator + ?Sized>(comm: &C, t: &Tensor) -> Result<Tensor> {
+    if comm.world() == 1 {
+        return Ok(t.clone());
+    }
+    let (shape, device) = (t.shape().clone(), t.device().clone());
+    let flat = t.flatten_all()?;
+    Ok(match t.dtype() {
+        DType::F64 => {
+            let mut v = flat.to_vec1::<f64>()?;
+            comm.all_reduce_f64(&mut v)?;
+            Tensor::from_vec(v, shape, &device)?
+        }
+        dtype => {
+            let mut v = flat.to_dtype(DType::F32)?.to_vec1::<f32>()?;
+            comm.all_reduce_f32(&mut v)?;
+            Tensor::from_vec(v, shape, &device)?.to_dtype(dtype)?
+        }
+    })
 }
 
 /// One process: every collective is the identity.
@@ -160,7 +168,11 @@ impl Engine {
     #[cfg(feature = "mpi")]
     fn open(_var: &str, _n: usize) -> Result<Self> {
         let (universe, world) = mpi_backend::open()?;
-        Ok(Self { comm: Arc::new(world), _mpi: Some(universe) })
+        let comm: Arc<dyn Communicator> = Arc::new(world);
+        // With NCCL, GPU tensors are summed on the GPUs and the rest over MPI.
+        #[cfg(feature = "nccl")]
+        let comm: Arc<dyn Communicator> = Arc::new(nccl_backend::Nccl::over(comm));
+        Ok(Self { comm, _mpi: Some(universe) })
     }
 
     #[cfg(not(feature = "mpi"))]
