@@ -307,3 +307,50 @@ fn a_sweep_under_mpirun_runs_each_point_on_every_process() {
     assert_close_metrics(&one, &out.join("sgd-lr0.1-s0"), 1e-9);
     std::fs::remove_dir_all(&root).ok();
 }
+
+/// A class-folder dataset (`--data imagenet`) of 6 training images in 2 classes, one of which
+/// (`train/b/broken.ppm`) is not an image, and 2 validation images.
+fn folder_with_a_broken_image(root: &Path) -> PathBuf {
+    let dir = root.join("images");
+    let ppm = |seed: u8| {
+        let mut bytes = b"P6\n8 8\n255\n".to_vec();
+        bytes.extend((0..8 * 8 * 3).map(|i: usize| (i as u8).wrapping_mul(seed)));
+        bytes
+    };
+    for (split, class, name, bytes) in [
+        ("train", "a", "0.ppm", ppm(3)),
+        ("train", "a", "1.ppm", ppm(5)),
+        ("train", "a", "2.ppm", ppm(7)),
+        ("train", "b", "0.ppm", ppm(11)),
+        ("train", "b", "1.ppm", ppm(13)),
+        ("train", "b", "broken.ppm", b"P6\n8 8\n255\nnot the pixels".to_vec()),
+        ("val", "a", "0.ppm", ppm(17)),
+        ("val", "b", "0.ppm", ppm(19)),
+    ] {
+        std::fs::create_dir_all(dir.join(split).join(class)).unwrap();
+        std::fs::write(dir.join(split).join(class).join(name), bytes).unwrap();
+    }
+    dir
+}
+
+#[test]
+fn a_rank_that_reads_a_broken_file_ends_the_job_naming_it() {
+    let root = temp_dir("broken-image");
+    let data = folder_with_a_broken_image(&root);
+    // The whole training set is the first global batch: one of the two ranks decodes the broken
+    // file while the other waits for it in the gradients' all-reduce.
+    let flags = format!(
+        "--data imagenet --data-dir {} --batch-size 6 --epochs 1 --opt alig \
+         --quiet --out {}",
+        data.display(),
+        root.join("run").display()
+    );
+    let start = Instant::now();
+    let out = command(2, &words(&flags)).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(start.elapsed() < Duration::from_secs(60), "{:?}", start.elapsed());
+    let line = err.lines().find(|l| l.starts_with("error (rank ")).unwrap_or_else(|| panic!("no error line: {err}"));
+    assert!(line.contains("of 2): ") && line.contains("broken.ppm") && line.contains("cannot decode"), "{line}");
+    std::fs::remove_dir_all(&root).ok();
+}
