@@ -354,3 +354,27 @@ fn a_rank_that_reads_a_broken_file_ends_the_job_naming_it() {
     assert!(line.contains("of 2): ") && line.contains("broken.ppm") && line.contains("cannot decode"), "{line}");
     std::fs::remove_dir_all(&root).ok();
 }
+
+#[test]
+fn a_rank_that_panics_ends_the_job_and_the_last_checkpoint_stays() {
+    let root = temp_dir("panic");
+    let run_dir = root.join("run");
+    // 10 steps an epoch: rank 1 panics in the second, after the first epoch's checkpoint (mpirun
+    // hands its environment to the processes it starts on this machine).
+    let flags = format!("{DIGITS} --opt alig --epochs 3 --out {}", run_dir.display());
+    let start = Instant::now();
+    let out = command(2, &words(&flags)).env("TRAIN_FAULT", "panic@1:15").output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(start.elapsed() < Duration::from_secs(60), "{:?}", start.elapsed());
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("error (rank 1 of 2): panicked"))
+        .unwrap_or_else(|| panic!("no error line: {err}"));
+    assert!(line.contains("injected panic of rank 1 at step 15"), "{line}");
+    // The first epoch's checkpoint is whole: the run resumes from it, on one process, to the end.
+    run(0, &words(&format!("--resume {} --quiet", run_dir.display())));
+    let summary = std::fs::read_to_string(run_dir.join("summary.json")).unwrap();
+    assert!(summary.contains("\"test_acc\""), "{summary}");
+    std::fs::remove_dir_all(&root).ok();
+}

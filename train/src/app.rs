@@ -46,7 +46,12 @@ fn with_engine(work: impl FnOnce(Arc<dyn Communicator>) -> Result<()>) -> Result
         let (rank, world, on_panic) = (comm.rank(), comm.world(), comm.clone());
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
-            let line = format!("error (rank {rank} of {world}): panicked: {info}\n");
+            let payload = info.payload();
+            let message =
+                payload.downcast_ref::<&str>().copied().or(payload.downcast_ref::<String>().map(String::as_str));
+            let at = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
+            // One line (the default message puts the text on a line of its own).
+            let line = format!("error (rank {rank} of {world}): panicked{at}: {}\n", message.unwrap_or("(no message)"));
             let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
             previous(info);
             on_panic.abort(101)

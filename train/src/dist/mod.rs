@@ -201,6 +201,21 @@ pub fn device_of(spec: crate::device::DeviceSpec, comm: &dyn Communicator) -> cr
     }
 }
 
+/// Fault injection for the tests of a failing process: with `TRAIN_FAULT=panic@RANK:STEP` in the
+/// environment, process `RANK` panics before training step `STEP` (counted from 0 over the run).
+/// Unset, it costs one read of a `OnceLock` per step.
+pub fn fault_point(rank: usize, step: u64) {
+    static AT: std::sync::OnceLock<Option<(usize, u64)>> = std::sync::OnceLock::new();
+    let at = AT.get_or_init(|| {
+        let v = std::env::var("TRAIN_FAULT").ok()?;
+        let (r, s) = v.strip_prefix("panic@")?.split_once(':')?;
+        Some((r.parse().ok()?, s.parse().ok()?))
+    });
+    if *at == Some((rank, step)) {
+        panic!("TRAIN_FAULT: the injected panic of rank {rank} at step {step}")
+    }
+}
+
 /// Fails unless the global `batch_size` splits evenly over `world` processes.
 pub fn check_batch(batch_size: usize, world: usize) -> Result<()> {
     if world > 1 && batch_size % world != 0 {

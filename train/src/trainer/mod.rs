@@ -187,6 +187,7 @@ struct Epoch<'a> {
 
 impl Epoch<'_> {
     fn step(&mut self, task: &dyn Task, opt: &mut dyn Optimizer, batch: &Batch) -> Result<()> {
+        dist::fault_point(self.how.comm.rank(), *self.step);
         zoo::dropout::reseed(dropout_seed(self.how.seed, *self.step));
         let mut out = task.forward(batch, true)?;
         let mut grads = opt.params().grads(&out.loss.backward()?);
