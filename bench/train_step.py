@@ -7,7 +7,8 @@ its peak resident memory is its own. FLOPs per step are counted by torch's FlopC
 (forward + backward); the fraction of peak uses cores x FMA width x clock from /proc/cpuinfo.
 
 usage: bench/.venv/bin/python bench/train_step.py [ROUNDS] [WARMUP] [MODEL...]
-       python3 bench/train_step.py --torch-all --device cuda [--precision f32|tf32|bf16] [ROUNDS WARMUP]
+       python3 bench/train_step.py --torch-all --device cuda [--precision f32|tf32|bf16] [--models a,b]
+                                   [--batch-size N] [ROUNDS WARMUP]
 The second form times PyTorch alone on the models and batch sizes of `train bench` (the paper's:
 WRN-40-4 b128, DenseNet-BC-40-40 b64, ResNet-18 b256 at 224, the Bi-LSTM NLI model b64), for the
 GPU check (bench/gpu/check.sh), printing the same table as `train bench`.
@@ -174,21 +175,23 @@ class NliTorch:
         return Nli().to(device)
 
 
-def torch_device_all(device, precision, rounds, warmup):
-    """PyTorch on `device` for every model of `train bench`, at its paper batch size."""
+def torch_device_all(device, precision, rounds, warmup, models=None, batch_size=None):
+    """PyTorch on `device` for the models of `train bench` (all by default), at the paper's batch
+    sizes unless `batch_size` is given."""
     import torch
     torch.manual_seed(0)
+    cuda = device.startswith("cuda")
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = precision == "tf32"
     paper = {"wrn-40-4": (128, 32, 100), "densenet-bc-40-40": (64, 32, 100), "resnet18": (256, 224, 1000)}
     print(f"PyTorch {torch.__version__}, {device}, {precision}, SGD, median of {rounds} steps after {warmup} warm-up\n")
     print("| model | batch | step (ms, median) | fastest (ms) | samples/s | peak memory (MiB) |\n|---|---|---|---|---|---|")
-    for name in list(paper) + ["bilstm"]:
+    for name in models or list(paper) + ["bilstm"]:
         if name == "bilstm":
-            model, batch = NliTorch(device), 64
+            model, batch = NliTorch(device), batch_size or 64
             x = (torch.randn(32, batch, 300, device=device), torch.randn(24, batch, 300, device=device))
             y = torch.arange(batch, device=device) % 3
         else:
-            model, batch = torch_model(name)[0], paper[name][0]
+            model, batch = torch_model(name)[0], batch_size or paper[name][0]
             if name != "resnet18":
                 model.fc = torch.nn.Linear(model.fc.in_features, paper[name][2])
             model = model.to(device)
@@ -197,22 +200,25 @@ def torch_device_all(device, precision, rounds, warmup):
             y = torch.arange(batch, device=device) % paper[name][2]
         opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4, nesterov=True)
         times = []
-        torch.cuda.reset_peak_memory_stats()
+        if cuda:
+            torch.cuda.reset_peak_memory_stats()
         for r in range(rounds + warmup):
             t = time.perf_counter()
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            with torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=precision == "bf16"):
                 loss = torch.nn.functional.cross_entropy(model(*x), y)
             opt.zero_grad()
             loss.backward()
             opt.step()
-            torch.cuda.synchronize()
+            if cuda:
+                torch.cuda.synchronize()
             if r >= warmup:
                 times.append((time.perf_counter() - t) * 1e3)
         med = statistics.median(times)
-        peak = torch.cuda.max_memory_allocated() / 2**20
+        peak = (torch.cuda.max_memory_allocated() if cuda else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024) / 2**20
         print(f"| {name} | {batch} | {med:.1f} | {min(times):.1f} | {batch / med * 1e3:.0f} | {peak:.0f} |", flush=True)
         del model, opt, x, y, loss
-        torch.cuda.empty_cache()
+        if cuda:
+            torch.cuda.empty_cache()
 
 
 def run_json(cmd, env=None):
@@ -233,10 +239,17 @@ def main():
     if args and args[0] == "--torch-one":
         return torch_one(args[1], int(args[2]), int(args[3]))
     if args and args[0] == "--torch-all":
-        flag = lambda name, default: args[args.index(name) + 1] if name in args else default
-        numbers = [int(a) for a in args if a.isdigit()]
-        return torch_device_all(flag("--device", "cuda"), flag("--precision", "f32"),
-                                numbers[0] if numbers else 10, numbers[1] if len(numbers) > 1 else 3)
+        import argparse
+        p = argparse.ArgumentParser(prog="train_step.py --torch-all")
+        p.add_argument("--device", default="cuda")
+        p.add_argument("--precision", default="f32", choices=["f32", "tf32", "bf16"])
+        p.add_argument("--models", help="comma-separated (default: all)")
+        p.add_argument("--batch-size", type=int)
+        p.add_argument("rounds", nargs="?", type=int, default=10)
+        p.add_argument("warmup", nargs="?", type=int, default=3)
+        a = p.parse_args(args[1:])
+        return torch_device_all(a.device, a.precision, a.rounds, a.warmup,
+                                a.models.split(",") if a.models else None, a.batch_size)
     if args and args[0] == "--torch-lstm":
         return torch_lstm(int(args[1]), int(args[2]))
     numbers = [int(a) for a in args if a.isdigit()]
