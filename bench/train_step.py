@@ -188,7 +188,7 @@ def torch_device_all(device, precision, rounds, warmup, models=None, batch_size=
     for name in models or list(paper) + ["bilstm"]:
         if name == "bilstm":
             model, batch = NliTorch(device), batch_size or 64
-            x = (torch.randn(32, batch, 300, device=device), torch.randn(24, batch, 300, device=device))
+            x = (torch.randn(32, batch, 300, device=device), torch.randn(32, batch, 300, device=device))
             y = torch.arange(batch, device=device) % 3
         else:
             model, batch = torch_model(name)[0], batch_size or paper[name][0]
