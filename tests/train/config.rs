@@ -84,6 +84,7 @@ fn generated_command_lines_parse_back_to_their_configuration() {
         "--opt l4mom --fraction 0.3 --weight-decay 1e-4 --no-augment --workers 1",
         "--data repeat-copy --opt adagrad --initial-accumulator 0.2 --steps-per-epoch 7",
         "--opt sgd --schedule step:3,5:0.1 --clip-grad-norm 2.5 --on-nonfinite skip --device cpu",
+        "--device cuda:1 --tf32 --sync-bn",
         "--model densenet --depth 16 --growth 8 --dropout 0.2 --train-size 100 --val-size 10 --test-size 20 --seed 3",
         "--data snli --opt dfw --loss smooth-svm --hidden 32 --batch-size 7 --epochs 2",
     ] {

@@ -28,6 +28,7 @@ fn bad_requests_fail_with_one_line() {
     fails_with(&["--opt", "adamax", "--out", out], &["adamax", "alig"]);
     fails_with(&["--opt", "alig", "--weight-decay", "1e-4", "--out", out], &["--weight-decay", "--max-norm"]);
     fails_with(&["--device", "tpu", "--out", out], &["tpu"]);
+    fails_with(&["--device", "cpu", "--tf32", "--out", out], &["--tf32", "CUDA", "cpu"]);
     fails_with(&["--loss", "sigmoid-ce", "--out", out], &["sigmoid-ce"]);
     let cache = root.join("hub");
     fails_with(

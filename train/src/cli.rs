@@ -222,6 +222,10 @@ pub struct TrainArgs {
     /// process computes them (default: each process's own, as PyTorch DDP).
     #[arg(long, help_heading = "Run")]
     pub sync_bn: bool,
+    /// CUDA: fp32 matrix products on tensor cores (TF32's 10-bit mantissa), as PyTorch's
+    /// `allow_tf32`; weights, optimizer state and everything else stay f32.
+    #[arg(long, help_heading = "Run")]
+    pub tf32: bool,
     /// No progress bar and no per-epoch lines.
     #[arg(long, help_heading = "Run")]
     pub quiet: bool,

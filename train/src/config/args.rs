@@ -52,6 +52,7 @@ impl RunConfig {
             hub_cache: r.hub_cache.clone().filter(|_| local),
             on_nonfinite: Some(r.on_nonfinite.to_string()),
             sync_bn: r.sync_bn,
+            tf32: r.tf32,
             precision: Some(r.precision.to_string()),
             ..TrainArgs::default()
         }

@@ -106,6 +106,7 @@ impl FlatConfig {
                     Some(s) => s.parse().map_err(|e| text("on_nonfinite", e))?,
                 },
                 sync_bn: false,
+                tf32: false,
                 precision: Default::default(),
             },
             preset: self.preset,

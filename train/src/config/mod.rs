@@ -115,6 +115,9 @@ pub struct RunSettings {
     /// The dtype of the weights, the optimizer state and the forward pass (`--precision`).
     #[serde(default)]
     pub precision: Precision,
+    /// CUDA: fp32 matrix products in TF32 (`--tf32`).
+    #[serde(default)]
+    pub tf32: bool,
 }
 
 /// `--precision`: the floating-point type a run trains in.

@@ -145,6 +145,7 @@ impl RunConfig {
                     Some(s) => s.parse().map_err(|e| anyhow::anyhow!("--on-nonfinite {s}: {e}"))?,
                 },
                 sync_bn: a.sync_bn,
+                tf32: a.tf32,
                 precision: match a.precision.as_deref() {
                     None => Default::default(),
                     Some(s) => s.parse().map_err(|e| anyhow::anyhow!("--precision: {e}"))?,

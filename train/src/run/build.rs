@@ -32,6 +32,12 @@ pub struct Built {
 /// when `with_init`.
 pub fn model(cfg: &RunConfig, with_init: bool, quiet: bool) -> Result<Built> {
     let device = crate::device::open(cfg.run.device)?;
+    if cfg.run.tf32 {
+        if !device.is_cuda() {
+            anyhow::bail!("--tf32 is for CUDA devices; this run is on {}", crate::device::describe(&device))
+        }
+        candle_core::cuda::set_gemm_reduced_precision_f32(true);
+    }
     let data_spec = data::registry::find(&cfg.data.name)?;
     let (classes, input) = task::model_sizes(data_spec.input, data_spec.num_classes);
     let spec = zoo::registry::find(&cfg.model.name)?;
