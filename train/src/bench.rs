@@ -75,6 +75,10 @@ impl BenchReport {
     }
 }
 
+fn not_a_bench_model(name: &str) -> anyhow::Error {
+    anyhow::anyhow!("--model {name}: not a bench model (one of {})", MODELS.join(", "))
+}
+
 /// The case of a bench model, at the paper's batch size unless `batch` is given.
 fn case(name: &str, batch: Option<usize>) -> Result<Case> {
     let images = |model, args, paper, side| Case::image(name, model, args, batch.unwrap_or(paper), side);
@@ -90,7 +94,7 @@ fn case(name: &str, batch: Option<usize>) -> Result<Case> {
             let task = data::RepeatCopyConfig { batch_size: batch.unwrap_or(16), ..Default::default() };
             Case::sequences(name, 64, &task)
         }
-        other => bail!("--model {other}: not a bench model (one of {})", MODELS.join(", ")),
+        other => Err(not_a_bench_model(other)),
     }
 }
 
@@ -150,15 +154,14 @@ pub fn run(opts: &BenchOptions, mut progress: impl FnMut(&BenchRow)) -> Result<B
         bail!("--steps must be at least 1")
     }
     if let Some(other) = opts.models.iter().find(|m| !MODELS.contains(&m.as_str())) {
-        bail!("--model {other}: not a bench model (one of {})", MODELS.join(", "))
+        return Err(not_a_bench_model(other));
     }
     let dev = device::open(opts.device)?;
-    match (opts.precision.as_str(), dev.is_cuda()) {
-        ("f32", _) => {}
-        ("tf32", true) => candle_core::cuda::set_gemm_reduced_precision_f32(true),
-        ("tf32", false) => bail!("--precision tf32 is for CUDA devices (fp32 products on tensor cores)"),
-        ("bf16" | "f16", _) => bail!("--precision {}: mixed precision is not built yet; f32 or tf32", opts.precision),
-        (other, _) => bail!("--precision {other}: one of f32, tf32"),
+    match opts.precision.as_str() {
+        "f32" => {}
+        "tf32" => device::enable_tf32(&dev, "--precision tf32")?,
+        "bf16" | "f16" => bail!("--precision {}: mixed precision is not built yet; f32 or tf32", opts.precision),
+        other => bail!("--precision {other}: one of f32, tf32"),
     }
     let mut rows = vec![];
     for name in &opts.models {

@@ -86,6 +86,16 @@ pub fn open(spec: DeviceSpec) -> Result<Device> {
     }
 }
 
+/// fp32 matrix products on CUDA's tensor cores (TF32) from now on, for the whole process; an error
+/// naming `flag` on any other device.
+pub fn enable_tf32(d: &Device, flag: &str) -> Result<()> {
+    if !d.is_cuda() {
+        bail!("{flag} is for CUDA devices (fp32 products on tensor cores); this one is {}", describe(d))
+    }
+    candle_core::cuda::set_gemm_reduced_precision_f32(true);
+    Ok(())
+}
+
 /// A short name for logs.
 pub fn describe(d: &Device) -> String {
     match d {

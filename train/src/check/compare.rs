@@ -87,18 +87,8 @@ pub struct Trained {
     pub trace: Trace,
 }
 
-/// `steps` steps of `opt` (built over the model's parameters from `hyper`) on `case`, on `side`.
-pub fn trace(
-    case: &Case,
-    init: &HashMap<String, Tensor>,
-    opt: (&OptimizerSpec, &Hyper),
-    steps: usize,
-    side: &Side,
-) -> Result<Trace> {
-    Ok(train(case, init, opt, steps, side)?.trace)
-}
-
-/// As [`trace`], keeping the model and the optimizer.
+/// `steps` steps of `opt` (built over the model's parameters from `hyper`) on `case`, on `side`:
+/// the trained model, its optimizer and what the steps saw.
 pub fn train(
     case: &Case,
     init: &HashMap<String, Tensor>,

@@ -11,8 +11,7 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use zoo::{Dnc, DncConfig, ModelArgs, Nli, NliConfig, Pooling};
 
-use super::cases::host;
-use super::compare::{worst, Side, Values};
+use super::compare::{named, worst, Side, Values};
 use super::Line;
 
 /// The golden README's tolerances: forward 1e-4, gradients 1e-3, BatchNorm statistics 1e-5.
@@ -25,8 +24,9 @@ fn load(path: &Path, device: &Device) -> Result<HashMap<String, Tensor>> {
     candle_core::safetensors::load(path, device).with_context(|| format!("reading {}", path.display()))
 }
 
+/// Host copies of named tensors, sorted by name (the stored files have no order).
 fn values(items: impl IntoIterator<Item = (String, Tensor)>) -> Result<Values> {
-    let mut v: Values = items.into_iter().map(|(k, t)| Ok((k, host(&t)?))).collect::<Result<_>>()?;
+    let mut v = named(items)?;
     v.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(v)
 }

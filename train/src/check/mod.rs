@@ -21,7 +21,7 @@ use serde::Serialize;
 
 use crate::device::{self, DeviceSpec};
 use cases::Case;
-use compare::{initial_state, trace, worst, Side};
+use compare::{initial_state, worst, Side};
 
 /// What `train check` runs.
 #[derive(Clone, Debug)]
@@ -124,8 +124,8 @@ fn model_lines(opts: &CheckOptions, dut: &Side, cases: &[Case]) -> Result<Vec<Li
         // One step per model: over several, BatchNorm on these tiny batches amplifies differences
         // of summation order beyond any useful tolerance (ResNet-18 most); the optimizer lines
         // take `steps` steps on WRN-10-1, which stays well-conditioned.
-        let a = trace(case, &init, (spec, &hyper), 1, &Side::reference())?;
-        let b = trace(case, &init, (spec, &hyper), 1, dut)?;
+        let a = compare::train(case, &init, (spec, &hyper), 1, &Side::reference())?.trace;
+        let b = compare::train(case, &init, (spec, &hyper), 1, dut)?.trace;
         out.extend(compare::lines("model", &case.name, &a, &b, &F32));
     }
     Ok(out)
@@ -136,8 +136,8 @@ fn optimizer_lines(opts: &CheckOptions, dut: &Side, case: &Case) -> Result<Vec<L
     let mut out = vec![];
     for spec in alig::OPTIMIZERS {
         let (spec, hyper) = optimizer(spec.name)?;
-        let a = trace(case, &init, (spec, &hyper), opts.steps, &Side::reference())?;
-        let b = trace(case, &init, (spec, &hyper), opts.steps, dut)?;
+        let a = compare::train(case, &init, (spec, &hyper), opts.steps, &Side::reference())?.trace;
+        let b = compare::train(case, &init, (spec, &hyper), opts.steps, dut)?.trace;
         let label = format!("{} ({})", spec.name, case.name);
         let lines = compare::lines("optimizer", &label, &a, &b, &F32);
         out.extend(lines.into_iter().filter(|l| l.quantity.contains("after") || l.quantity.contains("optimizer")));

@@ -33,10 +33,7 @@ pub struct Built {
 pub fn model(cfg: &RunConfig, with_init: bool, quiet: bool) -> Result<Built> {
     let device = crate::device::open(cfg.run.device)?;
     if cfg.run.tf32 {
-        if !device.is_cuda() {
-            anyhow::bail!("--tf32 is for CUDA devices; this run is on {}", crate::device::describe(&device))
-        }
-        candle_core::cuda::set_gemm_reduced_precision_f32(true);
+        crate::device::enable_tf32(&device, "--tf32")?;
     }
     let data_spec = data::registry::find(&cfg.data.name)?;
     let (classes, input) = task::model_sizes(data_spec.input, data_spec.num_classes);
