@@ -16,7 +16,7 @@ use super::{Line, Tolerances};
 #[derive(Clone)]
 pub struct Side {
     pub device: Device,
-    /// The zoo's CPU custom ops (conv, BatchNorm, LSTM, DNC) on, or candle's ops.
+    /// The zoo's CPU custom ops on (see `zoo::ops::set_custom_ops`), or candle's own ops.
     pub custom_ops: bool,
     pub kernels: Kernels,
 }
