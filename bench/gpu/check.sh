@@ -2,9 +2,10 @@
 # On the lent GPU machine (no network, no cargo; PyTorch and the CUDA libraries in the Python
 # environment of `python3`), with bench/gpu/out/ from build.sh carried along:
 #   `train check --device cuda` (every model and optimizer against the CPU, the golden cases on
-#   the GPU, checkpoints crossing), `train bench --device cuda` in f32 and tf32, and the PyTorch
-#   peer on the same models in f32, tf32 and bf16 (autocast). Everything it prints is also written under $OUT (or
-#   bench/gpu/out/report). Expected running time: at most 7 minutes (the timeouts), about 4 expected, on an H200.
+#   the GPU, checkpoints crossing), `train bench --device cuda` in f32, tf32 and bf16 (mixed
+#   precision), a short f16 training run, and the PyTorch peer on the same models in f32, tf32 and
+#   bf16 (autocast). Everything it prints is also written under $OUT (or
+#   bench/gpu/out/report). Expected running time: at most 8 minutes (the timeouts), about 5 expected, on an H200.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 out="${OUT:-bench/gpu/out/report}"
@@ -25,10 +26,16 @@ step() { # name timeout command...
 }
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$out/gpu.txt"
 ldd "$bin" | grep -E 'not found|cuda|cublas|cudnn|nvrtc|curand|nccl' | tee "$out/ldd.txt"
-step check 150 "$bin" check --device cuda --golden bench/gpu/out/golden --json "$out/check.json"
-for p in f32 tf32; do # bf16: mixed precision is not built yet
-  step "bench-$p" 75 "$bin" bench --device cuda --precision "$p" --json "$out/bench-$p.json"
+step check 120 "$bin" check --device cuda --golden bench/gpu/out/golden --json "$out/check.json"
+for p in f32 tf32 bf16; do
+  step "bench-$p" 60 "$bin" bench --device cuda --precision "$p" --json "$out/bench-$p.json"
+done
+# Mixed precision end to end: f16 with loss scaling and bf16, on the digits (embedded in the binary).
+for p in f16 bf16; do
+  step "train-$p" 30 "$bin" --data digits --model wrn --depth 16 --width 2 --opt alig --epochs 3 \
+    --device cuda --precision "$p" --out "/tmp/alig-$p" --quiet
+  cat "/tmp/alig-$p/metrics.jsonl" >> "$out/train-$p.txt" 2>/dev/null
 done
 for p in f32 tf32 bf16; do
-  step "torch-$p" 45 python3 bench/train_step.py --torch-all --device cuda --precision "$p"
+  step "torch-$p" 40 python3 bench/train_step.py --torch-all --device cuda --precision "$p"
 done

@@ -12,9 +12,9 @@ use crate::{temp_dir, tiny_snli, TINY};
 
 fn reads_of_one_epoch(flags: &[&str]) -> (u64, u64, u64) {
     let cfg = train::config::resolve(&TrainArgs::from_flags(flags).unwrap()).unwrap();
-    let built = build::model(&cfg, false, true).unwrap();
+    let mut built = build::model(&cfg, false, true).unwrap();
+    let mut learner = build::learner(&cfg, &mut built).unwrap();
     let task = build::task(&cfg, built.model, &built.device, true, data::Shard::WHOLE).unwrap();
-    let mut opt = build::optimizer(&cfg, &built.varmap).unwrap();
     let how = StepOptions {
         clip_grad_norm: cfg.optimizer.clip_grad_norm,
         seed: 0,
@@ -23,7 +23,7 @@ fn reads_of_one_epoch(flags: &[&str]) -> (u64, u64, u64) {
         comm: std::sync::Arc::new(train::dist::Single),
     };
     let (before, mut step) = (host::reads(), 0);
-    let r = train_one_epoch(task.as_ref(), opt.as_mut(), 0, &mut step, &how).unwrap();
+    let r = train_one_epoch(task.as_ref(), &mut learner, 0, &mut step, &how).unwrap();
     assert_eq!(r.steps, step);
     let during = host::reads() - before;
     let before = host::reads();
@@ -38,6 +38,7 @@ fn a_training_step_reads_the_device_once() {
     let snli = snli.to_str().unwrap();
     let cases: Vec<Vec<&str>> = vec![
         [&TINY[..], &["--opt", "alig"]].concat(),
+        [&TINY[..], &["--opt", "alig", "--precision", "f16"]].concat(),
         [&TINY[..], &["--opt", "sgd", "--lr", "0.1", "--clip-grad-norm", "1"]].concat(),
         [&TINY[..], &["--opt", "l4adam", "--model", "densenet", "--depth", "10", "--growth", "4"]].concat(),
         vec!["--data", "snli", "--data-dir", snli, "--hidden", "4", "--batch-size", "4", "--opt", "adam"],
@@ -57,7 +58,7 @@ fn a_training_step_reads_the_device_once() {
 #[test]
 fn every_read_of_the_step_loop_goes_through_the_helper() {
     let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("train/src");
-    let mut files = vec![src.join("loss.rs")];
+    let mut files = vec![src.join("loss.rs"), src.join("mixed.rs")];
     for dir in ["trainer", "task"] {
         for e in std::fs::read_dir(src.join(dir)).unwrap().flatten() {
             files.push(e.path());

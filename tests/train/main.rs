@@ -9,6 +9,7 @@ mod errors;
 mod fuzz;
 mod host_reads;
 mod interop;
+mod mixed;
 mod presets;
 mod resume;
 mod smoke;

@@ -51,6 +51,25 @@ fn two_epochs_straight_equal_one_epoch_resume_one_epoch() {
     std::fs::remove_dir_all(&root).ok();
 }
 
+/// f16 with a loss scale that overflows in the first epoch: the resumed run must continue from
+/// the scale the checkpoint holds (not the initial one) and from the f32 master weights.
+#[test]
+fn an_f16_run_resumes_with_its_master_weights_and_loss_scale() {
+    let root = temp_dir("resume-f16");
+    let f16 = |out: &Path, epochs| {
+        let extra = ["--precision", "f16", "--loss-scale", "1048576"].map(String::from);
+        [args("alig", out, epochs), extra.to_vec()].concat()
+    };
+    let (straight, split) = (root.join("straight"), root.join("split"));
+    run(&f16(&straight, 2));
+    run(&f16(&split, 1));
+    let scaler = read_json(&split.join("checkpoints/last/trainer.json"))["loss_scaler"].clone();
+    assert!(scaler["scale"].as_f64().unwrap() < 1048576.0, "no overflow in the first epoch: {scaler}");
+    train(&["--resume", split.to_str().unwrap(), "--epochs", "2", "--quiet"]).unwrap();
+    assert_same_runs(&straight, &split);
+    std::fs::remove_dir_all(&root).ok();
+}
+
 #[test]
 fn a_run_killed_during_a_checkpoint_write_resumes_from_the_last_complete_one() {
     let root = temp_dir("kill");

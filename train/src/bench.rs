@@ -6,13 +6,14 @@
 use std::time::Instant;
 
 use anyhow::{bail, Result};
-use candle_core::{DType, Device};
-use candle_nn::VarMap;
+use candle_core::Device;
 use serde::Serialize;
 use zoo::ModelArgs;
 
 use crate::check::cases::Case;
 use crate::device::{self, DeviceSpec};
+use crate::mixed::{LossScaler, Precision};
+use crate::trainer::Learner;
 
 /// The models `train bench` knows, with the paper's configuration and batch size.
 pub const MODELS: [&str; 5] = ["wrn-40-4", "densenet-bc-40-40", "resnet18", "bilstm", "dnc"];
@@ -23,7 +24,8 @@ pub struct BenchOptions {
     pub device: DeviceSpec,
     /// Names from [`MODELS`].
     pub models: Vec<String>,
-    /// `f32`, or `tf32` (CUDA: fp32 matrix products on tensor cores).
+    /// `f32`, `tf32` (CUDA: fp32 matrix products on tensor cores), or the mixed precisions
+    /// `bf16` and `f16` (as `train --precision`: half-precision passes, f32 master weights).
     pub precision: String,
     /// Overrides every model's paper batch size.
     pub batch_size: Option<usize>,
@@ -115,20 +117,30 @@ fn memory_mib(dev: &Device) -> Result<f64> {
     Ok(kib.map_or(f64::NAN, |k| k / 1024.0))
 }
 
-fn bench_one(name: &str, opts: &BenchOptions, dev: &Device) -> Result<BenchRow> {
-    let case = case(name, opts.batch_size)?.to_device(dev)?;
-    let varmap = VarMap::new();
-    let model = case.spec.build_seeded(&case.args, &varmap, DType::F32, dev, 0)?;
+/// The model of `case` in `precision` with the optimizer of `opts` (and the loss scaler of f16).
+fn learner(case: &Case, precision: Precision, opts: &BenchOptions, dev: &Device) -> Result<(zoo::Model, Learner)> {
+    let (model, varmap, master) = crate::mixed::build_model(case.spec, &case.args, precision, dev, 0)?;
     let spec = alig::registry::find(&opts.optimizer)?;
     let mut hyper = (spec.experiment_defaults)();
     hyper.lr = hyper.lr.or(Some(0.1));
-    let params = alig::ParamSet::trainable(&varmap.data().lock().expect("varmap lock"))?;
-    let mut opt = spec.build(params.clone(), &hyper)?;
+    let params = match &master {
+        Some(m) => m.params().clone(),
+        None => alig::ParamSet::trainable(&varmap.data().lock().expect("varmap lock"))?,
+    };
+    let scaler = (precision == Precision::F16).then(|| LossScaler::new(None));
+    Ok((model, Learner { opt: spec.build(params, &hyper)?, master, scaler }))
+}
+
+fn bench_one(name: &str, opts: &BenchOptions, precision: Precision, dev: &Device) -> Result<BenchRow> {
+    let case = case(name, opts.batch_size)?.to_device(dev)?.with_inputs_in(precision.compute())?;
+    let (model, mut learner) = learner(&case, precision, opts, dev)?;
     let (mut times, mut memory) = (vec![], 0.0f64);
     for i in 0..opts.warmup + opts.steps {
         let t = Instant::now();
         let loss = case.forward(&model, dev)?.1;
-        opt.step_with(&loss, &params.grads(&loss.backward()?))?;
+        let grads = learner.backward(&loss)?;
+        learner.opt.step_with(&loss, &grads)?;
+        learner.stepped()?;
         dev.synchronize()?;
         if i >= opts.warmup {
             times.push(t.elapsed().as_secs_f64() * 1e3);
@@ -157,15 +169,17 @@ pub fn run(opts: &BenchOptions, mut progress: impl FnMut(&BenchRow)) -> Result<B
         return Err(not_a_bench_model(other));
     }
     let dev = device::open(opts.device)?;
-    match opts.precision.as_str() {
-        "f32" => {}
-        "tf32" => device::enable_tf32(&dev, "--precision tf32")?,
-        "bf16" | "f16" => bail!("--precision {}: mixed precision is not built yet; f32 or tf32", opts.precision),
-        other => bail!("--precision {other}: one of f32, tf32"),
-    }
+    let precision = match opts.precision.as_str() {
+        "tf32" => {
+            device::enable_tf32(&dev, "--precision tf32")?;
+            Precision::F32
+        }
+        "f64" => bail!("--precision f64: one of f32, tf32, bf16, f16"),
+        other => other.parse().map_err(|_| anyhow::anyhow!("--precision {other}: one of f32, tf32, bf16, f16"))?,
+    };
     let mut rows = vec![];
     for name in &opts.models {
-        let row = bench_one(name, opts, &dev)?;
+        let row = bench_one(name, opts, precision, &dev)?;
         progress(&row);
         rows.push(row);
     }

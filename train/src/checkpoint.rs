@@ -40,6 +40,9 @@ pub struct TrainerState {
     /// Data order, augmentation and dropout are counter-based draws from the run's seed, the epoch,
     /// the sample and the step: nothing else to store.
     pub rng: String,
+    /// f16: the dynamic loss scale and its count of good steps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_scaler: Option<crate::mixed::LossScaler>,
 }
 
 /// The model's identity, stored in `model.safetensors`' metadata.

@@ -187,9 +187,16 @@ pub struct TrainArgs {
     /// auto, cpu, cuda[:N] or metal[:N].
     #[arg(long, help_heading = "Run")]
     pub device: Option<String>,
-    /// The floating-point type of the weights and the forward pass: f32 (default) or f64.
-    #[arg(long, value_name = "f32|f64", help_heading = "Run")]
+    /// The floating-point type of the forward and backward passes: f32 (default), f64, or mixed
+    /// precision bf16 / f16 (half-precision compute, f32 master weights and optimizer state; f16
+    /// with dynamic loss scaling).
+    #[arg(long, value_name = "f32|f64|bf16|f16", help_heading = "Run")]
     pub precision: Option<String>,
+    /// f16: the dynamic loss scale's starting value (default 65536, as PyTorch's GradScaler);
+    /// halved on a step whose gradients overflow (the step is skipped), doubled after 2000 good
+    /// steps.
+    #[arg(long, value_name = "SCALE", help_heading = "Run")]
+    pub loss_scale: Option<f64>,
     /// Fixes initialisation, data order, augmentation and dropout.
     #[arg(long, help_heading = "Run")]
     pub seed: Option<u64>,
@@ -372,7 +379,8 @@ pub struct BenchArgs {
     /// bilstm (64), dnc (16).
     #[arg(long, value_delimiter = ',', default_value = "wrn-40-4,densenet-bc-40-40,resnet18,bilstm,dnc")]
     pub model: Vec<String>,
-    /// f32, or tf32 (CUDA: fp32 matrix products on tensor cores).
+    /// f32, tf32 (CUDA: fp32 matrix products on tensor cores), or mixed precision bf16 / f16
+    /// (half-precision passes, f32 master weights, as `train --precision`).
     #[arg(long, default_value = "f32")]
     pub precision: String,
     /// Every model at this batch size instead of the paper's.

@@ -22,6 +22,7 @@ pub mod dist;
 pub mod export;
 pub mod loss;
 pub mod metrics;
+pub mod mixed;
 pub mod plot;
 pub mod presets;
 pub mod run;

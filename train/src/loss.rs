@@ -30,8 +30,10 @@ impl LossKind {
         }
     }
 
-    /// The mean loss of class scores `[N, C]` against labels `[N]` (u32).
+    /// The mean loss of class scores `[N, C]` against labels `[N]` (u32), reduced in f32 at least
+    /// (half-precision scores are widened first, see [`widened`]).
     pub fn classification(self, scores: &Tensor, labels: &Tensor) -> Result<Tensor> {
+        let scores = &widened(scores)?;
         match self {
             LossKind::CrossEntropy => candle_nn::loss::cross_entropy(scores, labels),
             LossKind::Svm => alig::multiclass_hinge(scores, labels, false),
@@ -39,6 +41,15 @@ impl LossKind {
             LossKind::TopK => topk_truncated_entropy(scores, labels, 5, 1.0),
             LossKind::SigmoidCe => candle_core::bail!("sigmoid-ce is the DNC's loss, not a classification loss"),
         }
+    }
+}
+
+/// `t` in f32 if it is bf16 or f16, else itself: mixed-precision runs reduce their losses in f32
+/// (their sums of thousands of terms lose digits in 8 or 11 bits, and f16 overflows at 65504).
+pub fn widened(t: &Tensor) -> Result<Tensor> {
+    match t.dtype() {
+        DType::BF16 | DType::F16 => t.to_dtype(DType::F32),
+        _ => Ok(t.clone()),
     }
 }
 

@@ -23,10 +23,20 @@ pub struct EpochMetrics {
     /// Steps skipped for a non-finite loss or gradient (`--on-nonfinite skip`).
     #[serde(default)]
     pub skipped_steps: u64,
+    /// f16: steps skipped because the scaled gradients overflowed (each halved the loss scale).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub overflow_steps: u64,
+    /// f16: the dynamic loss scale at the end of the epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_scale: Option<f64>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 const COLUMNS: &str =
-    "epoch,train_loss,train_acc,val_acc,step_size,step_size_unclipped,lr,weight_norm,seconds,skipped_steps";
+    "epoch,train_loss,train_acc,val_acc,step_size,step_size_unclipped,lr,weight_norm,seconds,skipped_steps,overflow_steps,loss_scale";
 
 pub struct MetricsLog {
     jsonl: PathBuf,
@@ -84,7 +94,7 @@ impl MetricsLog {
         let mut text = format!("{COLUMNS}\n");
         for m in rows {
             text.push_str(&format!(
-                "{},{},{},{},{},{},{},{},{},{}\n",
+                "{},{},{},{},{},{},{},{},{},{},{},{}\n",
                 m.epoch,
                 m.train_loss,
                 m.train_acc,
@@ -94,7 +104,9 @@ impl MetricsLog {
                 opt(m.lr),
                 m.weight_norm,
                 m.seconds,
-                m.skipped_steps
+                m.skipped_steps,
+                m.overflow_steps,
+                opt(m.loss_scale)
             ));
         }
         replace(&self.csv, &text)

@@ -4,6 +4,11 @@
 //! [`crate::ops::batch_norm`]; elsewhere, and in evaluation mode, candle-nn's `BatchNorm` (same
 //! definition, including the unbiased `n / (n - 1)` factor of the running variance).
 //!
+//! **Half precision.** Built from a bf16/f16 [`VarBuilder`], the layer keeps its weights and
+//! running statistics in f32 and normalises in f32: a half-precision input is widened, normalised
+//! and narrowed back (as PyTorch's autocast keeps batch norm in f32), so the statistics are never
+//! rounded to 8 or 11 bits.
+//!
 //! **Synchronised BatchNorm** (data-parallel training, `--sync-bn`): once
 //! [`set_cross_replica_sum`] is given the run's communicator, training mode computes the batch
 //! statistics over the samples of *every* process: the per-channel sums (and the count) are
@@ -34,6 +39,7 @@ pub struct BatchNorm2d {
 
 impl BatchNorm2d {
     pub fn new(channels: usize, vb: VarBuilder) -> Result<Self> {
+        let vb = if is_half(vb.dtype()) { vb.set_dtype(DType::F32) } else { vb };
         let cfg = BatchNormConfig { eps: EPS, remove_mean: true, affine: true, momentum: MOMENTUM };
         let inner = candle_nn::batch_norm(channels, cfg, vb.clone())?;
         let nbt = vb.get_with_hints_dtype((), "num_batches_tracked", candle_nn::Init::Const(0.0), DType::I64)?;
@@ -46,6 +52,9 @@ impl BatchNorm2d {
 
     /// Batch statistics and a running-statistics update when `train`, running statistics otherwise.
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        if x.dtype() != self.weight.dtype() && is_half(x.dtype()) {
+            return self.forward_t(&x.to_dtype(self.weight.dtype())?, train)?.to_dtype(x.dtype());
+        }
         if !train {
             return self.inner.forward_t(x, false);
         }
@@ -147,6 +156,11 @@ impl CustomOp1 for SumAcrossReplicas {
     fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
         sum_across_replicas(grad, &self.0).map(Some)
     }
+}
+
+/// bf16 or f16: kept in f32 by this layer.
+fn is_half(dtype: DType) -> bool {
+    matches!(dtype, DType::F16 | DType::BF16)
 }
 
 impl Module for BatchNorm2d {

@@ -83,6 +83,22 @@ impl Case {
         Ok(Self { name: self.name.clone(), spec: self.spec, args: self.args.clone(), input })
     }
 
+    /// The case with its inputs (images, word vectors, observations) in `dtype`, for a model that
+    /// computes in it; labels, targets and masks stay as they are.
+    pub fn with_inputs_in(&self, dtype: DType) -> Result<Self> {
+        let to = |t: &Tensor| t.to_dtype(dtype);
+        let input = match &self.input {
+            Input::Images { x, y } => Input::Images { x: to(x)?, y: y.clone() },
+            Input::Pairs { s1, l1, s2, l2, y } => {
+                Input::Pairs { s1: to(s1)?, l1: l1.clone(), s2: to(s2)?, l2: l2.clone(), y: y.clone() }
+            }
+            Input::Sequences { obs, target, mask } => {
+                Input::Sequences { obs: to(obs)?, target: target.clone(), mask: mask.clone() }
+            }
+        };
+        Ok(Self { name: self.name.clone(), spec: self.spec, args: self.args.clone(), input })
+    }
+
     /// Samples in the batch (sentence pairs, sequences or images).
     pub fn batch_size(&self) -> usize {
         match &self.input {
@@ -113,19 +129,20 @@ impl Case {
     /// Logits and mean loss of `model` on this case's batch, moved to `device`, in training mode.
     pub fn forward(&self, model: &Model, device: &Device) -> Result<(Tensor, Tensor)> {
         let on = |t: &Tensor| t.to_device(device);
+        let widened = crate::loss::widened;
         Ok(match (model, &self.input) {
             (Model::Images(m), Input::Images { x, y }) => {
-                let logits = m.forward_t(&on(x)?, true)?;
+                let logits = widened(&m.forward_t(&on(x)?, true)?)?;
                 let loss = candle_nn::loss::cross_entropy(&logits, &on(y)?)?;
                 (logits, loss)
             }
             (Model::Pairs(m), Input::Pairs { s1, l1, s2, l2, y }) => {
-                let logits = m.forward(&on(s1)?, l1, &on(s2)?, l2)?;
+                let logits = widened(&m.forward(&on(s1)?, l1, &on(s2)?, l2)?)?;
                 let loss = candle_nn::loss::cross_entropy(&logits, &on(y)?)?;
                 (logits, loss)
             }
             (Model::Sequences(m), Input::Sequences { obs, target, mask }) => {
-                let logits = m.forward(&on(obs)?)?;
+                let logits = widened(&m.forward(&on(obs)?)?)?;
                 let loss = masked_sigmoid_cross_entropy(&logits, &on(target)?, &on(mask)?)?;
                 (logits, loss)
             }

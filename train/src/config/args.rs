@@ -54,6 +54,7 @@ impl RunConfig {
             sync_bn: r.sync_bn,
             tf32: r.tf32,
             precision: Some(r.precision.to_string()),
+            loss_scale: r.loss_scale,
             ..TrainArgs::default()
         }
     }

@@ -108,6 +108,7 @@ impl FlatConfig {
                 sync_bn: false,
                 tf32: false,
                 precision: Default::default(),
+                loss_scale: None,
             },
             preset: self.preset,
         })

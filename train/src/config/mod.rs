@@ -23,6 +23,7 @@ use crate::schedule::LrPolicy;
 use crate::text::serde_as_text;
 use crate::trainer::OnNonFinite;
 
+pub use crate::mixed::Precision;
 pub use resolve::{parse, resolve, Options, Request};
 
 serde_as_text!(LossKind, LrPolicy, DeviceSpec);
@@ -112,53 +113,17 @@ pub struct RunSettings {
     /// Data-parallel runs: BatchNorm statistics over the whole global batch (`--sync-bn`).
     #[serde(default)]
     pub sync_bn: bool,
-    /// The dtype of the weights, the optimizer state and the forward pass (`--precision`).
+    /// The dtype of the forward pass, and of the weights and optimizer state unless it is a
+    /// mixed precision (`--precision`).
     #[serde(default)]
     pub precision: Precision,
+    /// f16: the dynamic loss scale's starting value (`--loss-scale`; PyTorch's GradScaler starts
+    /// at 65536).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_scale: Option<f64>,
     /// CUDA: fp32 matrix products in TF32 (`--tf32`).
     #[serde(default)]
     pub tf32: bool,
-}
-
-/// `--precision`: the floating-point type a run trains in.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Precision {
-    /// Single precision (the default; the CPU's fused ops run in it).
-    #[default]
-    F32,
-    /// Double precision: candle's ops throughout (slower), for reference runs and exact comparisons.
-    F64,
-}
-
-impl Precision {
-    /// The candle dtype.
-    pub fn dtype(self) -> candle_core::DType {
-        match self {
-            Precision::F32 => candle_core::DType::F32,
-            Precision::F64 => candle_core::DType::F64,
-        }
-    }
-}
-
-impl std::fmt::Display for Precision {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Precision::F32 => "f32",
-            Precision::F64 => "f64",
-        })
-    }
-}
-
-impl std::str::FromStr for Precision {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        match s {
-            "f32" => Ok(Precision::F32),
-            "f64" => Ok(Precision::F64),
-            _ => Err(format!("unknown precision {s:?}; expected f32 or f64")),
-        }
-    }
 }
 
 impl RunConfig {
@@ -262,6 +227,9 @@ impl RunConfig {
             r.seed,
             r.device
         );
+        if r.precision != Precision::F32 {
+            s += &format!(", precision {}", r.precision);
+        }
         if let Some(p) = &self.preset {
             s += &format!("\npreset: {p}");
         }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 
-use super::{DataConfig, ModelConfig, OptimizerConfig, RunConfig, RunSettings};
+use super::{DataConfig, ModelConfig, OptimizerConfig, Precision, RunConfig, RunSettings};
 use crate::cli::TrainArgs;
 use crate::loss::LossKind;
 use crate::presets;
@@ -150,6 +150,7 @@ impl RunConfig {
                     None => Default::default(),
                     Some(s) => s.parse().map_err(|e| anyhow::anyhow!("--precision: {e}"))?,
                 },
+                loss_scale: a.loss_scale,
             },
             preset,
         })
@@ -174,6 +175,14 @@ impl RunConfig {
         }
         if let Some(c) = self.optimizer.clip_grad_norm.filter(|c| *c <= 0.0) {
             bail!("--clip-grad-norm must be positive (or none), got {c}")
+        }
+        if let Some(s) = self.run.loss_scale {
+            if self.run.precision != Precision::F16 {
+                bail!("--loss-scale is for --precision f16 (bf16 and f32 need no loss scaling)")
+            }
+            if !(s.is_finite() && s > 0.0) {
+                bail!("--loss-scale must be a positive number, got {s}")
+            }
         }
         // The optimizer's own checks (ranges of lr, momentum, ...), on a one-element probe.
         let probe = candle_core::Var::zeros(1, candle_core::DType::F32, &candle_core::Device::Cpu)?;

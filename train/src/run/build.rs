@@ -4,14 +4,18 @@
 
 use std::time::Instant;
 
-use alig::{Optimizer, ParamSet};
+use std::collections::HashMap;
+
+use alig::ParamSet;
 use anyhow::{Context, Result};
-use candle_core::Device;
+use candle_core::{Device, Tensor};
 use candle_nn::VarMap;
 
 use crate::checkpoint::{self, ModelMeta};
-use crate::config::RunConfig;
+use crate::config::{Precision, RunConfig};
+use crate::mixed::{self, LossScaler, Master};
 use crate::task::{self, Task, TaskSetup};
+use crate::trainer::Learner;
 
 /// Prints `line` to stderr unless `quiet`.
 pub fn say(quiet: bool, line: impl AsRef<str>) {
@@ -22,10 +26,25 @@ pub fn say(quiet: bool, line: impl AsRef<str>) {
 
 /// A run's model, built and initialised.
 pub struct Built {
+    /// The model's variables, in the run's compute dtype.
     pub varmap: VarMap,
     pub model: zoo::Model,
+    /// Mixed precision: the f32 weights the optimizer steps.
+    pub master: Option<Master>,
     pub meta: ModelMeta,
     pub device: Device,
+}
+
+impl Built {
+    /// Loads a checkpoint's (or `--init`'s) `tensors` into the model, and into the master weights
+    /// in mixed precision (which then keep the file's f32 values exactly).
+    pub fn load(&self, tensors: HashMap<String, Tensor>) -> Result<zoo::checkpoint::LoadReport> {
+        let report = zoo::checkpoint::load_tensors(&self.varmap, tensors.clone())?;
+        if let Some(m) = &self.master {
+            m.load(&tensors)?;
+        }
+        Ok(report)
+    }
 }
 
 /// Builds the model of `cfg` on its device from the seeded initialisation, then loads `--init`
@@ -38,19 +57,18 @@ pub fn model(cfg: &RunConfig, with_init: bool, quiet: bool) -> Result<Built> {
     let data_spec = data::registry::find(&cfg.data.name)?;
     let (classes, input) = task::model_sizes(data_spec.input, data_spec.num_classes);
     let spec = zoo::registry::find(&cfg.model.name)?;
-    let varmap = VarMap::new();
-    let model = spec
-        .build_seeded(&cfg.model_args(classes, input), &varmap, cfg.run.precision.dtype(), &device, cfg.run.seed)
-        .with_context(|| format!("building model {}", cfg.model.name))?;
+    let (model, varmap, master) =
+        mixed::build_model(spec, &cfg.model_args(classes, input), cfg.run.precision, &device, cfg.run.seed)
+            .with_context(|| format!("building model {}", cfg.model.name))?;
     let meta = ModelMeta { model: cfg.model.name.clone(), data: Some(cfg.data.name.clone()), flags: cfg.shape_flags() };
+    let built = Built { varmap, model, master, meta, device };
     if let (Some(init), true) = (&cfg.run.init, with_init) {
         let path = checkpoint::resolve_init(init, cfg.run.hub_cache.as_deref(), cfg.run.offline)?;
         let (tensors, _) = checkpoint::read_model(&path)?;
-        let report = zoo::checkpoint::load_tensors(&varmap, tensors.into_iter().collect())
-            .with_context(|| format!("--init {}", path.display()))?;
+        let report = built.load(tensors.into_iter().collect()).with_context(|| format!("--init {}", path.display()))?;
         say(quiet, format!("init: {} tensors from {} ({report:?})", report.loaded, path.display()));
     }
-    Ok(Built { varmap, model, meta, device })
+    Ok(built)
 }
 
 /// The trainable parameters of `varmap`, sorted by name (BatchNorm buffers left out).
@@ -59,9 +77,16 @@ pub fn params(varmap: &VarMap) -> Result<ParamSet> {
     Ok(ParamSet::trainable(&map)?)
 }
 
-/// The optimizer of `cfg` over the trainable parameters of `varmap`.
-pub fn optimizer(cfg: &RunConfig, varmap: &VarMap) -> Result<Box<dyn Optimizer>> {
-    Ok(alig::registry::build(&cfg.optimizer.name, params(varmap)?, &cfg.hyper())?)
+/// The optimizer of `cfg` over the trainable parameters of `built` (its master weights in mixed
+/// precision), with the loss scaler of an f16 run.
+pub fn learner(cfg: &RunConfig, built: &mut Built) -> Result<Learner> {
+    let params = match &built.master {
+        Some(m) => m.params().clone(),
+        None => params(&built.varmap)?,
+    };
+    let opt = alig::registry::build(&cfg.optimizer.name, params, &cfg.hyper())?;
+    let scaler = (cfg.run.precision == Precision::F16).then(|| LossScaler::new(cfg.run.loss_scale));
+    Ok(Learner { opt, master: built.master.take(), scaler })
 }
 
 /// The dataset of `cfg` and the task that feeds it to `model`.
@@ -85,7 +110,7 @@ pub fn task(
         steps_per_epoch: cfg.data.steps_per_epoch,
         loss: cfg.optimizer.loss,
         shard,
-        dtype: cfg.run.precision.dtype(),
+        dtype: cfg.run.precision.compute(),
     };
     task::build(data, model, &setup, device)
 }

@@ -13,7 +13,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use alig::Optimizer;
 use anyhow::{bail, Context, Result};
 use candle_core::Tensor;
 use candle_nn::VarMap;
@@ -24,7 +23,7 @@ use crate::config::{Options, RunConfig};
 use crate::dist::{self, Communicator};
 use crate::metrics::{EpochMetrics, MetricsLog};
 use crate::task::{Split, Task};
-use crate::trainer::{evaluate, host, train_one_epoch, EpochResult, NonFinite, StepOptions};
+use crate::trainer::{evaluate, host, train_one_epoch, EpochResult, Learner, NonFinite, StepOptions};
 use build::say;
 
 /// Trains the run `cfg` asks for (or only evaluates it, with `--eval-only` / `--predict`), on the
@@ -59,7 +58,8 @@ pub struct Run {
     cfg: RunConfig,
     opts: Options,
     task: Box<dyn Task>,
-    opt: Box<dyn Optimizer>,
+    /// The optimizer, and in mixed precision the master weights it steps.
+    learner: Learner,
     varmap: VarMap,
     meta: ModelMeta,
     /// The learning rate the schedule scales (the optimizer's own as configured).
@@ -98,9 +98,9 @@ impl Run {
                 ),
             );
         }
-        let built = build::model(&cfg, true, opts.quiet)?;
+        let mut built = build::model(&cfg, true, opts.quiet)?;
+        let learner = build::learner(&cfg, &mut built)?;
         let task = build::task(&cfg, built.model, &built.device, opts.quiet, comm.shard())?;
-        let opt = build::optimizer(&cfg, &built.varmap)?;
         cfg.run.device = configured;
         if comm.is_root() {
             fs::create_dir_all(&dir).with_context(|| format!("creating the run directory {}", dir.display()))?;
@@ -114,9 +114,11 @@ impl Run {
             best_epoch: None,
             improved: false,
             rng: rng_note(cfg.run.seed),
+            loss_scaler: None,
         };
-        let (varmap, meta, metrics, base_lr) = (built.varmap, built.meta, MetricsLog::new(&dir), opt.learning_rate());
-        Ok(Run { cfg, opts, task, opt, varmap, meta, base_lr, state, metrics, started: Instant::now(), comm })
+        let (varmap, meta, metrics) = (built.varmap, built.meta, MetricsLog::new(&dir));
+        let base_lr = learner.opt.learning_rate();
+        Ok(Run { cfg, opts, task, learner, varmap, meta, base_lr, state, metrics, started: Instant::now(), comm })
     }
 
     /// The run in `dir`, at its last checkpoint (a run killed before its first checkpoint starts
@@ -147,20 +149,24 @@ impl Run {
         };
         join(&mut cfg, &comm)?;
         // The weights come from the checkpoint, not from --init again.
-        let built = build::model(&cfg, false, opts.quiet)?;
+        let mut built = build::model(&cfg, false, opts.quiet)?;
         let ckpt = checkpoint::load(&last)?;
         if ckpt.meta.model != cfg.model.name {
             bail!("{}: a checkpoint of {}, the run's config says {}", last.display(), ckpt.meta.model, cfg.model.name)
         }
-        zoo::checkpoint::load_tensors(&built.varmap, ckpt.model.into_iter().collect())
-            .with_context(|| format!("loading {}", last.display()))?;
+        built.load(ckpt.model.into_iter().collect()).with_context(|| format!("loading {}", last.display()))?;
+        let mut learner = build::learner(&cfg, &mut built)?;
         let task = build::task(&cfg, built.model, &built.device, opts.quiet, comm.shard())?;
-        let mut opt = build::optimizer(&cfg, &built.varmap)?;
-        let base_lr = opt.learning_rate();
+        let base_lr = learner.opt.learning_rate();
         let state: std::collections::HashMap<String, Tensor> =
             ckpt.optimizer.into_iter().map(|(k, t)| Ok((k, t.to_device(&built.device)?))).collect::<Result<_>>()?;
-        opt.load_state(&state)
+        learner
+            .opt
+            .load_state(&state)
             .with_context(|| format!("loading {}", last.join(checkpoint::OPTIMIZER_FILE).display()))?;
+        if let (Some(s), Some(saved)) = (&mut learner.scaler, &ckpt.trainer.loss_scaler) {
+            *s = saved.clone();
+        }
         let metrics = MetricsLog::new(dir);
         if comm.is_root() {
             metrics.keep_until(ckpt.trainer.epoch)?;
@@ -169,7 +175,7 @@ impl Run {
         say(opts.quiet, format!("resume: {} after epoch {epoch} (step {step})", dir.display()));
         let (varmap, meta) = (built.varmap, built.meta);
         let (state, started) = (ckpt.trainer, Instant::now());
-        Ok(Run { cfg, opts, task, opt, varmap, meta, base_lr, state, metrics, started, comm })
+        Ok(Run { cfg, opts, task, learner, varmap, meta, base_lr, state, metrics, started, comm })
     }
 
     /// Trains to the last epoch, then evaluates the best checkpoint on the test split.
@@ -201,7 +207,7 @@ impl Run {
         let epoch = self.state.epoch;
         if let Some(base) = self.base_lr {
             let lr = self.cfg.schedule.lr(base, epoch, self.state.lr.unwrap_or(base), self.state.improved);
-            self.opt.set_learning_rate(lr);
+            self.learner.opt.set_learning_rate(lr);
         }
         let how = StepOptions {
             clip_grad_norm: self.cfg.optimizer.clip_grad_norm,
@@ -210,8 +216,8 @@ impl Run {
             on_nonfinite: self.cfg.run.on_nonfinite,
             comm: self.comm.clone(),
         };
-        let r = train_one_epoch(self.task.as_ref(), self.opt.as_mut(), epoch, &mut self.state.step, &how)?;
-        if !host::read_scalar(&self.opt.params().sq_norm()?)?.is_finite() {
+        let r = train_one_epoch(self.task.as_ref(), &mut self.learner, epoch, &mut self.state.step, &how)?;
+        if !host::read_scalar(&self.learner.opt.params().sq_norm()?)?.is_finite() {
             bail!(NonFinite { what: "weights".into(), epoch, step: self.state.step, weights: true })
         }
         Ok(r)
@@ -219,7 +225,7 @@ impl Run {
 
     /// Evaluation, metrics, the checkpoint and the epoch's line.
     fn end_epoch(&mut self, r: EpochResult) -> Result<()> {
-        let weight_norm = host::read_scalar(&self.opt.params().sq_norm()?)?.sqrt();
+        let weight_norm = host::read_scalar(&self.learner.opt.params().sq_norm()?)?.sqrt();
         let (_, val_acc) = evaluate(self.task.as_ref(), Split::Val, self.opts.quiet, self.comm.as_ref())?;
         let improved = self.state.best_val_acc.is_none_or(|b| val_acc > b);
         let epoch = self.state.epoch + 1;
@@ -230,16 +236,18 @@ impl Run {
             val_acc,
             step_size: r.step_size,
             step_size_unclipped: r.step_size_unclipped,
-            lr: self.opt.learning_rate(),
+            lr: self.learner.opt.learning_rate(),
             weight_norm,
             seconds: r.seconds,
             skipped_steps: r.skipped,
+            overflow_steps: r.overflows,
+            loss_scale: r.loss_scale,
         };
         if self.comm.is_root() {
             self.metrics.append(&m)?;
         }
         let s = &mut self.state;
-        (s.epoch, s.lr, s.improved) = (epoch, self.opt.learning_rate(), improved);
+        (s.epoch, s.lr, s.improved) = (epoch, self.learner.opt.learning_rate(), improved);
         if improved {
             (s.best_val_acc, s.best_epoch) = (Some(val_acc), Some(epoch));
         }
@@ -254,10 +262,10 @@ impl Run {
             return self.comm.barrier();
         }
         let ckpt = Checkpoint {
-            model: zoo::checkpoint::state_dict(&self.varmap)?,
+            model: self.learner.state_dict(&self.varmap)?,
             meta: self.meta.clone(),
-            optimizer: self.opt.state()?,
-            trainer: self.state.clone(),
+            optimizer: self.learner.opt.state()?,
+            trainer: TrainerState { loss_scaler: self.learner.scaler.clone(), ..self.state.clone() },
         };
         checkpoint::save(&self.checkpoints(), if improved { &["last", "best"] } else { &["last"] }, &ckpt)?;
         self.comm.barrier()

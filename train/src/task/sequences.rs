@@ -66,7 +66,7 @@ impl Task for SequenceTask {
 
     fn forward(&self, batch: &Batch, _train: bool) -> Result<Forward> {
         let Batch::Sequences(b) = batch else { bail!("DNC task: not a batch of sequences") };
-        let logits = self.model.forward(&b.obs.to_dtype(self.dtype)?)?;
+        let logits = crate::loss::widened(&self.model.forward(&b.obs.to_dtype(self.dtype)?)?)?;
         let loss = zoo::masked_sigmoid_cross_entropy(&logits, &b.target, &b.mask)?;
         // Bits right on the scored steps, out of the scored steps' bits (on the device).
         let predicted = logits.ge(0.0)?.to_dtype(DType::F32)?;

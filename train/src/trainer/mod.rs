@@ -7,15 +7,21 @@
 //! the step before the update. The optimizer gets the norm the check computed, so ALI-G does not
 //! sum the gradients again; the meters (loss, correct predictions, step sizes) are added on the
 //! device ([`meters::Sums`]) and read with the next step's check.
+//!
+//! The [`Learner`] holds the optimizer and, in mixed precision, the f32 master weights it steps
+//! and f16's loss scaler: it turns the loss into unscaled f32 gradients, writes the weights back
+//! into the model after the step, and takes the blame for an f16 overflow (the step is skipped and
+//! the scale halved) before the non-finite check does.
 
 pub mod host;
+mod learner;
 pub mod meters;
 
 use std::fmt;
 use std::sync::Arc;
 use std::time::Instant;
 
-use alig::{Optimizer, Scalar, StepReport};
+use alig::{Scalar, StepReport};
 use anyhow::{bail, Result};
 use candle_core::Tensor;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -23,6 +29,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::dist::{self, Communicator};
 use crate::task::{Batch, Forward, Split, Task};
+pub use learner::Learner;
 use meters::Sums;
 
 /// What to do with a step whose loss or gradient is not finite.
@@ -66,6 +73,10 @@ pub struct EpochResult {
     pub steps: u64,
     /// Steps skipped for a non-finite loss or gradient (`--on-nonfinite skip`).
     pub skipped: u64,
+    /// f16: steps skipped because the scaled gradients overflowed (each halved the loss scale).
+    pub overflows: u64,
+    /// f16: the loss scale at the end of the epoch.
+    pub loss_scale: Option<f64>,
     pub seconds: f64,
 }
 
@@ -144,7 +155,7 @@ const SAMPLES: usize = 5;
 /// One pass over the training split of `epoch`. `step` counts optimizer steps across the run.
 pub fn train_one_epoch(
     task: &dyn Task,
-    opt: &mut dyn Optimizer,
+    learner: &mut Learner,
     epoch: usize,
     step: &mut u64,
     how: &StepOptions,
@@ -159,9 +170,9 @@ pub fn train_one_epoch(
         counts: Counts::default(),
     };
     for batch in task.iter(Split::Train, epoch, 0)? {
-        pass.step(task, opt, &batch?)?;
+        pass.step(task, learner, &batch?)?;
     }
-    pass.finish()
+    pass.finish(learner.loss_scale())
 }
 
 /// Host-side counters of an epoch.
@@ -170,6 +181,7 @@ struct Counts {
     samples: usize,
     steps: u64,
     skipped: u64,
+    overflows: u64,
     with_step_size: u64,
     with_unclipped: u64,
 }
@@ -186,11 +198,11 @@ struct Epoch<'a> {
 }
 
 impl Epoch<'_> {
-    fn step(&mut self, task: &dyn Task, opt: &mut dyn Optimizer, batch: &Batch) -> Result<()> {
+    fn step(&mut self, task: &dyn Task, learner: &mut Learner, batch: &Batch) -> Result<()> {
         dist::fault_point(self.how.comm.rank(), *self.step);
         zoo::dropout::reseed(dropout_seed(self.how.seed, *self.step));
         let mut out = task.forward(batch, true)?;
-        let mut grads = opt.params().grads(&out.loss.backward()?);
+        let mut grads = learner.backward(&out.loss)?;
         let samples = match self.how.comm.world() {
             1 => Scalar::Host(out.samples as f64),
             // The global batch's gradients, loss and meters, the same on every process.
@@ -213,15 +225,32 @@ impl Epoch<'_> {
         let probe = self.sums.stacked(&[&out.loss, &checked])?.expect("the probe holds the loss");
         let values = host::read(&probe)?;
         if !(values[0].is_finite() && values[1].is_finite()) {
-            return self.nonfinite(values[0], opt.params().names(), &grads);
+            if values[0].is_finite() && learner.overflowed() {
+                self.skip(true);
+                return Ok(());
+            }
+            return self.nonfinite(values[0], learner.opt.params().names(), &grads);
         }
         self.show(&self.sums.values(&values, 2));
         let report = match &reusable {
-            Some(sq) => opt.step_with_sq_norm(&out.loss, &grads, sq)?,
-            None => opt.step_with(&out.loss, &grads)?,
+            Some(sq) => learner.opt.step_with_sq_norm(&out.loss, &grads, sq)?,
+            None => learner.opt.step_with(&out.loss, &grads)?,
         };
+        learner.stepped()?;
         *self.step += 1;
         self.record(&out, &samples, &report)
+    }
+
+    /// Goes on with the next batch without an update: for an overflow of f16's scaled gradients,
+    /// or a non-finite step under `--on-nonfinite skip`.
+    fn skip(&mut self, overflow: bool) {
+        *self.step += 1;
+        if overflow {
+            self.counts.overflows += 1;
+        } else {
+            self.counts.skipped += 1;
+        }
+        self.progress.inc(1);
     }
 
     /// Stops the run, or skips the step, for a non-finite loss or gradient.
@@ -230,9 +259,7 @@ impl Epoch<'_> {
         if self.how.on_nonfinite == OnNonFinite::Stop {
             bail!(NonFinite { what, epoch: self.epoch, step: *self.step, weights: false })
         }
-        *self.step += 1;
-        self.counts.skipped += 1;
-        self.progress.inc(1);
+        self.skip(false);
         Ok(())
     }
 
@@ -276,11 +303,16 @@ impl Epoch<'_> {
         self.progress.inc(1);
     }
 
-    fn finish(self) -> Result<EpochResult> {
+    fn finish(self, loss_scale: Option<f64>) -> Result<EpochResult> {
         self.progress.finish_and_clear();
         let c = &self.counts;
         if c.samples == 0 {
-            bail!("the training split gave no usable batch ({} skipped for non-finite values)", c.skipped)
+            bail!(
+                "the training split gave no usable batch ({} skipped for non-finite values, {} for f16 overflows: \
+                 a smaller --loss-scale to start from takes fewer steps to fit)",
+                c.skipped,
+                c.overflows
+            )
         }
         let sums = self.sums.read()?;
         let mean = |s: f64, n: u64| (n > 0).then(|| s / n as f64).filter(|v| v.is_finite());
@@ -292,6 +324,8 @@ impl Epoch<'_> {
             step_size_unclipped: unclipped.and_then(|u| mean(u, c.with_unclipped)),
             steps: c.steps,
             skipped: c.skipped,
+            overflows: c.overflows,
+            loss_scale,
             seconds: self.start.elapsed().as_secs_f64(),
         })
     }

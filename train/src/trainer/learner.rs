@@ -1,0 +1,63 @@
+//! The optimizer and what stands between the model's gradients and it: in mixed precision the
+//! f32 master weights it steps and, for f16, the loss scaler (see [`crate::mixed`]).
+
+use alig::Optimizer;
+use anyhow::Result;
+use candle_core::Tensor;
+use candle_nn::VarMap;
+
+use crate::mixed::{LossScaler, Master};
+
+/// What a training step updates.
+pub struct Learner {
+    pub opt: Box<dyn Optimizer>,
+    /// Mixed precision: the f32 weights `opt` steps (`None`: it steps the model's own variables).
+    pub master: Option<Master>,
+    /// f16: dynamic loss scaling.
+    pub scaler: Option<LossScaler>,
+}
+
+impl Learner {
+    /// The gradients of the optimizer's parameters from the mini-batch `loss`, in their order:
+    /// the backward pass of the scaled loss, divided by the scale again, in the weights' dtype.
+    pub fn backward(&self, loss: &Tensor) -> Result<Vec<Option<Tensor>>> {
+        let scale = self.scaler.as_ref().map_or(1.0, |s| s.scale);
+        let store = if scale == 1.0 { loss.backward()? } else { loss.affine(scale, 0.0)?.backward()? };
+        match &self.master {
+            Some(m) => m.grads(&store, 1.0 / scale),
+            None => Ok(self.opt.params().grads(&store)),
+        }
+    }
+
+    /// After the optimizer's step: the master weights go into the model, and the scaler counts a
+    /// finite step.
+    pub fn stepped(&mut self) -> Result<()> {
+        if let Some(m) = &self.master {
+            m.write_back()?;
+        }
+        if let Some(s) = &mut self.scaler {
+            s.good();
+        }
+        Ok(())
+    }
+
+    /// The gradients were not finite while the loss was: `true` if the loss scaler takes the
+    /// blame (the step is skipped and the scale halved), `false` for a non-finite step.
+    pub fn overflowed(&mut self) -> bool {
+        self.scaler.as_mut().is_some_and(LossScaler::overflow)
+    }
+
+    /// The loss scale now (f16 runs).
+    pub fn loss_scale(&self) -> Option<f64> {
+        self.scaler.as_ref().map(|s| s.scale)
+    }
+
+    /// The model's weights and buffers as a checkpoint holds them (the master weights in mixed
+    /// precision).
+    pub fn state_dict(&self, varmap: &VarMap) -> Result<Vec<(String, Tensor)>> {
+        match &self.master {
+            Some(m) => m.state_dict(varmap),
+            None => Ok(zoo::checkpoint::state_dict(varmap)?),
+        }
+    }
+}
