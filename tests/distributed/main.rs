@@ -138,9 +138,12 @@ fn two_processes_with_synchronised_batch_norm_train_as_one_alig() {
 
 #[test]
 fn two_processes_train_as_one_sgd_with_a_schedule() {
+    // In f64 only: SGD with momentum on BatchNorm over 8-image slices magnifies rounding, and in
+    // f32 a BatchNorm bias drifted to 1.8e-2 of its size in 20 steps on an AVX-512 EPYC
+    // (2026-12-02), one process against one process with candle's ops as much as against two. The
+    // f32 equivalence is checked with ALI-G above.
     let flags = format!("{DIGITS} --opt sgd --lr 0.05 --momentum 0.9 --schedule step:1:0.5 --sync-bn --epochs 2");
     equivalent("sgd", &flags, "f64");
-    equivalent("sgd", &flags, "f32");
 }
 
 #[test]
