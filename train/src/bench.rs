@@ -12,7 +12,7 @@ use zoo::ModelArgs;
 
 use crate::check::cases::Case;
 use crate::device::{self, DeviceSpec};
-use crate::mixed::{LossScaler, Precision};
+use crate::mixed::Precision;
 use crate::trainer::Learner;
 
 /// The models `train bench` knows, with the paper's configuration and batch size.
@@ -123,12 +123,8 @@ fn learner(case: &Case, precision: Precision, opts: &BenchOptions, dev: &Device)
     let spec = alig::registry::find(&opts.optimizer)?;
     let mut hyper = (spec.experiment_defaults)();
     hyper.lr = hyper.lr.or(Some(0.1));
-    let params = match &master {
-        Some(m) => m.params().clone(),
-        None => alig::ParamSet::trainable(&varmap.data().lock().expect("varmap lock"))?,
-    };
-    let scaler = (precision == Precision::F16).then(|| LossScaler::new(None));
-    Ok((model, Learner { opt: spec.build(params, &hyper)?, master, scaler }))
+    let learner = Learner::new(&varmap, master, precision, None, |params| Ok(spec.build(params, &hyper)?))?;
+    Ok((model, learner))
 }
 
 fn bench_one(name: &str, opts: &BenchOptions, precision: Precision, dev: &Device) -> Result<BenchRow> {

@@ -12,8 +12,8 @@ use candle_core::{Device, Tensor};
 use candle_nn::VarMap;
 
 use crate::checkpoint::{self, ModelMeta};
-use crate::config::{Precision, RunConfig};
-use crate::mixed::{self, LossScaler, Master};
+use crate::config::RunConfig;
+use crate::mixed::{self, Master};
 use crate::task::{self, Task, TaskSetup};
 use crate::trainer::Learner;
 
@@ -80,13 +80,9 @@ pub fn params(varmap: &VarMap) -> Result<ParamSet> {
 /// The optimizer of `cfg` over the trainable parameters of `built` (its master weights in mixed
 /// precision), with the loss scaler of an f16 run.
 pub fn learner(cfg: &RunConfig, built: &mut Built) -> Result<Learner> {
-    let params = match &built.master {
-        Some(m) => m.params().clone(),
-        None => params(&built.varmap)?,
-    };
-    let opt = alig::registry::build(&cfg.optimizer.name, params, &cfg.hyper())?;
-    let scaler = (cfg.run.precision == Precision::F16).then(|| LossScaler::new(cfg.run.loss_scale));
-    Ok(Learner { opt, master: built.master.take(), scaler })
+    Learner::new(&built.varmap, built.master.take(), cfg.run.precision, cfg.run.loss_scale, |params| {
+        Ok(alig::registry::build(&cfg.optimizer.name, params, &cfg.hyper())?)
+    })
 }
 
 /// The dataset of `cfg` and the task that feeds it to `model`.

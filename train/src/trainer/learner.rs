@@ -1,12 +1,12 @@
 //! The optimizer and what stands between the model's gradients and it: in mixed precision the
 //! f32 master weights it steps and, for f16, the loss scaler (see [`crate::mixed`]).
 
-use alig::Optimizer;
+use alig::{Optimizer, ParamSet};
 use anyhow::Result;
 use candle_core::Tensor;
 use candle_nn::VarMap;
 
-use crate::mixed::{LossScaler, Master};
+use crate::mixed::{LossScaler, Master, Precision};
 
 /// What a training step updates.
 pub struct Learner {
@@ -18,6 +18,27 @@ pub struct Learner {
 }
 
 impl Learner {
+    /// The learner of a model built for `precision` (`varmap` and, in mixed precision, its
+    /// `master` weights): `make` builds the optimizer over the parameters it steps, and an f16 run
+    /// gets a loss scaler starting at `loss_scale`.
+    pub fn new(
+        varmap: &VarMap,
+        master: Option<Master>,
+        precision: Precision,
+        loss_scale: Option<f64>,
+        make: impl FnOnce(ParamSet) -> Result<Box<dyn Optimizer>>,
+    ) -> Result<Self> {
+        let params = match &master {
+            Some(m) => m.params().clone(),
+            None => {
+                let map = varmap.data().lock().map_err(|_| anyhow::anyhow!("varmap lock poisoned"))?.clone();
+                ParamSet::trainable(&map)?
+            }
+        };
+        let scaler = (precision == Precision::F16).then(|| LossScaler::new(loss_scale));
+        Ok(Self { opt: make(params)?, master, scaler })
+    }
+
     /// The gradients of the optimizer's parameters from the mini-batch `loss`, in their order:
     /// the backward pass of the scaled loss, divided by the scale again, in the weights' dtype.
     pub fn backward(&self, loss: &Tensor) -> Result<Vec<Option<Tensor>>> {
