@@ -1,41 +1,50 @@
-//! Line charts as SVG (axes, ticks, labels, legend) and PNG (the same picture rasterised, tick
-//! values in a small built-in pixel font; titles and legend names are in the SVG), without system
-//! fonts or a plotting dependency. `train plot RUN_DIR... --out DIR` draws any set of runs:
-//! training objective and accuracy against epochs, and the step size (ALI-G's clipped and
-//! unclipped, log scale); `train sweep` adds the final objective against the learning rate.
+//! Line charts through `plotters`, drawn once and rendered twice: SVG and PNG carry the same title,
+//! axis names, tick labels and legend (the PNG's text rasterised with DejaVu Sans, embedded by the
+//! `dejavu` crate: no system fonts). A series may carry a shaded band (the spread across seeds).
+//!
+//! `train plot RUN_DIR... --out DIR` draws any set of runs: training objective and accuracy
+//! against epochs, and the step size (ALI-G's clipped and unclipped, log scale). Runs that differ
+//! only by their seed are drawn as one line, their mean, with a band of one standard deviation
+//! either side ([`group_by_seed`]); `train sweep` adds the final objective against the learning
+//! rate.
 
-use std::fmt::Write as _;
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::Once;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
+use plotters::coord::Shift;
+use plotters::prelude::*;
 
 use crate::cli::PlotArgs;
-use crate::metrics::MetricsLog;
+use crate::metrics::{EpochMetrics, MetricsLog};
 
-const W: u32 = 800;
-const H: u32 = 500;
-const LEFT: f64 = 80.0;
-const RIGHT: f64 = 200.0;
-const TOP: f64 = 40.0;
-const BOTTOM: f64 = 60.0;
-const COLORS: [[u8; 3]; 8] = [
-    [31, 119, 180],
-    [255, 127, 14],
-    [44, 160, 44],
-    [214, 39, 40],
-    [148, 103, 189],
-    [140, 86, 75],
-    [227, 119, 194],
-    [127, 127, 127],
+/// The pictures' size in pixels.
+pub const SIZE: (u32, u32) = (900, 540);
+const FONT: &str = "sans-serif";
+const PALETTE: [(u8, u8, u8); 8] = [
+    (31, 119, 180),
+    (255, 127, 14),
+    (44, 160, 44),
+    (214, 39, 40),
+    (148, 103, 189),
+    (140, 86, 75),
+    (227, 119, 194),
+    (127, 127, 127),
 ];
 
+/// One line of a chart.
+#[derive(Clone, Debug, Default)]
 pub struct Series {
     pub label: String,
     pub points: Vec<(f64, f64)>,
     pub dashed: bool,
+    /// A shaded band `(x, low, high)` around the line (empty: none).
+    pub band: Vec<(f64, f64, f64)>,
 }
 
+/// A chart: its text and its series.
 pub struct Chart {
     pub title: String,
     pub x_label: String,
@@ -45,31 +54,41 @@ pub struct Chart {
     pub series: Vec<Series>,
 }
 
-struct Frame {
-    x: (f64, f64),
-    y: (f64, f64),
-    log_x: bool,
-    log_y: bool,
+/// Registers the embedded font once: the PNG's text and both renderings' text layout need it.
+fn register_font() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // DejaVu Sans parses: a failure here would be a broken `dejavu` crate.
+        let _ = plotters::style::register_font(FONT, FontStyle::Normal, dejavu::sans::regular());
+    });
 }
 
-impl Frame {
-    fn tr(v: f64, log: bool) -> f64 {
-        if log {
-            v.log10()
-        } else {
-            v
-        }
-    }
-    fn px(&self, x: f64, y: f64) -> (f64, f64) {
-        let fx = (Self::tr(x, self.log_x) - self.x.0) / (self.x.1 - self.x.0);
-        let fy = (Self::tr(y, self.log_y) - self.y.0) / (self.y.1 - self.y.0);
-        (LEFT + fx * (W as f64 - LEFT - RIGHT), H as f64 - BOTTOM - fy * (H as f64 - TOP - BOTTOM))
+/// A value on an axis: log axes are drawn on `log10` of the values, with ticks labelled as powers.
+fn axis_value(v: f64, log: bool) -> Option<f64> {
+    match log {
+        true if v > 0.0 && v.is_finite() => Some(v.log10()),
+        false if v.is_finite() => Some(v),
+        _ => None,
     }
 }
 
-fn range(values: impl Iterator<Item = f64>, log: bool) -> (f64, f64) {
-    let v: Vec<f64> = values.filter(|v| v.is_finite() && (!log || *v > 0.0)).map(|v| Frame::tr(v, log)).collect();
-    let (lo, hi) = v.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| (a.min(x), b.max(x)));
+fn tick_label(v: f64, log: bool) -> String {
+    if log {
+        return match v.fract().abs() < 1e-9 {
+            true => format!("1e{}", v.round() as i64),
+            false => format!("{:.1e}", 10f64.powf(v)),
+        };
+    }
+    if v != 0.0 && (v.abs() >= 1e4 || v.abs() < 1e-3) {
+        return format!("{v:.0e}");
+    }
+    let s = format!("{v:.4}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
+/// The axis range around `values` (in axis space), padded a little.
+fn span(values: impl Iterator<Item = f64>, log: bool) -> (f64, f64) {
+    let (lo, hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| (a.min(x), b.max(x)));
     if !lo.is_finite() {
         return (0.0, 1.0);
     }
@@ -80,299 +99,300 @@ fn range(values: impl Iterator<Item = f64>, log: bool) -> (f64, f64) {
     (lo - pad, hi + pad)
 }
 
-/// `t` with the characters XML reserves escaped.
-fn esc(t: &str) -> String {
-    t.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
-}
-
-/// Tick positions in the transformed space.
-fn ticks(r: (f64, f64), log: bool) -> Vec<f64> {
-    if log {
-        let step = ((r.1 - r.0) / 8.0).ceil().max(1.0);
-        let mut t = r.0;
-        let mut out = vec![];
-        while t <= r.1 + 1e-9 {
-            out.push(t);
-            t += step;
-        }
-        return out;
-    }
-    let raw = (r.1 - r.0) / 6.0;
-    let mag = 10f64.powf(raw.log10().floor());
-    let step = [1.0, 2.0, 5.0, 10.0].iter().map(|m| m * mag).find(|s| *s >= raw).unwrap_or(10.0 * mag);
-    let mut t = (r.0 / step).ceil() * step;
-    let mut out = vec![];
-    while t <= r.1 + 1e-12 {
-        out.push(if t.abs() < step * 1e-9 { 0.0 } else { t });
-        t += step;
-    }
-    out
-}
-
-fn label(t: f64, log: bool) -> String {
-    if log {
-        return format!("1e{}", t.round() as i64);
-    }
-    if t != 0.0 && (t.abs() >= 1e4 || t.abs() < 1e-3) {
-        return format!("{t:.0e}");
-    }
-    let s = format!("{t:.4}");
-    s.trim_end_matches('0').trim_end_matches('.').to_string()
-}
-
 impl Chart {
-    fn frame(&self) -> Frame {
-        let xs = self.series.iter().flat_map(|s| s.points.iter().map(|p| p.0));
-        let ys = self.series.iter().flat_map(|s| s.points.iter().map(|p| p.1));
-        Frame { x: range(xs, self.log_x), y: range(ys, self.log_y), log_x: self.log_x, log_y: self.log_y }
+    /// The series' points in axis space (points a log axis cannot show left out).
+    fn mapped(&self, s: &Series) -> Vec<(f64, f64)> {
+        let map = |(x, y): (f64, f64)| Some((axis_value(x, self.log_x)?, axis_value(y, self.log_y)?));
+        s.points.iter().copied().filter_map(map).collect()
     }
 
-    fn visible(&self, s: &Series) -> Vec<(f64, f64)> {
-        s.points
-            .iter()
-            .filter(|(x, y)| x.is_finite() && y.is_finite() && (!self.log_x || *x > 0.0) && (!self.log_y || *y > 0.0))
-            .copied()
-            .collect()
+    fn mapped_band(&self, s: &Series) -> Vec<(f64, f64, f64)> {
+        let map = |(x, lo, hi): (f64, f64, f64)| {
+            Some((axis_value(x, self.log_x)?, axis_value(lo, self.log_y)?, axis_value(hi, self.log_y)?))
+        };
+        s.band.iter().copied().filter_map(map).collect()
     }
 
-    /// The chart as an SVG document: frame, grid and tick labels, title and axis names, lines and
-    /// legend.
-    pub fn svg(&self) -> String {
-        let f = self.frame();
-        let mut s = format!(
-            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{H}\" viewBox=\"0 0 {W} {H}\" \
-             font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
-        );
-        self.svg_axes(&f, &mut s);
-        self.svg_labels(&mut s);
-        self.svg_series(&f, &mut s);
-        s + "</svg>\n"
-    }
-
-    /// The frame, the grid lines and the tick values.
-    fn svg_axes(&self, f: &Frame, s: &mut String) {
-        let (x0, y0, x1, y1) = (LEFT, H as f64 - BOTTOM, W as f64 - RIGHT, TOP);
-        let _ = writeln!(
-            s,
-            "<rect x=\"{x0}\" y=\"{y1}\" width=\"{}\" height=\"{}\" fill=\"none\" stroke=\"black\"/>",
-            x1 - x0,
-            y0 - y1
-        );
-        let at = |t: f64, log: bool| if log { 10f64.powf(t) } else { t };
-        for t in ticks(f.x, f.log_x) {
-            let (px, _) = f.px(at(t, f.log_x), at(f.y.0, f.log_y));
-            let _ = writeln!(s, "<line x1=\"{px:.1}\" y1=\"{y0}\" x2=\"{px:.1}\" y2=\"{y1}\" stroke=\"#ddd\"/>");
-            let tick = label(t, f.log_x);
-            let _ = writeln!(s, "<text x=\"{px:.1}\" y=\"{}\" text-anchor=\"middle\">{tick}</text>", y0 + 16.0);
-        }
-        for t in ticks(f.y, f.log_y) {
-            let (_, py) = f.px(at(f.x.0, f.log_x), at(t, f.log_y));
-            let _ = writeln!(s, "<line x1=\"{x0}\" y1=\"{py:.1}\" x2=\"{x1}\" y2=\"{py:.1}\" stroke=\"#ddd\"/>");
-            let tick = label(t, f.log_y);
-            let _ = writeln!(s, "<text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{tick}</text>", x0 - 6.0, py + 4.0);
-        }
-    }
-
-    /// The title and the axis names.
-    fn svg_labels(&self, s: &mut String) {
-        let (x0, y0, x1, y1) = (LEFT, H as f64 - BOTTOM, W as f64 - RIGHT, TOP);
-        let mid = (x0 + x1) / 2.0;
-        let (title, x_label, y_label) = (esc(&self.title), esc(&self.x_label), esc(&self.y_label));
-        let _ = writeln!(s, "<text x=\"{mid}\" y=\"24\" text-anchor=\"middle\" font-size=\"15\">{title}</text>");
-        let _ = writeln!(s, "<text x=\"{mid}\" y=\"{}\" text-anchor=\"middle\">{x_label}</text>", H as f64 - 18.0);
-        let _ = writeln!(
-            s,
-            "<text x=\"18\" y=\"{0}\" text-anchor=\"middle\" transform=\"rotate(-90 18 {0})\">{y_label}</text>",
-            (y0 + y1) / 2.0
-        );
-    }
-
-    /// One polyline per series, and its legend entry.
-    fn svg_series(&self, f: &Frame, s: &mut String) {
-        let (x1, y1) = (W as f64 - RIGHT, TOP);
-        for (k, series) in self.series.iter().enumerate() {
-            let [r, g, b] = COLORS[k % COLORS.len()];
-            let pts: Vec<String> = self
-                .visible(series)
-                .iter()
-                .map(|&(x, y)| {
-                    let (px, py) = f.px(x, y);
-                    format!("{px:.1},{py:.1}")
-                })
-                .collect();
-            let dash = if series.dashed { " stroke-dasharray=\"6 4\"" } else { "" };
-            let _ = writeln!(
-                s,
-                "<polyline points=\"{}\" fill=\"none\" stroke=\"rgb({r},{g},{b})\" stroke-width=\"2\"{dash}/>",
-                pts.join(" ")
-            );
-            let ly = y1 + 10.0 + 18.0 * k as f64;
-            let _ = writeln!(s, "<line x1=\"{}\" y1=\"{ly}\" x2=\"{}\" y2=\"{ly}\" stroke=\"rgb({r},{g},{b})\" stroke-width=\"3\"{dash}/>", x1 + 10.0, x1 + 30.0);
-            let _ = writeln!(s, "<text x=\"{}\" y=\"{}\">{}</text>", x1 + 36.0, ly + 4.0, esc(&series.label));
-        }
-    }
-
-    pub fn png(&self) -> Result<Vec<u8>> {
-        let f = self.frame();
-        let mut img = image::RgbImage::from_pixel(W, H, image::Rgb([255, 255, 255]));
-        let (x0, y0, x1, y1) = (LEFT, H as f64 - BOTTOM, W as f64 - RIGHT, TOP);
-        for t in ticks(f.x, f.log_x) {
-            let (px, _) =
-                f.px(if f.log_x { 10f64.powf(t) } else { t }, if f.log_y { 10f64.powf(f.y.0) } else { f.y.0 });
-            line(&mut img, (px, y0), (px, y1), [221, 221, 221], 1);
-            let text = label(t, f.log_x);
-            draw_text(&mut img, px - 4.0 * text.len() as f64, y0 + 8.0, &text);
-        }
-        for t in ticks(f.y, f.log_y) {
-            let (_, py) =
-                f.px(if f.log_x { 10f64.powf(f.x.0) } else { f.x.0 }, if f.log_y { 10f64.powf(t) } else { t });
-            line(&mut img, (x0, py), (x1, py), [221, 221, 221], 1);
-            let text = label(t, f.log_y);
-            draw_text(&mut img, x0 - 8.0 - 8.0 * text.len() as f64, py - 5.0, &text);
-        }
-        for (a, b) in [((x0, y0), (x1, y0)), ((x0, y1), (x1, y1)), ((x0, y0), (x0, y1)), ((x1, y0), (x1, y1))] {
-            line(&mut img, a, b, [0, 0, 0], 1);
-        }
-        for (k, series) in self.series.iter().enumerate() {
-            let c = COLORS[k % COLORS.len()];
-            let pts: Vec<(f64, f64)> = self.visible(series).iter().map(|&(x, y)| f.px(x, y)).collect();
-            for w in pts.windows(2) {
-                line(&mut img, w[0], w[1], c, 2);
+    /// The axis ranges over every point and band.
+    fn ranges(&self) -> ((f64, f64), (f64, f64)) {
+        let (mut xs, mut ys) = (vec![], vec![]);
+        for s in &self.series {
+            for (x, y) in self.mapped(s) {
+                xs.push(x);
+                ys.push(y);
             }
-            let ly = y1 + 10.0 + 18.0 * k as f64;
-            line(&mut img, (x1 + 10.0, ly), (x1 + 30.0, ly), c, 3);
+            for (x, lo, hi) in self.mapped_band(s) {
+                xs.push(x);
+                ys.extend([lo, hi]);
+            }
         }
+        (span(xs.into_iter(), self.log_x), span(ys.into_iter(), self.log_y))
+    }
+
+    /// Draws the chart on any plotters backend: the one drawing path of both renderings.
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()>
+    where
+        DB::ErrorType: 'static,
+    {
+        register_font();
+        root.fill(&WHITE).map_err(plot_error)?;
+        let ((x0, x1), (y0, y1)) = self.ranges();
+        let mut chart = ChartBuilder::on(root)
+            .caption(&self.title, (FONT, 22))
+            .margin(14)
+            .x_label_area_size(48)
+            .y_label_area_size(72)
+            .build_cartesian_2d(x0..x1, y0..y1)
+            .map_err(plot_error)?;
+        let (log_x, log_y) = (self.log_x, self.log_y);
+        let (x_labels, y_labels) = self.tick_counts((x0, x1), (y0, y1));
+        chart
+            .configure_mesh()
+            .x_labels(x_labels)
+            .y_labels(y_labels)
+            .max_light_lines(4)
+            .x_desc(&self.x_label)
+            .y_desc(&self.y_label)
+            .label_style((FONT, 14))
+            .axis_desc_style((FONT, 16))
+            .x_label_formatter(&|v| tick_label(*v, log_x))
+            .y_label_formatter(&|v| tick_label(*v, log_y))
+            .light_line_style(RGBColor(238, 238, 238))
+            .draw()
+            .map_err(plot_error)?;
+        for (k, s) in self.series.iter().enumerate() {
+            let (r, g, b) = PALETTE[k % PALETTE.len()];
+            let color = RGBColor(r, g, b);
+            let band = self.mapped_band(s);
+            if band.len() > 1 {
+                let outline = band.iter().map(|p| (p.0, p.2)).chain(band.iter().rev().map(|p| (p.0, p.1)));
+                let shade = Polygon::new(outline.collect::<Vec<_>>(), color.mix(0.2).filled());
+                chart.draw_series(std::iter::once(shade)).map_err(plot_error)?;
+            }
+            let style = color.stroke_width(2);
+            let points = self.mapped(s);
+            let drawn = match s.dashed {
+                true => chart.draw_series(DashedLineSeries::new(points, 8, 5, style)),
+                false => chart.draw_series(LineSeries::new(points, style)),
+            };
+            drawn
+                .map_err(plot_error)?
+                .label(&s.label)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 22, y)], color.stroke_width(3)));
+        }
+        if self.series.iter().any(|s| !s.label.is_empty()) {
+            chart
+                .configure_series_labels()
+                .label_font((FONT, 14))
+                .background_style(WHITE.mix(0.85))
+                .border_style(BLACK)
+                .position(self.legend_corner((x0, x1), (y0, y1)))
+                .draw()
+                .map_err(plot_error)?;
+        }
+        root.present().map_err(plot_error)
+    }
+
+    /// How many ticks each axis gets: a log axis one per decade (up to ten), whole-number x values
+    /// (epochs) whole-number ticks when there are few of them, else plotters' choice of about ten.
+    fn tick_counts(&self, x: (f64, f64), y: (f64, f64)) -> (usize, usize) {
+        let labels = |log: bool, (lo, hi): (f64, f64)| match log {
+            true if hi - lo <= 10.0 => (hi - lo) as usize + 1,
+            _ => 10,
+        };
+        let whole = self.series.iter().flat_map(|s| self.mapped(s)).all(|(x, _)| x.fract() == 0.0);
+        let x_labels = match (self.log_x, whole, x.1 - x.0) {
+            (false, true, w) if w <= 12.0 => w.ceil() as usize + 1,
+            _ => labels(self.log_x, x),
+        };
+        (x_labels, labels(self.log_y, y))
+    }
+
+    /// Where the legend hides the fewest points: the upper or the lower right corner.
+    fn legend_corner(&self, x: (f64, f64), y: (f64, f64)) -> SeriesLabelPosition {
+        let right = |p: &(f64, f64)| p.0 > x.0 + 0.5 * (x.1 - x.0);
+        let points: Vec<(f64, f64)> = self.series.iter().flat_map(|s| self.mapped(s)).filter(right).collect();
+        let upper = points.iter().filter(|p| p.1 > y.0 + 0.6 * (y.1 - y.0)).count();
+        let lower = points.iter().filter(|p| p.1 < y.0 + 0.4 * (y.1 - y.0)).count();
+        match upper > lower {
+            true => SeriesLabelPosition::LowerRight,
+            false => SeriesLabelPosition::UpperRight,
+        }
+    }
+
+    /// The chart as an SVG document.
+    pub fn svg(&self) -> Result<String> {
+        let mut text = String::new();
+        {
+            let root = SVGBackend::with_string(&mut text, SIZE).into_drawing_area();
+            self.draw(&root)?;
+        }
+        Ok(text)
+    }
+
+    /// The chart's pixels, RGB, row by row.
+    pub fn pixels(&self) -> Result<image::RgbImage> {
+        let mut buffer = vec![0u8; (SIZE.0 * SIZE.1 * 3) as usize];
+        {
+            let root = BitMapBackend::with_buffer(&mut buffer, SIZE).into_drawing_area();
+            self.draw(&root)?;
+        }
+        image::RgbImage::from_raw(SIZE.0, SIZE.1, buffer).context("a bitmap of the chart's size")
+    }
+
+    /// The chart as a PNG file's bytes.
+    pub fn png(&self) -> Result<Vec<u8>> {
         let mut out = std::io::Cursor::new(vec![]);
-        img.write_to(&mut out, image::ImageFormat::Png).context("encoding a PNG")?;
+        self.pixels()?.write_to(&mut out, image::ImageFormat::Png).context("encoding a PNG")?;
         Ok(out.into_inner())
     }
 
     /// Writes `dir/name.svg` and `dir/name.png`.
     pub fn save(&self, dir: &Path, name: &str) -> Result<Vec<PathBuf>> {
         let (svg, png) = (dir.join(format!("{name}.svg")), dir.join(format!("{name}.png")));
-        fs::write(&svg, self.svg()).with_context(|| format!("writing {}", svg.display()))?;
+        fs::write(&svg, self.svg()?).with_context(|| format!("writing {}", svg.display()))?;
         fs::write(&png, self.png()?).with_context(|| format!("writing {}", png.display()))?;
         Ok(vec![svg, png])
     }
 }
 
-/// A line of `width` pixels (a square pen, simple DDA).
-fn line(img: &mut image::RgbImage, a: (f64, f64), b: (f64, f64), c: [u8; 3], width: i64) {
-    let n = ((b.0 - a.0).abs().max((b.1 - a.1).abs()).ceil() as i64).max(1);
-    for i in 0..=n {
-        let t = i as f64 / n as f64;
-        let (x, y) = ((a.0 + t * (b.0 - a.0)).round() as i64, (a.1 + t * (b.1 - a.1)).round() as i64);
-        for dx in 0..width {
-            for dy in 0..width {
-                let (px, py) = (x + dx - width / 2, y + dy - width / 2);
-                if px >= 0 && py >= 0 && (px as u32) < img.width() && (py as u32) < img.height() {
-                    img.put_pixel(px as u32, py as u32, image::Rgb(c));
-                }
-            }
+fn plot_error<E: std::error::Error + Send + Sync + 'static>(e: DrawingAreaErrorKind<E>) -> anyhow::Error {
+    anyhow::anyhow!("drawing a chart: {e}")
+}
+
+/// Mean, standard deviation (of the sample, `n - 1`; 0 for one value), min, max and count.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Spread {
+    pub mean: f64,
+    pub std: f64,
+    pub min: f64,
+    pub max: f64,
+    pub count: usize,
+}
+
+impl Spread {
+    /// The spread of `values` (`None` for none).
+    pub fn of(values: &[f64]) -> Option<Self> {
+        let n = values.len();
+        if n == 0 {
+            return None;
+        }
+        let mean = values.iter().sum::<f64>() / n as f64;
+        let var = if n > 1 { values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64 } else { 0.0 };
+        let (min, max) = values.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
+        Some(Self { mean, std: var.sqrt(), min, max, count: n })
+    }
+}
+
+/// Series that differ only by seed merged into one: at each x the mean of the values, with a
+/// band of one standard deviation either side. `label` names the merged line.
+pub fn mean_series(label: String, members: &[Series], dashed: bool) -> Series {
+    let mut at: BTreeMap<u64, Vec<f64>> = BTreeMap::new();
+    for s in members {
+        for (x, y) in &s.points {
+            at.entry(x.to_bits()).or_default().push(*y);
         }
     }
-}
-
-/// 3x5 glyphs (rows top to bottom, 3 bits each) for tick values.
-fn glyph(ch: char) -> [u8; 5] {
-    match ch {
-        '0' => [7, 5, 5, 5, 7],
-        '1' => [2, 6, 2, 2, 7],
-        '2' => [7, 1, 7, 4, 7],
-        '3' => [7, 1, 7, 1, 7],
-        '4' => [5, 5, 7, 1, 1],
-        '5' => [7, 4, 7, 1, 7],
-        '6' => [7, 4, 7, 5, 7],
-        '7' => [7, 1, 1, 1, 1],
-        '8' => [7, 5, 7, 5, 7],
-        '9' => [7, 5, 7, 1, 7],
-        '.' => [0, 0, 0, 0, 2],
-        '-' => [0, 0, 7, 0, 0],
-        '+' => [0, 2, 7, 2, 0],
-        'e' => [0, 7, 7, 4, 7],
-        _ => [0; 5],
+    let mut xs: Vec<(f64, Spread)> =
+        at.into_iter().filter_map(|(x, ys)| Some((f64::from_bits(x), Spread::of(&ys)?))).collect();
+    xs.sort_by(|a, b| a.0.total_cmp(&b.0));
+    Series {
+        label,
+        points: xs.iter().map(|(x, s)| (*x, s.mean)).collect(),
+        dashed,
+        band: match members.len() {
+            0 | 1 => vec![],
+            _ => xs.iter().map(|(x, s)| (*x, s.mean - s.std, s.mean + s.std)).collect(),
+        },
     }
 }
 
-/// Text at 2x scale (8 pixels per character).
-fn draw_text(img: &mut image::RgbImage, x: f64, y: f64, text: &str) {
-    for (i, ch) in text.chars().enumerate() {
-        for (row, bits) in glyph(ch).iter().enumerate() {
-            for col in 0..3 {
-                if bits & (4 >> col) != 0 {
-                    for (dx, dy) in [(0, 0), (1, 0), (0, 1), (1, 1)] {
-                        let px = x as i64 + 8 * i as i64 + 2 * col + dx;
-                        let py = y as i64 + 2 * row as i64 + dy;
-                        if px >= 0 && py >= 0 && (px as u32) < img.width() && (py as u32) < img.height() {
-                            img.put_pixel(px as u32, py as u32, image::Rgb([0, 0, 0]));
-                        }
-                    }
-                }
-            }
-        }
-    }
-}
-
+/// A run directory's name.
 fn run_name(run: &Path) -> String {
     run.file_name().map_or_else(|| run.display().to_string(), |n| n.to_string_lossy().to_string())
 }
 
+/// The runs to draw: each one alone, or several that differ only by seed (their `config.json`
+/// equal once the seed and the run folder are left out) as one group, named after the first
+/// without its `-sN` suffix.
+pub fn group_by_seed(runs: &[PathBuf]) -> Vec<(String, Vec<PathBuf>)> {
+    let key = |run: &Path| -> Option<String> {
+        let mut cfg = crate::config::RunConfig::read(run).ok()?;
+        (cfg.run.seed, cfg.run.out) = (0, PathBuf::new());
+        serde_json::to_string(&cfg).ok()
+    };
+    let mut groups: Vec<(Option<String>, String, Vec<PathBuf>)> = vec![];
+    for run in runs {
+        let k = key(run);
+        match groups.iter_mut().find(|g| g.0.is_some() && g.0 == k) {
+            Some(g) => g.2.push(run.clone()),
+            None => groups.push((k, run_name(run), vec![run.clone()])),
+        }
+    }
+    groups
+        .into_iter()
+        .map(|(_, name, members)| match members.len() {
+            1 => (name, members),
+            n => {
+                let base = name.rsplit_once("-s").filter(|(_, s)| s.parse::<u64>().is_ok()).map_or(&*name, |(b, _)| b);
+                (format!("{base} (mean ± std of {n} seeds)"), members)
+            }
+        })
+        .collect()
+}
+
 /// The charts of a set of runs, written into `out`: objective, accuracy, and step size (when any
-/// run reports one). Returns the files written.
+/// run reports one); runs that differ only by seed as their mean with a band. Returns the files.
 pub fn plot_runs(runs: &[PathBuf], out: &Path) -> Result<Vec<PathBuf>> {
     fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    let mut logs = vec![];
-    for r in runs {
-        let rows = MetricsLog::new(r).read()?;
-        if rows.is_empty() {
-            anyhow::bail!("{}: no metrics.jsonl rows to plot", r.display())
+    let mut groups = vec![];
+    for (name, members) in group_by_seed(runs) {
+        let mut logs = vec![];
+        for r in &members {
+            let rows = MetricsLog::new(r).read()?;
+            if rows.is_empty() {
+                bail!("{}: no metrics.jsonl rows to plot", r.display())
+            }
+            logs.push(rows);
         }
-        logs.push((run_name(r), rows));
+        groups.push((name, logs));
     }
-    let series =
-        |pick: &dyn Fn(&crate::metrics::EpochMetrics) -> Option<f64>, suffix: &str, dashed: bool| -> Vec<Series> {
-            logs.iter()
-                .map(|(name, rows)| Series {
-                    label: format!("{name}{suffix}"),
-                    points: rows.iter().filter_map(|m| pick(m).map(|v| (m.epoch as f64, v))).collect(),
-                    dashed,
-                })
-                .filter(|s| !s.points.is_empty())
-                .collect()
-        };
-    let mut files = vec![];
-    let objective = Chart {
-        title: "Training objective".into(),
-        x_label: "epoch".into(),
-        y_label: "train loss".into(),
-        log_x: false,
-        log_y: true,
-        series: series(&|m| Some(m.train_loss), "", false),
+    let series = |pick: &dyn Fn(&EpochMetrics) -> Option<f64>, suffix: &str, dashed: bool| -> Vec<Series> {
+        groups
+            .iter()
+            .map(|(name, logs)| {
+                let members: Vec<Series> = logs
+                    .iter()
+                    .map(|rows| Series {
+                        points: rows.iter().filter_map(|m| pick(m).map(|v| (m.epoch as f64, v))).collect(),
+                        ..Series::default()
+                    })
+                    .collect();
+                mean_series(format!("{name}{suffix}"), &members, dashed)
+            })
+            .filter(|s| !s.points.is_empty())
+            .collect()
     };
-    files.extend(objective.save(out, "objective")?);
+    let chart = |title: &str, y_label: &str, log_y: bool, series: Vec<Series>| Chart {
+        title: title.into(),
+        x_label: "epoch".into(),
+        y_label: y_label.into(),
+        log_x: false,
+        log_y,
+        series,
+    };
+    let mut files = vec![];
+    files.extend(
+        chart("Training objective", "train loss", true, series(&|m| Some(m.train_loss), "", false))
+            .save(out, "objective")?,
+    );
     let mut acc = series(&|m| Some(100.0 * m.train_acc), " train", false);
     acc.extend(series(&|m| Some(100.0 * m.val_acc), " val", true));
-    let accuracy = Chart {
-        title: "Accuracy".into(),
-        x_label: "epoch".into(),
-        y_label: "accuracy (%)".into(),
-        log_x: false,
-        log_y: false,
-        series: acc,
-    };
-    files.extend(accuracy.save(out, "accuracy")?);
+    files.extend(chart("Accuracy", "accuracy (%)", false, acc).save(out, "accuracy")?);
     let mut steps = series(&|m| m.step_size, " step", false);
     steps.extend(series(&|m| m.step_size_unclipped, " unclipped", true));
     if !steps.is_empty() {
-        let chart = Chart {
-            title: "Step size (mean per epoch)".into(),
-            x_label: "epoch".into(),
-            y_label: "step size".into(),
-            log_x: false,
-            log_y: true,
-            series: steps,
-        };
-        files.extend(chart.save(out, "step_size")?);
+        files.extend(chart("Step size (mean per epoch)", "step size", true, steps).save(out, "step_size")?);
     }
     Ok(files)
 }
@@ -383,4 +403,73 @@ pub fn run(args: &PlotArgs) -> Result<()> {
         eprintln!("plot: {}", f.display());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chart(title: &str) -> Chart {
+        let line = |label: &str, k: f64| Series {
+            label: label.into(),
+            points: (1..=10).map(|e| (e as f64, k / e as f64)).collect(),
+            ..Series::default()
+        };
+        Chart {
+            title: title.into(),
+            x_label: "epoch".into(),
+            y_label: "train loss".into(),
+            log_x: false,
+            log_y: true,
+            series: vec![line("alig", 1.0), Series { dashed: true, ..line("sgd", 3.0) }],
+        }
+    }
+
+    /// Dark pixels in the rows `rows` of the image's middle third (where the title is centred).
+    fn dark_in(img: &image::RgbImage, rows: std::ops::Range<u32>) -> usize {
+        let w = img.width();
+        rows.flat_map(|y| (w / 3..2 * w / 3).map(move |x| (x, y)))
+            .filter(|&(x, y)| img.get_pixel(x, y).0.iter().all(|c| *c < 100))
+            .count()
+    }
+
+    /// The PNG has the SVG's text: a title rasterised in the title band, the same words in the
+    /// SVG, and a different title draws different pixels there.
+    #[test]
+    fn the_png_has_the_text_of_the_svg() {
+        let with_title = chart("Training objective").pixels().unwrap();
+        let without = chart("").pixels().unwrap();
+        let band = 0..36;
+        assert!(dark_in(&with_title, band.clone()) > 150, "no title pixels: {}", dark_in(&with_title, band.clone()));
+        assert_eq!(dark_in(&without, band), 0);
+        let svg = chart("Training objective").svg().unwrap();
+        for text in ["Training objective", "epoch", "train loss", "alig", "sgd", "1e0"] {
+            assert!(svg.contains(text), "{text} missing from the SVG");
+        }
+        // The legend and the axis names are drawn too: the rest of the picture differs from an
+        // unlabelled one.
+        let mut bare = chart("Training objective");
+        (bare.x_label, bare.y_label) = (String::new(), String::new());
+        for s in &mut bare.series {
+            s.label.clear();
+        }
+        assert_ne!(dark_in(&bare.pixels().unwrap(), 36..SIZE.1), dark_in(&with_title, 36..SIZE.1));
+    }
+
+    #[test]
+    fn seeds_merge_into_a_mean_with_a_band() {
+        let s = |ys: [f64; 3]| Series {
+            points: ys.iter().enumerate().map(|(i, y)| (i as f64, *y)).collect(),
+            ..Series::default()
+        };
+        let merged = mean_series("a".into(), &[s([1.0, 2.0, 3.0]), s([3.0, 2.0, 5.0]), s([2.0, 2.0, 4.0])], false);
+        assert_eq!(merged.points, [(0.0, 2.0), (1.0, 2.0), (2.0, 4.0)]);
+        assert_eq!(merged.band[0], (0.0, 1.0, 3.0));
+        assert_eq!(merged.band[1], (1.0, 2.0, 2.0));
+        let spread = Spread::of(&[1.0, 3.0, 2.0]).unwrap();
+        assert_eq!((spread.mean, spread.std, spread.min, spread.max, spread.count), (2.0, 1.0, 1.0, 3.0, 3));
+        assert!(mean_series("b".into(), &[s([1.0, 2.0, 3.0])], false).band.is_empty());
+        let banded = Chart { series: vec![merged], ..chart("Band") };
+        assert!(banded.svg().unwrap().contains("polygon"), "the band is not drawn");
+    }
 }
