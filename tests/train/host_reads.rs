@@ -20,6 +20,7 @@ fn reads_of_one_epoch(flags: &[&str]) -> (u64, u64, u64) {
         seed: 0,
         quiet: true,
         on_nonfinite: OnNonFinite::Stop,
+        accumulate: cfg.data.accumulate,
         comm: std::sync::Arc::new(train::dist::Single),
     };
     let (before, mut step) = (host::reads(), 0);
@@ -39,6 +40,7 @@ fn a_training_step_reads_the_device_once() {
     let cases: Vec<Vec<&str>> = vec![
         [&TINY[..], &["--opt", "alig"]].concat(),
         [&TINY[..], &["--opt", "alig", "--precision", "f16"]].concat(),
+        [&TINY[..], &["--opt", "alig", "--accumulate", "4", "--ema", "0.99"]].concat(),
         [&TINY[..], &["--opt", "sgd", "--lr", "0.1", "--clip-grad-norm", "1"]].concat(),
         [&TINY[..], &["--opt", "l4adam", "--model", "densenet", "--depth", "10", "--growth", "4"]].concat(),
         vec!["--data", "snli", "--data-dir", snli, "--hidden", "4", "--batch-size", "4", "--opt", "adam"],

@@ -8,6 +8,7 @@ mod config;
 mod errors;
 mod fuzz;
 mod host_reads;
+mod hygiene;
 mod interop;
 mod mixed;
 mod presets;

@@ -1,6 +1,7 @@
 //! Checkpoints: `checkpoints/{last,best}/` with `model.safetensors` (PyTorch key names; the model,
 //! its shape flags and the dataset in the metadata, so a checkpoint rebuilds its model without
-//! flags), `optimizer.safetensors` (the optimizer's full state) and `trainer.json`.
+//! flags), `optimizer.safetensors` (the optimizer's full state), `trainer.json`, and with `--ema`
+//! `ema.safetensors` (the moving average of the weights, under the model's key names).
 //!
 //! A checkpoint folder is written whole into `NAME.tmp/` (each file synced), then swapped in:
 //! `NAME` -> `NAME.prev`, `NAME.tmp` -> `NAME`, `NAME.prev` removed. A process killed at any moment
@@ -22,6 +23,7 @@ use serde::{Deserialize, Serialize};
 pub const MODEL_FILE: &str = "model.safetensors";
 pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
 pub const TRAINER_FILE: &str = "trainer.json";
+pub const EMA_FILE: &str = "ema.safetensors";
 const FORMAT: &str = "alig-toolkit-checkpoint-1";
 
 /// Where the trainer is: everything beyond weights and optimizer state that resuming needs.
@@ -43,6 +45,31 @@ pub struct TrainerState {
     /// f16: the dynamic loss scale and its count of good steps.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub loss_scaler: Option<crate::mixed::LossScaler>,
+    /// `--keep N`: the epochs whose checkpoints are kept as `epoch-NNNN`, with their validation
+    /// scores, best first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kept: Vec<(usize, f64)>,
+    /// `--patience`: the run stopped after this epoch, its patience spent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_early: Option<usize>,
+}
+
+impl TrainerState {
+    /// The state of a run before its first step.
+    pub fn new(rng: String) -> Self {
+        Self {
+            epoch: 0,
+            step: 0,
+            lr: None,
+            best_val_acc: None,
+            best_epoch: None,
+            improved: false,
+            rng,
+            loss_scaler: None,
+            kept: vec![],
+            stopped_early: None,
+        }
+    }
 }
 
 /// The model's identity, stored in `model.safetensors`' metadata.
@@ -85,6 +112,8 @@ pub struct Checkpoint {
     pub meta: ModelMeta,
     pub optimizer: Vec<(String, Tensor)>,
     pub trainer: TrainerState,
+    /// `--ema`: the moving average of the weights.
+    pub ema: Option<Named>,
 }
 
 fn safetensors_bytes(tensors: &[(String, Tensor)], meta: Option<HashMap<String, String>>) -> Result<Vec<u8>> {
@@ -107,14 +136,18 @@ fn sync_dir(dir: &Path) {
     }
 }
 
-/// Writes `ckpt` as `dir/NAME/` for each of `names` (serialised once), atomically (see the
-/// module docs).
+/// Writes `ckpt` as `dir/NAME/` for each of `names` in order (serialised once), each atomically
+/// (see the module docs): a caller that lists `last` at the end knows that every other folder
+/// of this checkpoint is complete once `last` is.
 pub fn save(dir: &Path, names: &[&str], ckpt: &Checkpoint) -> Result<()> {
-    let files = [
+    let mut files = vec![
         (MODEL_FILE, safetensors_bytes(&ckpt.model, Some(ckpt.meta.to_map()))?),
         (OPTIMIZER_FILE, safetensors_bytes(&ckpt.optimizer, None)?),
         (TRAINER_FILE, serde_json::to_string_pretty(&ckpt.trainer)?.into_bytes()),
     ];
+    if let Some(ema) = &ckpt.ema {
+        files.push((EMA_FILE, safetensors_bytes(ema, Some(ckpt.meta.to_map()))?));
+    }
     names.iter().try_for_each(|name| save_folder(dir, name, &files))
 }
 
@@ -168,7 +201,9 @@ pub fn load(dir: &Path) -> Result<Checkpoint> {
     let trainer_path = dir.join(TRAINER_FILE);
     let text = fs::read_to_string(&trainer_path).with_context(|| format!("reading {}", trainer_path.display()))?;
     let trainer = serde_json::from_str(&text).with_context(|| format!("parsing {}", trainer_path.display()))?;
-    Ok(Checkpoint { model, meta, optimizer, trainer })
+    let ema_path = dir.join(EMA_FILE);
+    let ema = ema_path.is_file().then(|| read_tensors(&ema_path)).transpose()?;
+    Ok(Checkpoint { model, meta, optimizer, trainer, ema })
 }
 
 /// Every tensor of a safetensors file, sorted by name, checked finite.

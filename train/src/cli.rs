@@ -133,6 +133,10 @@ pub struct TrainArgs {
     /// Loader threads.
     #[arg(long, help_heading = "Data")]
     pub workers: Option<usize>,
+    /// Gradient accumulation: split each step's batch (--batch-size) into N micro-batches, run one
+    /// after the other, and step once on their summed gradients (the mean over the whole batch).
+    #[arg(long, value_name = "N", help_heading = "Data")]
+    pub accumulate: Option<usize>,
     /// Steps per epoch of generated data (the DNC task: 1,000 x 10 epochs = the paper's 10,000 iterations).
     #[arg(long, help_heading = "Data")]
     pub steps_per_epoch: Option<usize>,
@@ -149,7 +153,9 @@ pub struct TrainArgs {
     /// l2 weight decay (coupled; decoupled for AdamW). ALI-G uses --max-norm instead.
     #[arg(long, help_heading = "Optimizer")]
     pub weight_decay: Option<f64>,
-    /// constant, step:MILESTONES:FACTOR (e.g. step:60,120,160:0.2), or infersent (x0.99 per epoch, /5 on a plateau).
+    /// constant, step:MILESTONES:FACTOR (e.g. step:60,120,160:0.2), cosine[:EPOCHS] (to 0 over the run's
+    /// epochs after any warmup), each with an optional linear warmup `:warmup=EPOCHS` (e.g.
+    /// cosine:warmup=5), or infersent (x0.99 per epoch, /5 on a plateau).
     #[arg(long, help_heading = "Optimizer")]
     pub schedule: Option<String>,
     /// Rescale gradients to this global norm before the step (`none`: off), as torch's clip_grad_norm_.
@@ -164,6 +170,11 @@ pub struct TrainArgs {
     /// Adagrad: the value the sum of squared gradients starts at (torch: 0; TensorFlow 1: 0.1).
     #[arg(long, help_heading = "Optimizer")]
     pub initial_accumulator: Option<f64>,
+
+    /// Cross-entropy with label smoothing EPS: the target puts 1 - EPS on the label and EPS spread
+    /// over all classes (PyTorch's `label_smoothing`).
+    #[arg(long, value_name = "EPS", help_heading = "Optimizer")]
+    pub label_smoothing: Option<f64>,
 
     /// WRN: 6n+4; DenseNet-BC: 6n+4.
     #[arg(long, help_heading = "Model")]
@@ -233,6 +244,21 @@ pub struct TrainArgs {
     /// `allow_tf32`; weights, optimizer state and everything else stay f32.
     #[arg(long, help_heading = "Run")]
     pub tf32: bool,
+    /// Keep an exponential moving average of the weights (`ema = DECAY ema + (1 - DECAY) w` after
+    /// every step, BatchNorm statistics too), evaluated each epoch (`val_acc_ema`) and saved in
+    /// each checkpoint as `ema.safetensors`.
+    #[arg(long, value_name = "DECAY", help_heading = "Run")]
+    pub ema: Option<f64>,
+    /// Also keep the checkpoints of the N best epochs by validation score, as
+    /// checkpoints/epoch-NNNN (last and best are always kept).
+    #[arg(long, value_name = "N", help_heading = "Run")]
+    pub keep: Option<usize>,
+    /// Stop early after E epochs without a better validation score.
+    #[arg(long, value_name = "E", help_heading = "Run")]
+    pub patience: Option<usize>,
+    /// Write no TensorBoard event files (by default they go into <run>/tb/).
+    #[arg(long, help_heading = "Run")]
+    pub no_tensorboard: bool,
     /// No progress bar and no per-epoch lines.
     #[arg(long, help_heading = "Run")]
     pub quiet: bool,

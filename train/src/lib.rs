@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! cli (flags, subcommands) -> config (preset, registries, checks) -> run (model, data, task,
-//! optimizer) -> trainer (train_one_epoch, evaluate) -> metrics, checkpoint
+//! optimizer) -> trainer (train_one_epoch, evaluate) -> metrics, TensorBoard, checkpoint
 //!                             sweep, plot, export: around runs
 //! ```
 
@@ -29,6 +29,7 @@ pub mod run;
 pub mod schedule;
 pub mod sweep;
 pub mod task;
+pub mod tensorboard;
 mod text;
 pub mod trainer;
 

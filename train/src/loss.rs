@@ -44,6 +44,34 @@ impl LossKind {
     }
 }
 
+/// A classification loss with its options, as a task computes it from class scores.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Criterion {
+    pub kind: LossKind,
+    /// Cross-entropy only: the share of the target spread uniformly over the classes (0: off).
+    pub label_smoothing: f64,
+}
+
+impl Criterion {
+    /// The mean loss of class scores `[N, C]` against labels `[N]`.
+    pub fn classification(&self, scores: &Tensor, labels: &Tensor) -> Result<Tensor> {
+        match (self.kind, self.label_smoothing) {
+            (_, 0.0) => self.kind.classification(scores, labels),
+            (LossKind::CrossEntropy, e) => smoothed_cross_entropy(&widened(scores)?, labels, e),
+            (kind, _) => candle_core::bail!("label smoothing is for cross-entropy, not {kind}"),
+        }
+    }
+}
+
+/// Cross-entropy against smoothed targets, as PyTorch's `CrossEntropyLoss(label_smoothing=eps)`:
+/// with `q = (1 - eps) onehot(y) + eps / C`, the batch mean of `-sum_k q_k log softmax(s)_k`.
+pub fn smoothed_cross_entropy(scores: &Tensor, labels: &Tensor, eps: f64) -> Result<Tensor> {
+    let log_p = candle_nn::ops::log_softmax(scores, D::Minus1)?;
+    let nll = log_p.gather(&labels.to_dtype(DType::U32)?.unsqueeze(1)?, 1)?.squeeze(1)?.neg()?;
+    let uniform = log_p.mean(D::Minus1)?.neg()?;
+    (nll.affine(1.0 - eps, 0.0)? + uniform.affine(eps, 0.0)?)?.mean_all()
+}
+
 /// `t` in f32 if it is bf16 or f16, else itself: mixed-precision runs reduce their losses in f32
 /// (their sums of thousands of terms lose digits in 8 or 11 bits, and f16 overflows at 65504).
 pub fn widened(t: &Tensor) -> Result<Tensor> {
@@ -109,6 +137,36 @@ mod tests {
         let r1 = (1.0f64 + [0.2f64, 0.3, 0.4, 0.5].iter().map(|v| (v - 0.1).exp()).sum::<f64>()).ln();
         assert!((got as f64 - (r0 + r1) / 2.0).abs() < 1e-5, "{got} vs {}", (r0 + r1) / 2.0);
         assert!(topk_truncated_entropy(&scores, &labels, 7, 1.0).is_err());
+    }
+
+    #[test]
+    fn label_smoothing_follows_its_definition() {
+        let s = [[2.0f64, -1.0, 0.5, 0.0], [0.3, 0.1, -0.4, 1.2]];
+        let scores = Tensor::new(&s, &Device::Cpu).unwrap();
+        let labels = Tensor::new(&[0u32, 2], &Device::Cpu).unwrap();
+        let eps = 0.1;
+        // -sum_k q_k log p_k with q = (1 - eps) onehot + eps / C, averaged over the rows.
+        let want: f64 = s
+            .iter()
+            .zip([0usize, 2])
+            .map(|(row, y)| {
+                let lse = row.iter().map(|v| v.exp()).sum::<f64>().ln();
+                let q = |k: usize| if k == y { 1.0 - eps + eps / 4.0 } else { eps / 4.0 };
+                (0..4).map(|k| -q(k) * (row[k] - lse)).sum::<f64>()
+            })
+            .sum::<f64>()
+            / 2.0;
+        let smoothed = Criterion { kind: LossKind::CrossEntropy, label_smoothing: eps };
+        let got = smoothed.classification(&scores, &labels).unwrap().to_scalar::<f64>().unwrap();
+        assert!((got - want).abs() < 1e-14, "{got} against {want}");
+        // PyTorch 2.15: F.cross_entropy(scores, labels, label_smoothing=0.1) in float64.
+        assert!((got - 1.3491133140086051).abs() < 1e-14, "{got}");
+        let plain = Criterion { kind: LossKind::CrossEntropy, label_smoothing: 0.0 };
+        let ce = candle_nn::loss::cross_entropy(&scores, &labels).unwrap().to_scalar::<f64>().unwrap();
+        assert_eq!(plain.classification(&scores, &labels).unwrap().to_scalar::<f64>().unwrap(), ce);
+        let zero = smoothed_cross_entropy(&scores, &labels, 0.0).unwrap().to_scalar::<f64>().unwrap();
+        assert!((zero - ce).abs() < 1e-14);
+        assert!(Criterion { kind: LossKind::Svm, label_smoothing: eps }.classification(&scores, &labels).is_err());
     }
 
     #[test]

@@ -29,6 +29,9 @@ pub struct EpochMetrics {
     /// f16: the dynamic loss scale at the end of the epoch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub loss_scale: Option<f64>,
+    /// `--ema`: the validation score of the moving average of the weights.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_acc_ema: Option<f64>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -36,7 +39,7 @@ fn is_zero(n: &u64) -> bool {
 }
 
 const COLUMNS: &str =
-    "epoch,train_loss,train_acc,val_acc,step_size,step_size_unclipped,lr,weight_norm,seconds,skipped_steps,overflow_steps,loss_scale";
+    "epoch,train_loss,train_acc,val_acc,step_size,step_size_unclipped,lr,weight_norm,seconds,skipped_steps,overflow_steps,loss_scale,val_acc_ema";
 
 pub struct MetricsLog {
     jsonl: PathBuf,
@@ -94,7 +97,7 @@ impl MetricsLog {
         let mut text = format!("{COLUMNS}\n");
         for m in rows {
             text.push_str(&format!(
-                "{},{},{},{},{},{},{},{},{},{},{},{}\n",
+                "{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
                 m.epoch,
                 m.train_loss,
                 m.train_acc,
@@ -106,7 +109,8 @@ impl MetricsLog {
                 m.seconds,
                 m.skipped_steps,
                 m.overflow_steps,
-                opt(m.loss_scale)
+                opt(m.loss_scale),
+                opt(m.val_acc_ema)
             ));
         }
         replace(&self.csv, &text)

@@ -55,6 +55,12 @@ impl RunConfig {
             tf32: r.tf32,
             precision: Some(r.precision.to_string()),
             loss_scale: r.loss_scale,
+            accumulate: (d.accumulate != 1).then_some(d.accumulate),
+            label_smoothing: (o.label_smoothing != 0.0).then_some(o.label_smoothing),
+            ema: r.ema,
+            keep: r.keep,
+            patience: r.patience,
+            no_tensorboard: !r.tensorboard,
             ..TrainArgs::default()
         }
     }

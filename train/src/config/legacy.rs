@@ -58,6 +58,7 @@ impl FlatConfig {
     /// The same settings in this version's nested form (the version it was written by is kept).
     pub(super) fn into_config(self) -> Result<RunConfig> {
         let text = |what: &str, e: String| anyhow::anyhow!("{what}: {e}");
+        let run = self.run_settings()?;
         Ok(RunConfig {
             version: self.version,
             model: ModelConfig {
@@ -79,6 +80,7 @@ impl FlatConfig {
                 test_size: self.test_size,
                 augment: self.augment,
                 workers: self.workers,
+                accumulate: 1,
             },
             optimizer: OptimizerConfig {
                 name: self.opt,
@@ -91,26 +93,36 @@ impl FlatConfig {
                 fraction: self.fraction,
                 initial_accumulator: self.initial_accumulator,
                 clip_grad_norm: self.clip_grad_norm,
+                label_smoothing: 0.0,
             },
             schedule: self.schedule.parse().map_err(|e| text("schedule", e))?,
-            run: RunSettings {
-                epochs: self.epochs,
-                device: self.device.parse()?,
-                seed: self.seed,
-                out: self.out,
-                init: self.init,
-                offline: self.offline,
-                hub_cache: self.hub_cache,
-                on_nonfinite: match self.on_nonfinite.as_deref() {
-                    None => OnNonFinite::Stop,
-                    Some(s) => s.parse().map_err(|e| text("on_nonfinite", e))?,
-                },
-                sync_bn: false,
-                tf32: false,
-                precision: Default::default(),
-                loss_scale: None,
-            },
+            run,
             preset: self.preset,
+        })
+    }
+
+    /// The run settings (0.1 had no data parallelism, mixed precision or run hygiene flags).
+    fn run_settings(&self) -> Result<RunSettings> {
+        Ok(RunSettings {
+            epochs: self.epochs,
+            device: self.device.parse()?,
+            seed: self.seed,
+            out: self.out.clone(),
+            init: self.init.clone(),
+            offline: self.offline,
+            hub_cache: self.hub_cache.clone(),
+            on_nonfinite: match self.on_nonfinite.as_deref() {
+                None => OnNonFinite::Stop,
+                Some(s) => s.parse().map_err(|e| anyhow::anyhow!("on_nonfinite: {e}"))?,
+            },
+            sync_bn: false,
+            tf32: false,
+            precision: Default::default(),
+            loss_scale: None,
+            ema: None,
+            keep: None,
+            patience: None,
+            tensorboard: true,
         })
     }
 }

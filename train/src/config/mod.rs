@@ -71,6 +71,18 @@ pub struct DataConfig {
     /// The paper's training augmentation (off with `--no-augment`).
     pub augment: bool,
     pub workers: usize,
+    /// Gradient accumulation (`--accumulate`): each step's batch is split into this many
+    /// micro-batches, run one after the other, their gradients summed.
+    #[serde(default = "one")]
+    pub accumulate: usize,
+}
+
+fn one() -> usize {
+    1
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// The objective and the optimizer that minimises it.
@@ -94,6 +106,14 @@ pub struct OptimizerConfig {
     pub initial_accumulator: Option<f64>,
     /// Global gradient-norm clipping before the step (`None`: off).
     pub clip_grad_norm: Option<f64>,
+    /// Cross-entropy's label smoothing (`--label-smoothing`; 0: off), as PyTorch's
+    /// `CrossEntropyLoss(label_smoothing=...)`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub label_smoothing: f64,
+}
+
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
 }
 
 /// How long, where and from what the run goes.
@@ -124,6 +144,19 @@ pub struct RunSettings {
     /// CUDA: fp32 matrix products in TF32 (`--tf32`).
     #[serde(default)]
     pub tf32: bool,
+    /// An exponential moving average of the weights with this decay, evaluated and checkpointed
+    /// beside them (`--ema`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ema: Option<f64>,
+    /// Also keep the checkpoints of the N best epochs by validation score (`--keep`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep: Option<usize>,
+    /// Stop after this many epochs without a better validation score (`--patience`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patience: Option<usize>,
+    /// TensorBoard event files in `tb/` (off with `--no-tensorboard`).
+    #[serde(default = "yes")]
+    pub tensorboard: bool,
 }
 
 impl RunConfig {

@@ -11,6 +11,7 @@ use super::{DataConfig, ModelConfig, OptimizerConfig, Precision, RunConfig, RunS
 use crate::cli::TrainArgs;
 use crate::loss::LossKind;
 use crate::presets;
+use crate::schedule::LrPolicy;
 use crate::trainer::OnNonFinite;
 
 /// What the training flags ask for.
@@ -111,7 +112,7 @@ impl RunConfig {
         let (data, model, opt) = (a.data.clone().unwrap_or_default(), a.model.clone(), a.opt.clone());
         let spec = alig::registry::find(opt.as_deref().unwrap_or_default())?;
         check_optimizer_flags(spec, user)?;
-        let seed = a.seed.unwrap_or(0);
+        let (seed, epochs) = (a.seed.unwrap_or(0), a.epochs.unwrap_or(10));
         let name = format!("{}-{data}-{}-s{seed}", model.as_deref().unwrap_or_default(), spec.name);
         Ok(RunConfig {
             version: env!("CARGO_PKG_VERSION").into(),
@@ -125,14 +126,10 @@ impl RunConfig {
             },
             optimizer: optimizer_config(spec, a, &data)?,
             data: data_config(a, data),
-            schedule: a
-                .schedule
-                .as_deref()
-                .unwrap_or("constant")
-                .parse()
+            schedule: LrPolicy::for_run(a.schedule.as_deref().unwrap_or("constant"), epochs)
                 .map_err(|e| anyhow::anyhow!("--schedule: {e}"))?,
             run: RunSettings {
-                epochs: a.epochs.unwrap_or(10),
+                epochs,
                 device: crate::device::parse(a.device.as_deref().unwrap_or("auto"))
                     .with_context(|| format!("--device {}", a.device.as_deref().unwrap_or_default()))?,
                 seed,
@@ -151,6 +148,10 @@ impl RunConfig {
                     Some(s) => s.parse().map_err(|e| anyhow::anyhow!("--precision: {e}"))?,
                 },
                 loss_scale: a.loss_scale,
+                ema: a.ema,
+                keep: a.keep,
+                patience: a.patience,
+                tensorboard: !a.no_tensorboard,
             },
             preset,
         })
@@ -184,12 +185,37 @@ impl RunConfig {
                 bail!("--loss-scale must be a positive number, got {s}")
             }
         }
+        self.validate_extras()?;
         // The optimizer's own checks (ranges of lr, momentum, ...), on a one-element probe.
         let probe = candle_core::Var::zeros(1, candle_core::DType::F32, &candle_core::Device::Cpu)?;
         let params = alig::ParamSet::new([("probe".to_string(), probe)])?;
         let opt = alig::registry::build(&self.optimizer.name, params, &self.hyper())?;
         if opt.learning_rate().is_none() && !self.schedule.is_constant() {
             bail!("--schedule {}: {} has no learning rate to schedule", self.schedule, self.optimizer.name)
+        }
+        Ok(())
+    }
+}
+
+impl RunConfig {
+    /// The checks of the run-hygiene flags: accumulation, label smoothing, EMA, retention, patience.
+    fn validate_extras(&self) -> Result<()> {
+        let (d, r) = (&self.data, &self.run);
+        if d.accumulate == 0 || d.accumulate > d.batch_size {
+            bail!("--accumulate must be between 1 and --batch-size ({}), got {}", d.batch_size, d.accumulate)
+        }
+        let eps = self.optimizer.label_smoothing;
+        if !(0.0..1.0).contains(&eps) {
+            bail!("--label-smoothing must be in [0, 1), got {eps}")
+        }
+        if eps != 0.0 && self.optimizer.loss != LossKind::CrossEntropy {
+            bail!("--label-smoothing smooths cross-entropy's targets; --loss {} has none", self.optimizer.loss)
+        }
+        if let Some(e) = r.ema.filter(|e| !(*e > 0.0 && *e < 1.0)) {
+            bail!("--ema is a decay in (0, 1) (e.g. 0.999), got {e}")
+        }
+        if r.keep == Some(0) || r.patience == Some(0) {
+            bail!("--keep and --patience must be positive")
         }
         Ok(())
     }
@@ -245,6 +271,7 @@ fn optimizer_config(spec: &alig::OptimizerSpec, a: &TrainArgs, data: &str) -> Re
         fraction: a.fraction,
         initial_accumulator: a.initial_accumulator,
         clip_grad_norm: a.clip_grad_norm.and_then(|c| c.0),
+        label_smoothing: a.label_smoothing.unwrap_or(0.0),
     })
 }
 
@@ -260,6 +287,7 @@ fn data_config(a: &TrainArgs, name: String) -> DataConfig {
         test_size: a.test_size,
         augment: !a.no_augment,
         workers: a.workers.unwrap_or(2),
+        accumulate: a.accumulate.unwrap_or(1),
     }
 }
 

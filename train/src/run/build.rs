@@ -78,11 +78,12 @@ pub fn params(varmap: &VarMap) -> Result<ParamSet> {
 }
 
 /// The optimizer of `cfg` over the trainable parameters of `built` (its master weights in mixed
-/// precision), with the loss scaler of an f16 run.
+/// precision), with the loss scaler of an f16 run and the moving average of `--ema`.
 pub fn learner(cfg: &RunConfig, built: &mut Built) -> Result<Learner> {
     Learner::new(&built.varmap, built.master.take(), cfg.run.precision, cfg.run.loss_scale, |params| {
         Ok(alig::registry::build(&cfg.optimizer.name, params, &cfg.hyper())?)
-    })
+    })?
+    .with_ema(cfg.run.ema)
 }
 
 /// The dataset of `cfg` and the task that feeds it to `model`.
@@ -104,7 +105,7 @@ pub fn task(
         seed: cfg.run.seed,
         workers: cfg.data.workers,
         steps_per_epoch: cfg.data.steps_per_epoch,
-        loss: cfg.optimizer.loss,
+        loss: crate::loss::Criterion { kind: cfg.optimizer.loss, label_smoothing: cfg.optimizer.label_smoothing },
         shard,
         dtype: cfg.run.precision.compute(),
     };

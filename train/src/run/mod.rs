@@ -1,12 +1,14 @@
 //! One run, as data flows: config -> run directory -> device -> model (seeded, `--init` or the
-//! last checkpoint) -> data -> optimizer -> epochs (train, evaluate, log, checkpoint) -> the best
-//! checkpoint on the test split -> `summary.json`.
+//! last checkpoint) -> data -> optimizer -> epochs (train, evaluate, log, TensorBoard, checkpoint;
+//! until the last epoch, or `--patience` runs out) -> the best checkpoint on the test split ->
+//! `summary.json`.
 //!
 //! A [`Run`] owns the loop's state; [`Run::start`] and [`Run::resume`] make one, [`Run::fit`]
 //! trains it to the end. `--eval-only` and `--predict` are in [`eval`].
 
 pub mod build;
 mod eval;
+mod record;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -23,6 +25,7 @@ use crate::config::{Options, RunConfig};
 use crate::dist::{self, Communicator};
 use crate::metrics::{EpochMetrics, MetricsLog};
 use crate::task::{Split, Task};
+use crate::tensorboard::EventWriter;
 use crate::trainer::{evaluate, host, train_one_epoch, EpochResult, Learner, NonFinite, StepOptions};
 use build::say;
 
@@ -69,6 +72,8 @@ pub struct Run {
     started: Instant,
     /// The processes of the run: rank 0 alone writes the run directory and prints.
     comm: Arc<dyn Communicator>,
+    /// Rank 0's TensorBoard event file (`None` with `--no-tensorboard`).
+    tb: Option<EventWriter>,
 }
 
 impl Run {
@@ -102,23 +107,17 @@ impl Run {
         let learner = build::learner(&cfg, &mut built)?;
         let task = build::task(&cfg, built.model, &built.device, opts.quiet, comm.shard())?;
         cfg.run.device = configured;
+        let mut tb = None;
         if comm.is_root() {
             fs::create_dir_all(&dir).with_context(|| format!("creating the run directory {}", dir.display()))?;
             cfg.write(&dir)?;
+            tb = record::open_events(&cfg, 0)?;
         }
-        let state = TrainerState {
-            epoch: 0,
-            step: 0,
-            lr: None,
-            best_val_acc: None,
-            best_epoch: None,
-            improved: false,
-            rng: rng_note(cfg.run.seed),
-            loss_scaler: None,
-        };
+        let state = TrainerState::new(rng_note(cfg.run.seed));
         let (varmap, meta, metrics) = (built.varmap, built.meta, MetricsLog::new(&dir));
         let base_lr = learner.opt.learning_rate();
-        Ok(Run { cfg, opts, task, learner, varmap, meta, base_lr, state, metrics, started: Instant::now(), comm })
+        let started = Instant::now();
+        Ok(Run { cfg, opts, task, learner, varmap, meta, base_lr, state, metrics, started, comm, tb })
     }
 
     /// The run in `dir`, at its last checkpoint (a run killed before its first checkpoint starts
@@ -144,6 +143,7 @@ impl Run {
             if comm.is_root() {
                 fs::remove_file(dir.join("config.json")).ok();
                 fs::remove_file(dir.join("metrics.jsonl")).ok();
+                fs::remove_dir_all(record::tb_dir(dir)).ok();
             }
             return Self::start(cfg, opts, comm);
         };
@@ -167,24 +167,39 @@ impl Run {
         if let (Some(s), Some(saved)) = (&mut learner.scaler, &ckpt.trainer.loss_scaler) {
             *s = saved.clone();
         }
-        let metrics = MetricsLog::new(dir);
-        if comm.is_root() {
-            metrics.keep_until(ckpt.trainer.epoch)?;
+        if let Some(ema) = &mut learner.ema {
+            let saved =
+                ckpt.ema.with_context(|| format!("{}: no {} for --ema", last.display(), checkpoint::EMA_FILE))?;
+            ema.load(saved.into_iter().collect())
+                .with_context(|| format!("loading {}", last.join(checkpoint::EMA_FILE).display()))?;
         }
+        let metrics = MetricsLog::new(dir);
         let (epoch, step) = (ckpt.trainer.epoch, ckpt.trainer.step);
+        let mut tb = None;
+        if comm.is_root() {
+            metrics.keep_until(epoch)?;
+            record::prune(&ckpt_dir, &ckpt.trainer.kept)?;
+            tb = record::open_events(&cfg, step)?;
+        }
         say(opts.quiet, format!("resume: {} after epoch {epoch} (step {step})", dir.display()));
         let (varmap, meta) = (built.varmap, built.meta);
         let (state, started) = (ckpt.trainer, Instant::now());
-        Ok(Run { cfg, opts, task, learner, varmap, meta, base_lr, state, metrics, started, comm })
+        Ok(Run { cfg, opts, task, learner, varmap, meta, base_lr, state, metrics, started, comm, tb })
     }
 
     /// Trains to the last epoch, then evaluates the best checkpoint on the test split.
     pub fn fit(mut self) -> Result<()> {
-        while self.state.epoch < self.cfg.run.epochs {
+        while self.state.epoch < self.cfg.run.epochs && self.state.stopped_early.is_none() {
             let result = self.train_epoch().map_err(|e| e.context(self.last_good()))?;
             self.end_epoch(result)?;
         }
         self.finish()
+    }
+
+    /// `--patience E`: true once E epochs in a row have not beaten the best validation score.
+    fn patience_spent(&self) -> bool {
+        let s = &self.state;
+        self.cfg.run.patience.is_some_and(|p| s.epoch - s.best_epoch.unwrap_or(0) >= p)
     }
 
     fn dir(&self) -> &Path {
@@ -214,6 +229,7 @@ impl Run {
             seed: self.cfg.run.seed,
             quiet: self.opts.quiet,
             on_nonfinite: self.cfg.run.on_nonfinite,
+            accumulate: self.cfg.data.accumulate,
             comm: self.comm.clone(),
         };
         let r = train_one_epoch(self.task.as_ref(), &mut self.learner, epoch, &mut self.state.step, &how)?;
@@ -226,7 +242,9 @@ impl Run {
     /// Evaluation, metrics, the checkpoint and the epoch's line.
     fn end_epoch(&mut self, r: EpochResult) -> Result<()> {
         let weight_norm = host::read_scalar(&self.learner.opt.params().sq_norm()?)?.sqrt();
-        let (_, val_acc) = evaluate(self.task.as_ref(), Split::Val, self.opts.quiet, self.comm.as_ref())?;
+        let val = || evaluate(self.task.as_ref(), Split::Val, self.opts.quiet, self.comm.as_ref());
+        let (_, val_acc) = val()?;
+        let val_acc_ema = self.learner.with_averaged(val)?.map(|(_, acc)| acc);
         let improved = self.state.best_val_acc.is_none_or(|b| val_acc > b);
         let epoch = self.state.epoch + 1;
         let m = EpochMetrics {
@@ -242,32 +260,62 @@ impl Run {
             skipped_steps: r.skipped,
             overflow_steps: r.overflows,
             loss_scale: r.loss_scale,
+            val_acc_ema,
         };
         if self.comm.is_root() {
             self.metrics.append(&m)?;
+        }
+        if let Some(tb) = &mut self.tb {
+            record::epoch_events(tb, &r.points, &m, self.state.step)?;
         }
         let s = &mut self.state;
         (s.epoch, s.lr, s.improved) = (epoch, self.learner.opt.learning_rate(), improved);
         if improved {
             (s.best_val_acc, s.best_epoch) = (Some(val_acc), Some(epoch));
         }
-        self.save_checkpoint(improved)?;
+        if self.patience_spent() {
+            self.state.stopped_early = Some(epoch);
+        }
+        let mut names = vec![];
+        let mut dropped = vec![];
+        if let Some(keep) = self.cfg.run.keep {
+            let (kept, is_kept, out) = record::retain(&self.state.kept, epoch, val_acc, keep);
+            (self.state.kept, dropped) = (kept, out);
+            names.extend(is_kept.then(|| record::epoch_folder(epoch)));
+        }
+        names.extend(improved.then(|| "best".to_string()));
+        names.push("last".into());
+        self.save_checkpoint(&names, &dropped)?;
         say(self.opts.quiet, self.epoch_line(&m, improved));
+        if let Some(e) = self.state.stopped_early {
+            let p = self.cfg.run.patience.unwrap_or_default();
+            say(
+                self.opts.quiet,
+                format!("stopping early after epoch {e}: no better val_acc for {p} epochs (--patience)"),
+            );
+        }
         Ok(())
     }
 
-    /// Rank 0 writes the checkpoint; every process returns once it is on disk.
-    fn save_checkpoint(&self, improved: bool) -> Result<()> {
+    /// Rank 0 writes the checkpoint as each of `names` (`last` at the end) and removes the kept
+    /// epochs that dropped out; every process returns once it is on disk.
+    fn save_checkpoint(&self, names: &[String], dropped: &[usize]) -> Result<()> {
         if !self.comm.is_root() {
             return self.comm.barrier();
         }
         let ckpt = Checkpoint {
-            model: self.learner.state_dict(&self.varmap)?,
+            model: self.learner.state_dict()?,
             meta: self.meta.clone(),
             optimizer: self.learner.opt.state()?,
             trainer: TrainerState { loss_scaler: self.learner.scaler.clone(), ..self.state.clone() },
+            ema: self.learner.ema.as_ref().map(|e| e.tensors().to_vec()),
         };
-        checkpoint::save(&self.checkpoints(), if improved { &["last", "best"] } else { &["last"] }, &ckpt)?;
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        checkpoint::save(&self.checkpoints(), &names, &ckpt)?;
+        for e in dropped {
+            let folder = self.checkpoints().join(record::epoch_folder(*e));
+            fs::remove_dir_all(&folder).with_context(|| format!("removing {}", folder.display()))?;
+        }
         self.comm.barrier()
     }
 
@@ -293,7 +341,10 @@ impl Run {
     fn finish(self) -> Result<()> {
         let best = checkpoint::find(&self.checkpoints(), "best").context("no best checkpoint")?;
         zoo::checkpoint::load_tensors(&self.varmap, checkpoint::load(&best)?.model.into_iter().collect())?;
-        let (test_loss, test_acc) = evaluate(self.task.as_ref(), Split::Test, self.opts.quiet, self.comm.as_ref())?;
+        let test = || evaluate(self.task.as_ref(), Split::Test, self.opts.quiet, self.comm.as_ref());
+        let (test_loss, test_acc) = test()?;
+        // The moving average as it ended (the best checkpoint is of the weights themselves).
+        let test_acc_ema = self.learner.with_averaged(test)?.map(|(_, acc)| acc);
         if !self.comm.is_root() {
             return Ok(());
         }
@@ -306,6 +357,8 @@ impl Run {
             "best_val_acc": state.best_val_acc,
             "test_acc": test_acc,
             "test_loss": test_loss,
+            "test_acc_ema": test_acc_ema,
+            "stopped_early": state.stopped_early,
             "final_train_loss": last.as_ref().map(|m| m.train_loss),
             "final_train_acc": last.as_ref().map(|m| m.train_acc),
             "seconds_this_session": self.started.elapsed().as_secs_f64(),

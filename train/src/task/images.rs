@@ -7,12 +7,12 @@ use data::{ImageData, Loader, LoaderConfig};
 use zoo::registry::DynModel;
 
 use super::{correct, Batch, BatchIter, Forward, Split, Task, TaskSetup};
-use crate::loss::LossKind;
+use crate::loss::Criterion;
 
 pub(super) struct ImageTask {
     model: DynModel,
     loaders: [Loader; 3],
-    loss: LossKind,
+    loss: Criterion,
     dtype: DType,
     device: Device,
 }

@@ -14,7 +14,7 @@ use data::{Data, DatasetSpec, Input, PairBatch, RepeatCopyBatch};
 use zoo::registry::ModelKind;
 use zoo::{Model, ModelSpec};
 
-use crate::loss::LossKind;
+use crate::loss::{Criterion, LossKind};
 
 /// One of the three splits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,6 +43,45 @@ pub enum Batch {
     Pairs(PairBatch),
     /// The DNC's observations, targets and masks.
     Sequences(RepeatCopyBatch),
+}
+
+impl Batch {
+    /// Samples in the batch.
+    pub fn len(&self) -> Result<usize> {
+        Ok(match self {
+            Batch::Images { y, .. } => y.dim(0)?,
+            Batch::Pairs(b) => b.len(),
+            Batch::Sequences(b) => b.obs.dim(1)?,
+        })
+    }
+
+    /// True for a batch without samples (a loader never yields one).
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(self.len()? == 0)
+    }
+
+    /// Part `index` of `parts` (gradient accumulation's micro-batch): its samples are the batch's
+    /// positions `[len * index / parts, len * (index + 1) / parts)`, in order. Padding stays as the
+    /// batch had it (sentences and sequences keep the batch's length, masked as before).
+    pub fn part(&self, index: usize, parts: usize) -> Result<Batch> {
+        let r = data::Shard::new(index, parts)?.range(self.len()?);
+        let cut = |t: &Tensor, dim: usize| t.narrow(dim, r.start, r.len())?.contiguous();
+        Ok(match self {
+            Batch::Images { x, y } => Batch::Images { x: cut(x, 0)?, y: cut(y, 0)? },
+            Batch::Pairs(b) => Batch::Pairs(PairBatch {
+                premises: cut(&b.premises, 1)?,
+                premise_lengths: b.premise_lengths[r.clone()].to_vec(),
+                hypotheses: cut(&b.hypotheses, 1)?,
+                hypothesis_lengths: b.hypothesis_lengths[r.clone()].to_vec(),
+                labels: cut(&b.labels, 0)?,
+            }),
+            Batch::Sequences(b) => Batch::Sequences(RepeatCopyBatch {
+                obs: cut(&b.obs, 1)?,
+                target: cut(&b.target, 1)?,
+                mask: cut(&b.mask, 1)?,
+            }),
+        })
+    }
 }
 
 /// A forward pass: the mean loss (0-d) and the score, `correct` predictions out of `count` (for
@@ -81,7 +120,7 @@ pub struct TaskSetup {
     pub workers: usize,
     /// Training batches per epoch of generated data.
     pub steps_per_epoch: usize,
-    pub loss: LossKind,
+    pub loss: Criterion,
     /// This process's slice of every batch (data-parallel training).
     pub shard: data::Shard,
     /// The model's dtype: batches are converted to it.

@@ -10,12 +10,12 @@ use data::{NliData, PairLoader, PairLoaderConfig};
 use zoo::Nli;
 
 use super::{correct, Batch, BatchIter, Forward, Split, Task, TaskSetup};
-use crate::loss::LossKind;
+use crate::loss::Criterion;
 
 pub(super) struct PairTask {
     model: Nli,
     loaders: [PairLoader; 3],
-    loss: LossKind,
+    loss: Criterion,
     dtype: DType,
     device: Device,
 }

@@ -1,11 +1,13 @@
 //! The optimizer and what stands between the model's gradients and it: in mixed precision the
-//! f32 master weights it steps and, for f16, the loss scaler (see [`crate::mixed`]).
+//! f32 master weights it steps and, for f16, the loss scaler (see [`crate::mixed`]); and after it,
+//! the moving average of the weights (`--ema`, [`Ema`]).
 
 use alig::{Optimizer, ParamSet};
 use anyhow::Result;
 use candle_core::Tensor;
 use candle_nn::VarMap;
 
+use super::ema::Ema;
 use crate::mixed::{LossScaler, Master, Precision};
 
 /// What a training step updates.
@@ -15,6 +17,10 @@ pub struct Learner {
     pub master: Option<Master>,
     /// f16: dynamic loss scaling.
     pub scaler: Option<LossScaler>,
+    /// `--ema`: the moving average of the weights, updated after every step.
+    pub ema: Option<Ema>,
+    /// The model's variables and buffers.
+    varmap: VarMap,
 }
 
 impl Learner {
@@ -36,7 +42,13 @@ impl Learner {
             }
         };
         let scaler = (precision == Precision::F16).then(|| LossScaler::new(loss_scale));
-        Ok(Self { opt: make(params)?, master, scaler })
+        Ok(Self { opt: make(params)?, master, scaler, ema: None, varmap: varmap.clone() })
+    }
+
+    /// Starts a moving average of the weights with `decay`, from the weights now.
+    pub fn with_ema(mut self, decay: Option<f64>) -> Result<Self> {
+        self.ema = decay.map(|d| Ema::new(d, &self.state_dict()?)).transpose()?;
+        Ok(self)
     }
 
     /// The gradients of the optimizer's parameters from the mini-batch `loss`, in their order:
@@ -59,6 +71,10 @@ impl Learner {
         if let Some(s) = &mut self.scaler {
             s.good();
         }
+        if self.ema.is_some() {
+            let state = self.state_dict()?;
+            self.ema.as_mut().map_or(Ok(()), |e| e.update(&state))?;
+        }
         Ok(())
     }
 
@@ -75,10 +91,22 @@ impl Learner {
 
     /// The model's weights and buffers as a checkpoint holds them (the master weights in mixed
     /// precision).
-    pub fn state_dict(&self, varmap: &VarMap) -> Result<Vec<(String, Tensor)>> {
+    pub fn state_dict(&self) -> Result<Vec<(String, Tensor)>> {
         match &self.master {
-            Some(m) => m.state_dict(varmap),
-            None => Ok(zoo::checkpoint::state_dict(varmap)?),
+            Some(m) => m.state_dict(&self.varmap),
+            None => Ok(zoo::checkpoint::state_dict(&self.varmap)?),
         }
+    }
+
+    /// Runs `f` with the moving average's weights in the model, then puts the weights back (`None`
+    /// without `--ema`).
+    pub fn with_averaged<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<Option<T>> {
+        let Some(ema) = &self.ema else { return Ok(None) };
+        let current: Vec<(String, Tensor)> =
+            self.state_dict()?.into_iter().map(|(k, t)| Ok((k, t.copy()?))).collect::<Result<_>>()?;
+        zoo::checkpoint::load_tensors(&self.varmap, ema.tensors().iter().cloned().collect())?;
+        let out = f();
+        zoo::checkpoint::load_tensors(&self.varmap, current.into_iter().collect())?;
+        out.map(Some)
     }
 }

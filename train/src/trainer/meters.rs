@@ -78,3 +78,36 @@ impl<const N: usize> Sums<N> {
         }
     }
 }
+
+/// `a + b`: on the host when both are, else on the device (in the device value's dtype).
+pub fn plus(a: &Scalar, b: &Scalar) -> Result<Scalar> {
+    Ok(match (a, b) {
+        (Scalar::Host(x), Scalar::Host(y)) => Scalar::Host(x + y),
+        (Scalar::Device(t), Scalar::Host(v)) | (Scalar::Host(v), Scalar::Device(t)) => {
+            Scalar::Device(t.affine(1.0, *v)?)
+        }
+        (Scalar::Device(t), Scalar::Device(u)) => Scalar::Device((t + u.to_dtype(t.dtype())?)?),
+    })
+}
+
+/// Two micro-batches' forward passes as one: losses (already weighted by their shares), correct
+/// predictions, counts and samples added.
+pub fn merged(a: crate::task::Forward, b: crate::task::Forward) -> Result<crate::task::Forward> {
+    Ok(crate::task::Forward {
+        loss: (a.loss + b.loss)?,
+        correct: plus(&a.correct, &b.correct)?,
+        count: plus(&a.count, &b.count)?,
+        samples: a.samples + b.samples,
+    })
+}
+
+/// Gradients added parameter by parameter (a parameter without a gradient in one keeps the other's).
+pub fn added(a: Vec<Option<Tensor>>, b: Vec<Option<Tensor>>) -> Result<Vec<Option<Tensor>>> {
+    a.into_iter()
+        .zip(b)
+        .map(|pair| match pair {
+            (Some(x), Some(y)) => (x + y).map(Some),
+            (x, y) => Ok(x.or(y)),
+        })
+        .collect()
+}

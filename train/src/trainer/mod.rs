@@ -13,6 +13,7 @@
 //! into the model after the step, and takes the blame for an f16 overflow (the step is skipped and
 //! the scale halved) before the non-finite check does.
 
+mod ema;
 pub mod host;
 mod learner;
 pub mod meters;
@@ -29,6 +30,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::dist::{self, Communicator};
 use crate::task::{Batch, Forward, Split, Task};
+pub use ema::Ema;
 pub use learner::Learner;
 use meters::Sums;
 
@@ -78,6 +80,26 @@ pub struct EpochResult {
     /// f16: the loss scale at the end of the epoch.
     pub loss_scale: Option<f64>,
     pub seconds: f64,
+    /// Every step that updated the weights, in order.
+    pub points: Vec<StepPoint>,
+}
+
+/// One optimizer step as TensorBoard shows it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StepPoint {
+    /// Optimizer steps of the run after this one (from 1).
+    pub step: u64,
+    /// The mini-batch loss the step minimised.
+    pub loss: f64,
+    pub step_size: Option<f64>,
+    pub step_size_unclipped: Option<f64>,
+}
+
+/// A step whose step sizes may still be on the device: read with the next step's probe.
+struct Pending {
+    step: u64,
+    loss: f64,
+    sizes: [Option<Scalar>; 2],
 }
 
 /// How the optimizer step is taken.
@@ -89,6 +111,8 @@ pub struct StepOptions {
     pub seed: u64,
     pub quiet: bool,
     pub on_nonfinite: OnNonFinite,
+    /// Micro-batches per step (`--accumulate`): each batch is split into this many, in order.
+    pub accumulate: usize,
     /// The processes of a data-parallel run ([`crate::dist::Single`] for one).
     pub comm: Arc<dyn Communicator>,
 }
@@ -168,6 +192,8 @@ pub fn train_one_epoch(
         step,
         how,
         counts: Counts::default(),
+        pending: None,
+        points: vec![],
     };
     for batch in task.iter(Split::Train, epoch, 0)? {
         pass.step(task, learner, &batch?)?;
@@ -195,14 +221,14 @@ struct Epoch<'a> {
     step: &'a mut u64,
     how: &'a StepOptions,
     counts: Counts,
+    pending: Option<Pending>,
+    points: Vec<StepPoint>,
 }
 
 impl Epoch<'_> {
     fn step(&mut self, task: &dyn Task, learner: &mut Learner, batch: &Batch) -> Result<()> {
         dist::fault_point(self.how.comm.rank(), *self.step);
-        zoo::dropout::reseed(dropout_seed(self.how.seed, *self.step));
-        let mut out = task.forward(batch, true)?;
-        let mut grads = learner.backward(&out.loss)?;
+        let (mut out, mut grads) = self.passes(task, learner, batch)?;
         let samples = match self.how.comm.world() {
             1 => Scalar::Host(out.samples as f64),
             // The global batch's gradients, loss and meters, the same on every process.
@@ -220,10 +246,11 @@ impl Epoch<'_> {
                 (sq.clone(), sq)
             }
         };
-        let zero = out.loss.zeros_like()?;
-        let checked = checked.unwrap_or(zero);
-        let probe = self.sums.stacked(&[&out.loss, &checked])?.expect("the probe holds the loss");
-        let values = host::read(&probe)?;
+        let checked = match checked {
+            Some(c) => c,
+            None => out.loss.zeros_like()?,
+        };
+        let (values, sums) = self.probe(&out.loss, &checked)?;
         if !(values[0].is_finite() && values[1].is_finite()) {
             if values[0].is_finite() && learner.overflowed() {
                 self.skip(true);
@@ -231,14 +258,73 @@ impl Epoch<'_> {
             }
             return self.nonfinite(values[0], learner.opt.params().names(), &grads);
         }
-        self.show(&self.sums.values(&values, 2));
+        self.show(&sums);
         let report = match &reusable {
             Some(sq) => learner.opt.step_with_sq_norm(&out.loss, &grads, sq)?,
             None => learner.opt.step_with(&out.loss, &grads)?,
         };
         learner.stepped()?;
         *self.step += 1;
+        let sizes = [report.step_size.clone(), report.step_size_unclipped.clone()];
+        self.pending = Some(Pending { step: *self.step, loss: values[0], sizes });
         self.record(&out, &samples, &report)
+    }
+
+    /// The step's one read of the device: its loss and checked norm, the previous step's step
+    /// sizes (for its [`StepPoint`]) and the epoch's running sums before this step.
+    fn probe(&mut self, loss: &Tensor, checked: &Tensor) -> Result<([f64; 2], [f64; 6])> {
+        let pending = self.pending_tensors();
+        let first: Vec<&Tensor> = [loss, checked].into_iter().chain(&pending).collect();
+        let probe = self.sums.stacked(&first)?.expect("the probe holds the loss");
+        let values = host::read(&probe)?;
+        self.settle(&values[2..]);
+        Ok(([values[0], values[1]], self.sums.values(&values, 2 + pending.len())))
+    }
+
+    /// The device-side step sizes of the last step, still to be read.
+    fn pending_tensors(&self) -> Vec<Tensor> {
+        let sizes = self.pending.iter().flat_map(|p| p.sizes.iter().flatten());
+        sizes.filter_map(|s| if let Scalar::Device(t) = s { Some(t.clone()) } else { None }).collect()
+    }
+
+    /// The last step's point, its device-side step sizes at the head of `read`.
+    fn settle(&mut self, read: &[f64]) {
+        let Some(p) = self.pending.take() else { return };
+        let mut device = read.iter();
+        let [size, unclipped] = p.sizes.map(|s| match s {
+            Some(Scalar::Host(v)) => Some(v),
+            Some(Scalar::Device(_)) => device.next().copied(),
+            None => None,
+        });
+        self.points.push(StepPoint { step: p.step, loss: p.loss, step_size: size, step_size_unclipped: unclipped });
+    }
+
+    /// The forward and backward passes of a step: over the whole batch, or with `--accumulate N`
+    /// over its N micro-batches in order, each loss weighted by its share of the batch's samples
+    /// before its backward pass, so that the summed gradients and the summed loss are the means
+    /// over the whole batch that one pass would give (the loss the optimizer sees included).
+    fn passes(&self, task: &dyn Task, learner: &Learner, batch: &Batch) -> Result<(Forward, Vec<Option<Tensor>>)> {
+        let seed = dropout_seed(self.how.seed, *self.step);
+        let (len, parts) = (batch.len()?, self.how.accumulate.max(1));
+        if parts == 1 {
+            zoo::dropout::reseed(seed);
+            let out = task.forward(batch, true)?;
+            let grads = learner.backward(&out.loss)?;
+            return Ok((out, grads));
+        }
+        let mut total: Option<(Forward, Vec<Option<Tensor>>)> = None;
+        for i in (0..parts).filter(|i| len * (i + 1) / parts > len * i / parts) {
+            zoo::dropout::reseed(seed ^ (i as u64).wrapping_mul(0xd1b5_4a32_d192_ed03));
+            let out = task.forward(&batch.part(i, parts)?, true)?;
+            let loss = out.loss.affine(out.samples as f64 / len as f64, 0.0)?;
+            let grads = learner.backward(&loss)?;
+            let out = Forward { loss: loss.detach(), ..out };
+            total = Some(match total {
+                None => (out, grads),
+                Some((sum, summed)) => (meters::merged(sum, out)?, meters::added(summed, grads)?),
+            });
+        }
+        total.ok_or_else(|| anyhow::anyhow!("an empty training batch"))
     }
 
     /// Goes on with the next batch without an update: for an overflow of f16's scaled gradients,
@@ -303,7 +389,7 @@ impl Epoch<'_> {
         self.progress.inc(1);
     }
 
-    fn finish(self, loss_scale: Option<f64>) -> Result<EpochResult> {
+    fn finish(mut self, loss_scale: Option<f64>) -> Result<EpochResult> {
         self.progress.finish_and_clear();
         let c = &self.counts;
         if c.samples == 0 {
@@ -314,7 +400,15 @@ impl Epoch<'_> {
                 c.overflows
             )
         }
-        let sums = self.sums.read()?;
+        // The sums and the last step's sizes, in one read.
+        let pending = self.pending_tensors();
+        let read = match self.sums.stacked(&pending.iter().collect::<Vec<_>>())? {
+            Some(t) => host::read(&t)?,
+            None => vec![],
+        };
+        self.settle(&read);
+        let sums = self.sums.values(&read, pending.len());
+        let c = &self.counts;
         let mean = |s: f64, n: u64| (n > 0).then(|| s / n as f64).filter(|v| v.is_finite());
         let unclipped = (c.with_unclipped == c.with_step_size).then_some(sums[UNCLIPPED]);
         Ok(EpochResult {
@@ -327,6 +421,7 @@ impl Epoch<'_> {
             overflows: c.overflows,
             loss_scale,
             seconds: self.start.elapsed().as_secs_f64(),
+            points: self.points,
         })
     }
 }
