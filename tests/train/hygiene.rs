@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 
 use candle_core::Tensor;
 
-use crate::{assert_same_tensors, metrics_without_time, read_json, temp_dir, tensors, tiny_snli, train, TINY};
+use crate::{
+    assert_same_runs, assert_same_tensors, metrics_without_time, read_json, temp_dir, tensors, tiny_snli, train, TINY,
+};
 
 fn strings(flags: &str, out: &Path) -> Vec<String> {
     let mut v: Vec<String> = flags.split_whitespace().map(String::from).collect();
@@ -81,15 +83,6 @@ fn an_accumulated_step_equals_the_step_of_the_whole_batch() {
     let err = train(&[&TINY[..], &["--accumulate", "17"]].concat()).unwrap_err();
     assert!(format!("{err:#}").contains("--accumulate"), "{err:#}");
     std::fs::remove_dir_all(&root).ok();
-}
-
-fn assert_same_runs(a: &Path, b: &Path) {
-    assert_eq!(metrics_without_time(a), metrics_without_time(b));
-    for f in ["model.safetensors", "optimizer.safetensors"] {
-        assert_same_tensors(&a.join("checkpoints/last").join(f), &b.join("checkpoints/last").join(f));
-    }
-    let trainer = |d: &Path| std::fs::read_to_string(d.join("checkpoints/last/trainer.json")).unwrap();
-    assert_eq!(trainer(a), trainer(b));
 }
 
 /// Everything of this file at once in a three-epoch run, stopped after one epoch and resumed: the

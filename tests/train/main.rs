@@ -130,6 +130,17 @@ pub fn assert_same_tensors(a: &Path, b: &Path) {
     }
 }
 
+/// Two run directories that ended the same: metrics (but their times), the last checkpoint's
+/// weights and optimizer state bit for bit, and its `trainer.json`.
+pub fn assert_same_runs(a: &Path, b: &Path) {
+    assert_eq!(metrics_without_time(a), metrics_without_time(b));
+    for f in ["model.safetensors", "optimizer.safetensors"] {
+        assert_same_tensors(&a.join("checkpoints/last").join(f), &b.join("checkpoints/last").join(f));
+    }
+    let trainer = |d: &Path| std::fs::read_to_string(d.join("checkpoints/last/trainer.json")).unwrap();
+    assert_eq!(trainer(a), trainer(b));
+}
+
 /// `metrics.jsonl` rows without their wall-clock field.
 pub fn metrics_without_time(run: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(run.join("metrics.jsonl"))
