@@ -86,12 +86,13 @@ fn an_accumulated_step_equals_the_step_of_the_whole_batch() {
 }
 
 /// Everything of this file at once in a three-epoch run, stopped after one epoch and resumed: the
-/// cosine schedule after a warmup, label smoothing, the moving average, `--keep`, TensorBoard.
+/// cosine schedule after a warmup, label smoothing, the moving average, `--keep`, `--patience`
+/// (which three epochs cannot spend), TensorBoard.
 fn hygiene_flags(out: &Path, epochs: usize) -> Vec<String> {
     let flags = [
         &TINY[..],
         &["--opt", "sgd", "--lr", "0.1", "--schedule", "cosine:warmup=1", "--label-smoothing", "0.1"],
-        &["--ema", "0.9", "--keep", "2", "--train-size", "64"],
+        &["--ema", "0.9", "--keep", "2", "--patience", "3", "--train-size", "64"],
     ]
     .concat()
     .join(" ");
