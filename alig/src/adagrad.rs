@@ -22,11 +22,15 @@ use crate::state::{StateReader, StateWriter};
 /// Adagrad's hyper-parameters. `Default` is `torch.optim.Adagrad`'s.
 #[derive(Clone, Debug, PartialEq)]
 pub struct AdagradConfig {
+    /// `lr`: the learning rate before its decay.
     pub lr: f64,
+    /// `lr_decay`: the rate shrinks as `lr / (1 + (t - 1) lr_decay)`.
     pub lr_decay: f64,
     /// `lambda`, coupled.
     pub weight_decay: f64,
+    /// The value the sum of squared gradients starts at (torch: 0; TensorFlow 1: 0.1).
     pub initial_accumulator_value: f64,
+    /// `eps`: added to `sqrt(sum)` in the denominator.
     pub eps: f64,
 }
 
@@ -37,6 +41,8 @@ impl Default for AdagradConfig {
 }
 
 impl AdagradConfig {
+    /// The configuration of the registry's hyper-parameters (`lr`, `weight_decay`, `eps`,
+    /// `initial_accumulator`); the rest as `Default`.
     pub fn from_hyper(h: &Hyper) -> Self {
         Self {
             lr: h.lr.unwrap_or(1e-2),
@@ -48,6 +54,8 @@ impl AdagradConfig {
     }
 }
 
+/// Adagrad (see the module docs for the update): per parameter the sum of squared gradients
+/// `sum` and the step count `t`.
 pub struct Adagrad {
     params: ParamSet,
     cfg: AdagradConfig,
@@ -56,6 +64,7 @@ pub struct Adagrad {
 }
 
 impl Adagrad {
+    /// Adagrad over `params`; fails on a negative hyper-parameter.
     pub fn new(params: ParamSet, cfg: AdagradConfig) -> Result<Self> {
         non_negative(
             "adagrad",

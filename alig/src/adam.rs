@@ -28,12 +28,17 @@ use crate::state::{StateReader, StateWriter};
 /// Adam's hyper-parameters. `Default` is `torch.optim.Adam`'s.
 #[derive(Clone, Debug, PartialEq)]
 pub struct AdamConfig {
+    /// `lr`: the learning rate.
     pub lr: f64,
+    /// `beta1`: the decay of the first moment `m`.
     pub beta1: f64,
+    /// `beta2`: the decay of the second moment `v`.
     pub beta2: f64,
+    /// `eps`: added to the bias-corrected `sqrt(v)`.
     pub eps: f64,
     /// `lambda`, coupled (added to the gradient).
     pub weight_decay: f64,
+    /// AMSGrad: divide by the running maximum of `v` instead of `v`.
     pub amsgrad: bool,
 }
 
@@ -44,6 +49,8 @@ impl Default for AdamConfig {
 }
 
 impl AdamConfig {
+    /// The configuration of the registry's hyper-parameters (`lr`, `betas`, `eps`, `weight_decay`),
+    /// as Adam or AMSGrad.
     pub fn from_hyper(h: &Hyper, amsgrad: bool) -> Self {
         let (beta1, beta2) = h.betas.unwrap_or((0.9, 0.999));
         Self {
@@ -57,6 +64,8 @@ impl AdamConfig {
     }
 }
 
+/// Adam or AMSGrad (see the module docs for the update): per parameter the moments `m` and `v`
+/// (and AMSGrad's `v_max`) and the step count `t`.
 pub struct Adam {
     params: ParamSet,
     cfg: AdamConfig,
@@ -132,6 +141,7 @@ impl Kernel<2> for Apply {
 }
 
 impl Adam {
+    /// Adam over `params`; fails on betas outside `[0, 1)` or a negative `lr`, `eps` or weight decay.
     pub fn new(params: ParamSet, cfg: AdamConfig) -> Result<Self> {
         check_betas("adam", cfg.lr, cfg.eps, cfg.beta1, cfg.beta2)?;
         non_negative("adam", &[("weight_decay", cfg.weight_decay)])?;

@@ -25,12 +25,17 @@ use crate::state::{StateReader, StateWriter};
 /// AdamW's hyper-parameters. `Default` is the reference's (weight decay 1e-2).
 #[derive(Clone, Debug, PartialEq)]
 pub struct AdamwConfig {
+    /// `lr`: the learning rate (it also scales the decay).
     pub lr: f64,
+    /// `beta1`: the decay of the first moment `m`.
     pub beta1: f64,
+    /// `beta2`: the decay of the second moment `v`.
     pub beta2: f64,
+    /// `eps`: added to the raw `sqrt(v)` (the 2019 placement).
     pub eps: f64,
     /// `lambda`, decoupled: `w <- w (1 - lr lambda)`.
     pub weight_decay: f64,
+    /// AMSGrad's running maximum of `v` in the denominator.
     pub amsgrad: bool,
 }
 
@@ -41,6 +46,7 @@ impl Default for AdamwConfig {
 }
 
 impl AdamwConfig {
+    /// The configuration of the registry's hyper-parameters (`lr`, `betas`, `eps`, `weight_decay`).
     pub fn from_hyper(h: &Hyper) -> Self {
         let (beta1, beta2) = h.betas.unwrap_or((0.9, 0.999));
         Self {
@@ -74,6 +80,8 @@ pub(crate) fn old_adam_update(w: &Tensor, m: &Tensor, u: &Tensor, step_size: f64
     w - ((m / denom)? * step_size)?
 }
 
+/// AdamW with decoupled weight decay (see the module docs for the update): per parameter the
+/// moments `m`, `v` (and AMSGrad's `v_max`) and the step count `t`.
 pub struct Adamw {
     params: ParamSet,
     cfg: AdamwConfig,
@@ -84,6 +92,7 @@ pub struct Adamw {
 }
 
 impl Adamw {
+    /// AdamW over `params`; fails on betas outside `[0, 1)` or a negative `lr`, `eps` or weight decay.
     pub fn new(params: ParamSet, cfg: AdamwConfig) -> Result<Self> {
         check_betas("adamw", cfg.lr, cfg.eps, cfg.beta1, cfg.beta2)?;
         non_negative("adamw", &[("weight_decay", cfg.weight_decay)])?;

@@ -34,7 +34,9 @@ use crate::state::{StateReader, StateWriter};
 /// `prefix` (first matching group wins).
 #[derive(Clone, Debug, PartialEq)]
 pub struct GroupMaxLr {
+    /// The start of the names of the group's parameters (`classifier.`).
     pub prefix: String,
+    /// The group's `eta` (`None`: no cap).
     pub max_lr: Option<f64>,
 }
 
@@ -63,6 +65,8 @@ impl Default for AligConfig {
 }
 
 impl AligConfig {
+    /// The configuration of the registry's hyper-parameters (`lr` as `max_lr`, `momentum`, `eps`,
+    /// `max_norm`); standard momentum, no groups.
     pub fn from_hyper(h: &Hyper) -> Self {
         Self {
             max_lr: h.lr,
@@ -173,6 +177,8 @@ impl PairKernel for Correction {
 }
 
 impl Alig {
+    /// ALI-G over `params`, projected onto the ball at once when `max_norm` is set; fails on a
+    /// non-positive `max_lr` or `max_norm`, or a negative momentum or `eps`.
     pub fn new(params: ParamSet, cfg: AligConfig) -> Result<Self> {
         let lrs = std::iter::once(&cfg.max_lr).chain(cfg.groups.iter().map(|g| &g.max_lr));
         for lr in lrs.flatten() {
@@ -196,6 +202,7 @@ impl Alig {
         Ok(Self { params, cfg, group_of, z, last_clipped: true })
     }
 
+    /// The hyper-parameters it steps with.
     pub fn config(&self) -> &AligConfig {
         &self.cfg
     }

@@ -34,6 +34,7 @@ pub struct BpgradConfig {
     pub momentum: f64,
     /// `lambda`: added to the objective and the gradient.
     pub weight_decay: f64,
+    /// `eps`: added to the gradient norm in the step's denominator.
     pub eps: f64,
 }
 
@@ -44,6 +45,8 @@ impl Default for BpgradConfig {
 }
 
 impl BpgradConfig {
+    /// The configuration of the registry's hyper-parameters (`lr` as `eta`, `momentum`,
+    /// `weight_decay`, `eps`).
     pub fn from_hyper(h: &Hyper) -> Self {
         Self {
             eta: h.lr.unwrap_or(0.1),
@@ -54,6 +57,8 @@ impl BpgradConfig {
     }
 }
 
+/// BPGrad (see the module docs for the update): per parameter the velocity `v` when there is
+/// momentum.
 pub struct Bpgrad {
     params: ParamSet,
     cfg: BpgradConfig,
@@ -87,6 +92,7 @@ pub(crate) fn regularised(
 }
 
 impl Bpgrad {
+    /// BPGrad over `params`; fails on a non-positive `eta` or a negative momentum, weight decay or `eps`.
     pub fn new(params: ParamSet, cfg: BpgradConfig) -> Result<Self> {
         positive("bpgrad", &[("eta", cfg.eta)])?;
         non_negative("bpgrad", &[("momentum", cfg.momentum), ("weight_decay", cfg.weight_decay), ("eps", cfg.eps)])?;

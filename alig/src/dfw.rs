@@ -33,6 +33,7 @@ pub struct DfwConfig {
     pub momentum: f64,
     /// `lambda`.
     pub weight_decay: f64,
+    /// `eps`: added to the denominator of `gamma`.
     pub eps: f64,
 }
 
@@ -43,6 +44,8 @@ impl Default for DfwConfig {
 }
 
 impl DfwConfig {
+    /// The configuration of the registry's hyper-parameters (`lr` as `eta`, `momentum`,
+    /// `weight_decay`, `eps`).
     pub fn from_hyper(h: &Hyper) -> Self {
         Self {
             eta: h.lr.unwrap_or(0.1),
@@ -53,6 +56,8 @@ impl DfwConfig {
     }
 }
 
+/// Deep Frank-Wolfe (see the module docs for the update): per parameter the momentum buffer `z`
+/// when there is momentum.
 pub struct Dfw {
     params: ParamSet,
     cfg: DfwConfig,
@@ -60,6 +65,7 @@ pub struct Dfw {
 }
 
 impl Dfw {
+    /// DFW over `params`; fails on a non-positive `eta` or a negative momentum, weight decay or `eps`.
     pub fn new(params: ParamSet, cfg: DfwConfig) -> Result<Self> {
         positive("dfw", &[("eta", cfg.eta)])?;
         non_negative("dfw", &[("momentum", cfg.momentum), ("weight_decay", cfg.weight_decay), ("eps", cfg.eps)])?;

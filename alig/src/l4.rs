@@ -42,6 +42,7 @@ pub enum L4Direction {
 /// L4's hyper-parameters. `Default` is the reference's (with the Adam direction).
 #[derive(Clone, Debug, PartialEq)]
 pub struct L4Config {
+    /// The direction it rescales: L4Adam's or L4Mom's.
     pub direction: L4Direction,
     /// `alpha`.
     pub fraction: f64,
@@ -51,6 +52,7 @@ pub struct L4Config {
     pub init_factor: f64,
     /// `tau`.
     pub minloss_forget_time: f64,
+    /// `epsilon`: added to the denominator of `eta_k`.
     pub epsilon: f64,
     /// `lambda`: added to the objective and the gradient.
     pub weight_decay: f64,
@@ -71,6 +73,8 @@ impl Default for L4Config {
 }
 
 impl L4Config {
+    /// The configuration of the registry's hyper-parameters (`fraction`, `weight_decay`) for
+    /// `direction`; the rest as the reference.
     pub fn from_hyper(h: &Hyper, direction: L4Direction) -> Self {
         Self { direction, fraction: h.fraction.unwrap_or(0.15), weight_decay: h.weight_decay, ..Self::default() }
     }
@@ -80,6 +84,9 @@ const GRAD_TIME: f64 = 10.0;
 const VAR_TIME: f64 = 1000.0;
 const ADAM_EPS: f64 = 1e-4;
 
+/// L4Adam or L4Mom (see the module docs for the update): per parameter the EMAs of the direction
+/// (`g`, and L4Adam's `g^2`) and of the derivative estimate; the running minimum loss `L_min` and
+/// the step count `k`.
 pub struct L4 {
     params: ParamSet,
     cfg: L4Config,
@@ -104,6 +111,8 @@ fn ema(e: &Tensor, x: &Tensor, time: f64) -> Result<Tensor> {
 }
 
 impl L4 {
+    /// L4 over `params`; fails on a non-positive fraction or forget time, or a negative weight decay
+    /// or `epsilon`.
     pub fn new(params: ParamSet, cfg: L4Config) -> Result<Self> {
         let who = key(cfg.direction);
         positive(who, &[("fraction", cfg.fraction), ("minloss_forget_time", cfg.minloss_forget_time)])?;

@@ -40,6 +40,8 @@
 //! # }
 //! ```
 
+#![deny(missing_docs)]
+
 mod check;
 mod ops;
 mod state;

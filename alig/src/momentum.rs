@@ -20,8 +20,11 @@ use crate::optimizer::{Hyper, NamedTensors, Optimizer, Scalar, StepReport};
 use crate::params::ParamSet;
 use crate::state::{StateReader, StateWriter};
 
+/// The heavy-ball optimizer's hyper-parameters. `Default`: TensorFlow's `lr` 1e-3 and the DNC
+/// experiment's `mu` 0.9.
 #[derive(Clone, Debug, PartialEq)]
 pub struct MomentumConfig {
+    /// `lr`: multiplies the accumulator at each step.
     pub lr: f64,
     /// `mu`.
     pub momentum: f64,
@@ -34,11 +37,14 @@ impl Default for MomentumConfig {
 }
 
 impl MomentumConfig {
+    /// The configuration of the registry's hyper-parameters (`lr`, `momentum`).
     pub fn from_hyper(h: &Hyper) -> Self {
         Self { lr: h.lr.unwrap_or(1e-3), momentum: h.momentum }
     }
 }
 
+/// TensorFlow 1's heavy-ball momentum (see the module docs for the update): per parameter the
+/// accumulator `a`.
 pub struct Momentum {
     params: ParamSet,
     cfg: MomentumConfig,
@@ -46,6 +52,7 @@ pub struct Momentum {
 }
 
 impl Momentum {
+    /// Heavy-ball momentum over `params`; fails on a negative `lr` or `mu`.
     pub fn new(params: ParamSet, cfg: MomentumConfig) -> Result<Self> {
         non_negative("momentum", &[("lr", cfg.lr), ("momentum", cfg.momentum)])?;
         let accum = params.vars().iter().map(|v| v.zeros_like()).collect::<Result<_>>()?;

@@ -15,7 +15,9 @@ use crate::params::ParamSet;
 /// A scalar the optimizer reports: known on the host, or a 0-d tensor still on the device.
 #[derive(Clone, Debug)]
 pub enum Scalar {
+    /// A value already on the host.
     Host(f64),
+    /// A 0-d tensor on the device (read only when asked).
     Device(Tensor),
 }
 
@@ -45,6 +47,8 @@ pub struct StepReport {
 }
 
 impl StepReport {
+    /// The reported scalar named `key` (`step_size`, `step_size_unclipped`, `grad_sq_norm`, or an
+    /// [`StepReport::extra`] name), if the step reported it.
     pub fn get(&self, key: &str) -> Option<&Scalar> {
         match key {
             "step_size" => self.step_size.as_ref(),

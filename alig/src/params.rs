@@ -78,34 +78,42 @@ impl ParamSet {
         self
     }
 
+    /// How optimizers built on this set run their element-wise updates.
     pub fn kernels(&self) -> Kernels {
         self.kernels
     }
 
+    /// The number of parameters.
     pub fn len(&self) -> usize {
         self.vars.len()
     }
 
+    /// True for a set without parameters (the constructors refuse one).
     pub fn is_empty(&self) -> bool {
         self.vars.is_empty()
     }
 
+    /// The parameters' names, sorted.
     pub fn names(&self) -> &[String] {
         &self.names
     }
 
+    /// The parameters, in the order of [`ParamSet::names`].
     pub fn vars(&self) -> &[Var] {
         &self.vars
     }
 
+    /// The parameters with their names, sorted by name.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Var)> {
         self.names.iter().map(String::as_str).zip(self.vars.iter())
     }
 
+    /// The parameters' dtype (one for the whole set).
     pub fn dtype(&self) -> DType {
         self.vars[0].dtype()
     }
 
+    /// The parameters' device (one for the whole set).
     pub fn device(&self) -> &Device {
         self.vars[0].device()
     }

@@ -16,6 +16,7 @@ type Build = fn(ParamSet, &Hyper) -> Result<Box<dyn Optimizer>>;
 pub struct OptimizerSpec {
     /// The name on the command line and in state keys.
     pub name: &'static str,
+    /// One line for `train list`: what it is and where the paper uses it.
     pub summary: &'static str,
     /// The [`Hyper`] fields it reads; the others are ignored.
     pub uses: &'static [&'static str],

@@ -20,13 +20,16 @@ use crate::optimizer::{Hyper, NamedTensors, Optimizer, Scalar, StepReport};
 use crate::params::ParamSet;
 use crate::state::{StateReader, StateWriter};
 
+/// RMSProp's hyper-parameters. `Default` is TensorFlow 1's (`lr` 1e-3, `rho` 0.9, `mu` 0, `eps` 1e-10).
 #[derive(Clone, Debug, PartialEq)]
 pub struct RmspropConfig {
+    /// `lr`: scales each step before it enters the momentum.
     pub lr: f64,
     /// `rho`, TensorFlow's `decay`.
     pub decay: f64,
     /// `mu`.
     pub momentum: f64,
+    /// `eps`: inside the square root, `sqrt(ms + eps)`.
     pub eps: f64,
 }
 
@@ -37,11 +40,14 @@ impl Default for RmspropConfig {
 }
 
 impl RmspropConfig {
+    /// The configuration of the registry's hyper-parameters (`lr`, `momentum`, `eps`).
     pub fn from_hyper(h: &Hyper) -> Self {
         Self { lr: h.lr.unwrap_or(1e-3), momentum: h.momentum, eps: h.eps.unwrap_or(1e-10), ..Self::default() }
     }
 }
 
+/// TensorFlow 1's RMSProp (see the module docs for the update): per parameter the mean square
+/// `ms` (from 1) and the momentum `mom`.
 pub struct Rmsprop {
     params: ParamSet,
     cfg: RmspropConfig,
@@ -50,6 +56,7 @@ pub struct Rmsprop {
 }
 
 impl Rmsprop {
+    /// RMSProp over `params`; fails on a negative `lr`, momentum or `eps`, or `rho` outside `[0, 1)`.
     pub fn new(params: ParamSet, cfg: RmspropConfig) -> Result<Self> {
         non_negative("rmsprop", &[("lr", cfg.lr), ("momentum", cfg.momentum), ("eps", cfg.eps)])?;
         if !(0.0..1.0).contains(&cfg.decay) {

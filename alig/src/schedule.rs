@@ -13,23 +13,29 @@ use std::str::FromStr;
 /// A learning-rate schedule over epochs, counted from 0: the multiplier of the base rate.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Schedule {
+    /// `lr(e) = lr0`.
     Constant,
     /// `lr(e) = lr0 * factor^(number of milestones m <= e)`, as PyTorch's `MultiStepLR`.
     StepDecay {
+        /// The epochs from which the factor applies once more, sorted.
         milestones: Vec<usize>,
+        /// The multiplier at each milestone.
         factor: f64,
     },
     /// `lr(e) = lr0 * (1 + cos(pi * e / epochs)) / 2`, as PyTorch's `CosineAnnealingLR` with
     /// `T_max = epochs` and `eta_min = 0`; from `epochs` on it stays at 0 (PyTorch's would rise
     /// again).
     Cosine {
+        /// The length of the schedule, in epochs.
         epochs: usize,
     },
     /// For the first `epochs` epochs `lr(e) = lr0 * (e + 1) / (epochs + 1)` (PyTorch's `LinearLR`
     /// with `start_factor = 1 / (epochs + 1)`, `total_iters = epochs`), then `then` from its own
     /// epoch 0 (as `SequentialLR` with the milestone at `epochs`).
     Warmup {
+        /// The warmup's length, in epochs.
         epochs: usize,
+        /// The schedule after the warmup, counted from its own epoch 0.
         then: Box<Schedule>,
     },
 }

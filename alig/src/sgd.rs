@@ -26,12 +26,15 @@ use crate::state::{StateReader, StateWriter};
 /// SGD's hyper-parameters. `Default` is `torch.optim.SGD`'s (lr 1e-3).
 #[derive(Clone, Debug, PartialEq)]
 pub struct SgdConfig {
+    /// `lr`: the learning rate.
     pub lr: f64,
     /// `mu`.
     pub momentum: f64,
+    /// Dampening of the momentum buffer's new term, `(1 - dampening) d` (0 for Nesterov).
     pub dampening: f64,
     /// `lambda`, coupled: added to the gradient.
     pub weight_decay: f64,
+    /// Nesterov momentum: step along `d + mu buf` instead of `buf`.
     pub nesterov: bool,
 }
 
@@ -54,6 +57,8 @@ impl SgdConfig {
     }
 }
 
+/// SGD (see the module docs for the update): per parameter the momentum buffer `buf` once its
+/// first step has filled it.
 pub struct Sgd {
     params: ParamSet,
     cfg: SgdConfig,
@@ -107,6 +112,8 @@ impl Kernel<1> for PlainStep {
 }
 
 impl Sgd {
+    /// SGD over `params`; fails on a negative hyper-parameter, or Nesterov without momentum or with
+    /// dampening (as torch).
     pub fn new(params: ParamSet, cfg: SgdConfig) -> Result<Self> {
         non_negative(
             "sgd",

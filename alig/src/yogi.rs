@@ -26,9 +26,13 @@ use crate::state::{StateReader, StateWriter};
 /// Yogi's hyper-parameters. `Default` is the reference's.
 #[derive(Clone, Debug, PartialEq)]
 pub struct YogiConfig {
+    /// `lr`: the learning rate.
     pub lr: f64,
+    /// `beta1`: the decay of the first moment `m`.
     pub beta1: f64,
+    /// `beta2`: the rate of Yogi's additive second-moment update.
     pub beta2: f64,
+    /// `eps`: added to the raw `sqrt(v)` (the 2019 placement).
     pub eps: f64,
     /// `lambda`, coupled.
     pub weight_decay: f64,
@@ -41,12 +45,15 @@ impl Default for YogiConfig {
 }
 
 impl YogiConfig {
+    /// The configuration of the registry's hyper-parameters (`lr`, `betas`, `eps`, `weight_decay`).
     pub fn from_hyper(h: &Hyper) -> Self {
         let (beta1, beta2) = h.betas.unwrap_or((0.9, 0.999));
         Self { lr: h.lr.unwrap_or(1e-3), beta1, beta2, eps: h.eps.unwrap_or(1e-8), weight_decay: h.weight_decay }
     }
 }
 
+/// Yogi (see the module docs for the update): per parameter the moments `m`, `v` and the step
+/// count `t`.
 pub struct Yogi {
     params: ParamSet,
     cfg: YogiConfig,
@@ -56,6 +63,7 @@ pub struct Yogi {
 }
 
 impl Yogi {
+    /// Yogi over `params`; fails on betas outside `[0, 1)` or a negative `lr`, `eps` or weight decay.
     pub fn new(params: ParamSet, cfg: YogiConfig) -> Result<Self> {
         check_betas("yogi", cfg.lr, cfg.eps, cfg.beta1, cfg.beta2)?;
         non_negative("yogi", &[("weight_decay", cfg.weight_decay)])?;

@@ -15,7 +15,9 @@ const PIXELS: usize = 3 * 32 * 32;
 /// Which CIFAR.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Cifar {
+    /// CIFAR-10: 10 classes, one label byte per record.
     C10,
+    /// CIFAR-100: 100 fine classes, a coarse and a fine label byte per record.
     C100,
 }
 
@@ -27,6 +29,7 @@ impl Cifar {
         }
     }
 
+    /// 10 or 100.
     pub fn num_classes(self) -> usize {
         match self {
             Cifar::C10 => 10,

@@ -22,7 +22,9 @@ const EXTENSIONS: [&str; 6] = ["jpg", "jpeg", "png", "ppm", "pgm", "bmp"];
 /// The files of a class-folder tree, decoded on demand.
 #[derive(Clone, Debug)]
 pub struct ImageFolder {
+    /// The folder holding one sub-folder per class.
     pub root: PathBuf,
+    /// The class names (sub-folder names), sorted: class `i` is `classes[i]`.
     pub classes: Vec<String>,
     /// `(path, class index)`, classes in order, files sorted within each class.
     pub samples: Vec<(PathBuf, u32)>,

@@ -14,8 +14,11 @@ use candle_core::{bail, Result};
 /// The kept vectors, `words[i]` owning row `i` of `vectors` (`len x dim`, row-major).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Vectors {
+    /// The words, in the order of the rows.
     pub words: Vec<String>,
+    /// The vector size (300 for GloVe 840B).
     pub dim: usize,
+    /// `words.len() x dim` values, row-major.
     pub vectors: Vec<f32>,
 }
 

@@ -18,7 +18,9 @@ pub struct Hub {
 /// Whether a repository holds a dataset or a model.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RepoKind {
+    /// A dataset repository (`datasets/owner/name`).
     Dataset,
+    /// A model repository (`owner/name`).
     Model,
 }
 

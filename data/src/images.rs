@@ -7,10 +7,13 @@ use candle_core::{bail, Result};
 /// the device.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ImageSet {
+    /// Every image's bytes, CHW, one image after the other.
     pub pixels: Vec<u8>,
+    /// One label per image.
     pub labels: Vec<u32>,
     /// `[C, H, W]`.
     pub shape: [usize; 3],
+    /// Labels lie in `0..num_classes`.
     pub num_classes: usize,
 }
 
@@ -27,10 +30,12 @@ impl ImageSet {
         Ok(Self { pixels, labels, shape, num_classes })
     }
 
+    /// The number of images.
     pub fn len(&self) -> usize {
         self.labels.len()
     }
 
+    /// True for a set without images.
     pub fn is_empty(&self) -> bool {
         self.labels.is_empty()
     }
@@ -40,6 +45,7 @@ impl ImageSet {
         self.shape.iter().product()
     }
 
+    /// The bytes of image `i` (CHW).
     pub fn image(&self, i: usize) -> &[u8] {
         let n = self.image_len();
         &self.pixels[i * n..(i + 1) * n]

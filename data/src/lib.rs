@@ -2,6 +2,8 @@
 //! Interpolation", ICML 2020): readers of the real file formats, the paper's splits and
 //! transforms, and seeded batch loaders (images, prefetched in worker threads; sentence pairs).
 
+#![deny(missing_docs)]
+
 pub mod cifar;
 pub mod digits;
 pub mod folder;

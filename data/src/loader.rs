@@ -21,12 +21,15 @@ use crate::transforms::{Augment, Normalize};
 /// Images a [`Loader`] can batch: in memory ([`ImageSet`]) or decoded on demand
 /// ([`crate::folder::ImageFolder`]).
 pub trait ImageSource: Send + Sync {
+    /// The number of samples.
     fn len(&self) -> usize;
+    /// True for a source without samples.
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
     /// `[C, H, W]` of every sample the source writes.
     fn shape(&self) -> [usize; 3];
+    /// The label of sample `i`.
     fn label(&self, i: usize) -> u32;
     /// Writes sample `i`, transformed with `augment` drawing from `rng`, into `out` (`u8`, CHW).
     fn fill(&self, i: usize, augment: Augment, rng: &mut Rng, out: &mut [u8]) -> Result<()>;
@@ -51,12 +54,15 @@ impl ImageSource for ImageSet {
 /// How a [`Loader`] batches a data set.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LoaderConfig {
+    /// Samples per batch (the global batch of a data-parallel run: each process takes its shard).
     pub batch_size: usize,
     /// Reshuffle every epoch (training); in order otherwise (evaluation).
     pub shuffle: bool,
     /// Drop the last incomplete batch.
     pub drop_last: bool,
+    /// The augmentation of every sample (training: the paper's; evaluation: none).
     pub augment: Augment,
+    /// Seeds the order and the augmentation, with the epoch and the sample.
     pub seed: u64,
     /// Worker threads preparing batches (at least 1).
     pub workers: usize,
@@ -104,6 +110,9 @@ enum Pixels {
 const AUGMENT_STREAM: u64 = 0x5eed_a55e;
 
 impl Loader {
+    /// A loader of `set` with `cfg`, normalising each batch with `normalize` on `device`; fails on an
+    /// empty set, a zero batch size, a normalisation for another number of channels, or a shard that
+    /// would leave a process without samples.
     pub fn new(set: Arc<dyn ImageSource>, cfg: LoaderConfig, normalize: Normalize, device: Device) -> Result<Self> {
         if cfg.batch_size == 0 {
             candle_core::bail!("loader: batch size must be positive")
@@ -132,10 +141,12 @@ impl Loader {
         Ok(Self { set, cfg, normalize, device })
     }
 
+    /// The number of samples of the set.
     pub fn len(&self) -> usize {
         self.set.len()
     }
 
+    /// True for an empty set (the constructor refuses one).
     pub fn is_empty(&self) -> bool {
         self.set.is_empty()
     }

@@ -14,22 +14,35 @@ use std::path::Path;
 
 use candle_core::{bail, Result};
 
+/// MAT-file v5 data type `miINT8`.
 pub const MI_INT8: u32 = 1;
+/// `miUINT8`.
 pub const MI_UINT8: u32 = 2;
+/// `miINT16`.
 pub const MI_INT16: u32 = 3;
+/// `miUINT16`.
 pub const MI_UINT16: u32 = 4;
+/// `miINT32`.
 pub const MI_INT32: u32 = 5;
+/// `miUINT32`.
 pub const MI_UINT32: u32 = 6;
+/// `miSINGLE` (f32).
 pub const MI_SINGLE: u32 = 7;
+/// `miDOUBLE` (f64).
 pub const MI_DOUBLE: u32 = 9;
+/// `miINT64`.
 pub const MI_INT64: u32 = 12;
+/// `miUINT64`.
 pub const MI_UINT64: u32 = 13;
+/// `miMATRIX`: an array element.
 pub const MI_MATRIX: u32 = 14;
+/// `miCOMPRESSED`: a zlib-compressed element.
 pub const MI_COMPRESSED: u32 = 15;
 
 /// What the caller learns about an array before reading its data.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ArrayHeader {
+    /// The variable's name (`X`, `y`).
     pub name: String,
     /// MATLAB class (`mxUINT8` = 9, `mxDOUBLE` = 6, ...).
     pub class: u8,
@@ -37,11 +50,14 @@ pub struct ArrayHeader {
     pub dims: Vec<usize>,
     /// The `mi` type the real part is stored as.
     pub data_type: u32,
+    /// Bytes of the real part's data.
     pub data_bytes: usize,
+    /// The file's byte order (`MI` read as `IM` in its header).
     pub big_endian: bool,
 }
 
 impl ArrayHeader {
+    /// The number of elements, the product of the dimensions.
     pub fn elem_count(&self) -> usize {
         self.dims.iter().product()
     }

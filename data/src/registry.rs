@@ -28,6 +28,7 @@ pub struct DataArgs {
     pub hub_cache: Option<PathBuf>,
     /// Seed of the validation split.
     pub split_seed: u64,
+    /// Caps on the split sizes (quick runs).
     pub caps: Caps,
     /// The paper's training augmentation (where the paper has one).
     pub augment: bool,
@@ -39,19 +40,35 @@ pub struct DataArgs {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Input {
     /// An image of `channels x height x width`.
-    Images { channels: usize, height: usize, width: usize },
+    Images {
+        /// Colour channels (3, or 1 for the digits).
+        channels: usize,
+        /// Rows of pixels.
+        height: usize,
+        /// Columns of pixels.
+        width: usize,
+    },
     /// Two sentences as word vectors of `dim`.
-    Pairs { dim: usize },
+    Pairs {
+        /// The word-vector size.
+        dim: usize,
+    },
     /// The DNC's bit sequences of `bits` data bits.
-    Sequences { bits: usize },
+    Sequences {
+        /// Data bits per step.
+        bits: usize,
+    },
 }
 
 /// Image classification data, ready for [`crate::Loader`]s.
 pub struct ImageData {
+    /// The train, validation and test images.
     pub splits: Splits<Arc<dyn ImageSource>>,
+    /// The normalisation every batch gets.
     pub normalize: Normalize,
     /// The training augmentation (`Augment::None` when off or when the paper has none).
     pub augment: Augment,
+    /// Labels lie in `0..num_classes`.
     pub num_classes: usize,
     /// Where the files came from, for the run's record.
     pub source: String,
@@ -59,8 +76,11 @@ pub struct ImageData {
 
 /// Natural-language inference data with its frozen word vectors.
 pub struct NliData {
+    /// The train, validation and test pairs, as ids into `vectors`.
     pub splits: Splits<NliPairs>,
+    /// The frozen word vectors (GloVe), one row per id.
     pub vectors: Vectors,
+    /// Where the files came from, for the run's record.
     pub source: String,
 }
 
@@ -76,9 +96,13 @@ pub enum Data {
 
 /// One dataset of the registry.
 pub struct DatasetSpec {
+    /// The name on the command line (`cifar100`, `svhn`, `snli`, ...).
     pub name: &'static str,
+    /// One line for `train list`.
     pub summary: &'static str,
+    /// Classes of its labels (0 for the DNC task).
     pub num_classes: usize,
+    /// What one sample is.
     pub input: Input,
     /// The files expected in `--data-dir`.
     pub files: &'static [&'static str],

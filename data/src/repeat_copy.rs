@@ -18,12 +18,19 @@ use crate::rng::Rng;
 /// The task's parameters. `Default` is what the paper's DNC runs used.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RepeatCopyConfig {
+    /// Bits per pattern row.
     pub num_bits: usize,
+    /// Sequences per batch.
     pub batch_size: usize,
+    /// The shortest pattern, in rows.
     pub min_length: usize,
+    /// The longest pattern, in rows.
     pub max_length: usize,
+    /// The fewest repeats asked for.
     pub min_repeats: usize,
+    /// The most repeats asked for.
     pub max_repeats: usize,
+    /// The repeat count is given to the model as `R / norm_max`.
     pub norm_max: f32,
 }
 
@@ -44,12 +51,16 @@ impl Default for RepeatCopyConfig {
 /// One batch: `obs [T, B, bits + 2]`, `target [T, B, bits + 1]`, `mask [T, B]`, all f32.
 #[derive(Clone, Debug)]
 pub struct RepeatCopyBatch {
+    /// The observations `[T, B, bits + 2]`.
     pub obs: Tensor,
+    /// The targets `[T, B, bits + 1]`.
     pub target: Tensor,
+    /// 1 on the steps that are scored, `[T, B]`.
     pub mask: Tensor,
 }
 
 impl RepeatCopyConfig {
+    /// Fails on a zero size, `min > max`, or a non-positive `norm_max`.
     pub fn validate(&self) -> Result<()> {
         if self.num_bits == 0 || self.batch_size == 0 || self.min_length == 0 || self.min_repeats == 0 {
             bail!("repeat-copy: num_bits, batch_size, min_length and min_repeats must be positive")

@@ -22,6 +22,7 @@ impl Rng {
         Self { state: splitmix64(seed ^ splitmix64(stream.wrapping_add(0xA076_1D64_78BD_642F))) }
     }
 
+    /// The next 64 bits of the stream (SplitMix64).
     pub fn next_u64(&mut self) -> u64 {
         let out = splitmix64(self.state);
         self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);

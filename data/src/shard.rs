@@ -12,7 +12,9 @@ use candle_core::{bail, Result};
 /// Process `rank` of `world`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Shard {
+    /// This process, from 0.
     pub rank: usize,
+    /// The number of processes.
     pub world: usize,
 }
 

@@ -16,13 +16,17 @@ use crate::tokenize::ptb_tokenize;
 pub const LABELS: [&str; 3] = ["entailment", "neutral", "contradiction"];
 /// Sentence markers, which must have vectors.
 pub const BOS: &str = "<s>";
+/// The end-of-sentence marker.
 pub const EOS: &str = "</s>";
 
 /// Tokenised sentence pairs with labels.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct RawPairs {
+    /// The premises' tokens.
     pub premises: Vec<Vec<String>>,
+    /// The hypotheses' tokens.
     pub hypotheses: Vec<Vec<String>>,
+    /// Labels as indices into [`LABELS`].
     pub labels: Vec<u32>,
     /// Lines skipped for the `-` gold label.
     pub dropped: usize,
@@ -80,16 +84,21 @@ pub fn word_set<'a>(splits: impl IntoIterator<Item = &'a RawPairs>) -> BTreeSet<
 /// Pairs as ids into a vocabulary.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct NliPairs {
+    /// The premises' word ids.
     pub premises: Vec<Vec<u32>>,
+    /// The hypotheses' word ids.
     pub hypotheses: Vec<Vec<u32>>,
+    /// Labels as indices into [`LABELS`].
     pub labels: Vec<u32>,
 }
 
 impl NliPairs {
+    /// The number of pairs.
     pub fn len(&self) -> usize {
         self.labels.len()
     }
 
+    /// True for no pairs.
     pub fn is_empty(&self) -> bool {
         self.labels.is_empty()
     }

@@ -17,8 +17,11 @@ pub const SVHN_VAL: usize = 6000;
 /// Train, validation and test sets.
 #[derive(Clone, Debug)]
 pub struct Splits<T> {
+    /// The training set.
     pub train: T,
+    /// The validation set.
     pub val: T,
+    /// The test set.
     pub test: T,
 }
 
@@ -39,8 +42,11 @@ pub fn hold_out(set: &ImageSet, held_out: usize, seed: u64) -> Result<(ImageSet,
 /// Caps on the sizes of the three sets, for quick runs (`None`: all).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Caps {
+    /// At most this many training samples.
     pub train: Option<usize>,
+    /// At most this many validation samples.
     pub val: Option<usize>,
+    /// At most this many test samples.
     pub test: Option<usize>,
 }
 

@@ -10,7 +10,9 @@ use crate::rng::Rng;
 pub struct Normalize {
     /// Maps the stored integers to [0, 1]: 1/255 for 8-bit images, 1/16 for the UCI digits.
     pub scale: f32,
+    /// Per channel, after the scaling.
     pub mean: Vec<f32>,
+    /// Per channel, after the scaling.
     pub std: Vec<f32>,
 }
 
@@ -66,10 +68,12 @@ impl Normalize {
 /// Random augmentation of training images.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Augment {
+    /// The image as stored.
     None,
     /// `RandomCrop(H, padding)` with zero padding, then `RandomHorizontalFlip(0.5)`: the paper's
     /// CIFAR augmentation with `padding` 4.
     CropFlip {
+        /// Zero pixels added on each side before the crop.
         padding: usize,
     },
 }

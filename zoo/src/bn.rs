@@ -27,6 +27,9 @@ use crate::ops::batch_norm::batch_norm_train;
 const EPS: f64 = 1e-5;
 const MOMENTUM: f64 = 0.1;
 
+/// PyTorch's `BatchNorm2d` (eps 1e-5, momentum 0.1) with its state-dict names: `weight`,
+/// `bias`, `running_mean`, `running_var`, `num_batches_tracked`. Input and output `[N, C, H, W]`;
+/// in a half-precision model it keeps f32 weights and statistics and normalises in f32.
 #[derive(Clone, Debug)]
 pub struct BatchNorm2d {
     inner: candle_nn::BatchNorm,
@@ -38,6 +41,7 @@ pub struct BatchNorm2d {
 }
 
 impl BatchNorm2d {
+    /// A layer over `channels` channels, its tensors made (or loaded) under `vb`.
     pub fn new(channels: usize, vb: VarBuilder) -> Result<Self> {
         let vb = if is_half(vb.dtype()) { vb.set_dtype(DType::F32) } else { vb };
         let cfg = BatchNormConfig { eps: EPS, remove_mean: true, affine: true, momentum: MOMENTUM };

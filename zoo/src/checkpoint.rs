@@ -14,6 +14,7 @@ use candle_nn::VarMap;
 /// What a load did besides copying tensors.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct LoadReport {
+    /// Tensors copied into the model.
     pub loaded: usize,
     /// The file's keys carried a DataParallel `module.` prefix, which was stripped.
     pub stripped_module_prefix: bool,

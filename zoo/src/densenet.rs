@@ -27,6 +27,7 @@ use crate::init::Init;
 /// DenseNet-BC hyper-parameters. `Default` is the paper's CIFAR-10 model, DenseNet-BC-40-40.
 #[derive(Clone, Debug, PartialEq)]
 pub struct DensenetConfig {
+    /// `L = 6n + 4` with bottlenecks (`3n + 4` without).
     pub depth: usize,
     /// `k`, channels added by each unit.
     pub growth: usize,
@@ -34,9 +35,11 @@ pub struct DensenetConfig {
     pub reduction: f64,
     /// Bottleneck units (the "B" of BC).
     pub bottleneck: bool,
+    /// Classes of the logits.
     pub num_classes: usize,
     /// Channels of the input images (3 in the paper).
     pub in_channels: usize,
+    /// Dropout after each convolution, training only (0 in the paper).
     pub dropout: f64,
 }
 
@@ -75,6 +78,8 @@ impl Layer {
     }
 }
 
+/// DenseNet-BC (Huang et al., CVPR 2017; the reference's `densenet.py`): images `[B, C, 32, 32]`
+/// to logits `[B, num_classes]`, torch state-dict names.
 pub struct Densenet {
     conv1: Conv2d,
     blocks: Vec<Vec<Layer>>,
@@ -85,6 +90,8 @@ pub struct Densenet {
 }
 
 impl Densenet {
+    /// The model of `cfg`, its tensors made (or loaded) under `vb`; fails on a depth that is not
+    /// `6n + 4` (`3n + 4` without bottlenecks).
     pub fn new(cfg: &DensenetConfig, vb: VarBuilder) -> Result<Self> {
         let per_block =
             if cfg.bottleneck { (cfg.depth.saturating_sub(4)) / 6 } else { cfg.depth.saturating_sub(4) / 3 };

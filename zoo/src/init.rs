@@ -15,11 +15,14 @@ pub enum Init {
     KaimingFanOut,
     /// `U(-1/sqrt(fan_in), 1/sqrt(fan_in))`: PyTorch's default for `nn.Linear` weights and biases.
     TorchLinear {
+        /// The layer's inputs (times the kernel's area).
         fan_in: usize,
     },
+    /// Every element this value.
     Const(f64),
     /// `N(0, std^2)` redrawn outside two standard deviations (Sonnet's default).
     TruncatedNormal {
+        /// The standard deviation before truncation.
         std: f64,
     },
 }

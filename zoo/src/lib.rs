@@ -11,6 +11,8 @@
 //! Bi-LSTM-max NLI model ([`nli`]) and the Differentiable Neural Computer ([`dnc`]). Dropout draws
 //! seeded masks ([`dropout`]), so runs and resumed runs repeat exactly.
 
+#![deny(missing_docs)]
+
 pub mod bn;
 pub mod checkpoint;
 pub mod densenet;

@@ -40,8 +40,11 @@ pub struct NliConfig {
     pub word_dim: usize,
     /// `H`, per direction.
     pub hidden: usize,
+    /// The classifier's hidden layer (512).
     pub fc_dim: usize,
+    /// Classes of the logits (entailment, neutral, contradiction).
     pub num_classes: usize,
+    /// How the encoder's outputs are pooled over time.
     pub pooling: Pooling,
 }
 
@@ -118,6 +121,7 @@ pub struct Nli {
 }
 
 impl Nli {
+    /// The model of `cfg`, its tensors made (or loaded) under `vb`; fails on a zero size.
     pub fn new(cfg: &NliConfig, vb: VarBuilder) -> Result<Self> {
         if cfg.word_dim == 0 || cfg.hidden == 0 || cfg.fc_dim == 0 || cfg.num_classes == 0 {
             bail!("nli: word_dim, hidden, fc_dim and num_classes must be positive")

@@ -11,9 +11,13 @@ use crate::{Densenet, DensenetConfig, Dnc, DncConfig, Nli, NliConfig, Resnet, Re
 pub struct ModelArgs {
     /// Classes (image and NLI models), or output channels (DNC).
     pub num_classes: usize,
+    /// WRN and DenseNet-BC: the depth (`6n + 4`).
     pub depth: Option<usize>,
+    /// WRN: the widening factor `k`.
     pub width: Option<usize>,
+    /// DenseNet-BC: the growth rate `k`.
     pub growth: Option<usize>,
+    /// WRN and DenseNet-BC: dropout in training.
     pub dropout: Option<f64>,
     /// Recurrent size: the Bi-LSTM's per direction (2048), the DNC controller's (64).
     pub hidden: Option<usize>,
@@ -23,6 +27,7 @@ pub struct ModelArgs {
 }
 
 impl ModelArgs {
+    /// Every option at the paper's default, for `num_classes` outputs.
     pub fn classes(num_classes: usize) -> Self {
         Self { num_classes, depth: None, width: None, growth: None, dropout: None, hidden: None, input: None }
     }
@@ -79,10 +84,13 @@ impl std::fmt::Display for ModelKind {
 
 /// One model of the registry.
 pub struct ModelSpec {
+    /// The name on the command line (`wrn`, `densenet`, `resnet18`, `bilstm`, `dnc`).
     pub name: &'static str,
+    /// One line for `train list`: the model and its reference.
     pub summary: &'static str,
     /// The [`ModelArgs`] fields it reads besides `num_classes`.
     pub options: &'static [&'static str],
+    /// What it consumes: images, sentence pairs or sequences.
     pub kind: ModelKind,
     build: fn(&ModelArgs, VarBuilder) -> Result<Model>,
     /// The reference initialisation of each tensor, for these arguments.

@@ -25,6 +25,7 @@ use crate::ops::max_pool2d;
 /// ResNet-18 hyper-parameters. `Default` is torchvision's ImageNet model (1000 classes).
 #[derive(Clone, Debug, PartialEq)]
 pub struct ResnetConfig {
+    /// Classes of the logits.
     pub num_classes: usize,
     /// Channels of the input images (3 in the paper).
     pub in_channels: usize,
@@ -78,6 +79,8 @@ impl Block {
     }
 }
 
+/// ResNet-18 (He et al., CVPR 2016), as torchvision's `resnet18` with its state-dict names:
+/// images `[B, C, H, W]` (224x224 on ImageNet) to logits `[B, num_classes]`.
 pub struct Resnet {
     conv1: Conv2d,
     bn1: BatchNorm2d,

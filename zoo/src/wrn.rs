@@ -31,6 +31,7 @@ pub struct WrnConfig {
     pub depth: usize,
     /// `k`, the widening factor.
     pub width: usize,
+    /// Classes of the logits.
     pub num_classes: usize,
     /// Channels of the input images (3 in the paper).
     pub in_channels: usize,
@@ -93,6 +94,8 @@ pub struct Wrn {
 }
 
 impl Wrn {
+    /// The model of `cfg`, its tensors made (or loaded) under `vb`; fails on a depth that is not
+    /// `6n + 4`.
     pub fn new(cfg: &WrnConfig, vb: VarBuilder) -> Result<Self> {
         if cfg.depth < 10 || (cfg.depth - 4) % 6 != 0 {
             bail!("wrn: depth must be 6n + 4 with n >= 1 (10, 16, 22, 28, 40, ...), got {}", cfg.depth)

@@ -35,9 +35,11 @@ pub struct DncConfig {
     pub hidden: usize,
     /// `N` slots of `W` words.
     pub memory_size: usize,
+    /// `W`, the size of a memory word.
     pub word_size: usize,
     /// `R` read heads (one write head).
     pub read_heads: usize,
+    /// Controller outputs and logits are clipped to `[-clip, clip]` (20).
     pub clip: f64,
 }
 
@@ -50,17 +52,28 @@ impl Default for DncConfig {
 /// The recurrent state.
 #[derive(Clone, Debug)]
 pub struct DncState {
+    /// `M` `[B, N, W]`.
     pub memory: Tensor,
+    /// `[B, R, N]`.
     pub read_weights: Tensor,
+    /// `[B, N]`.
     pub write_weights: Tensor,
+    /// The temporal link matrix `L` `[B, N, N]`.
     pub link: Tensor,
+    /// The precedence weighting `p` `[B, N]`.
     pub precedence: Tensor,
+    /// The usage `u` `[B, N]`.
     pub usage: Tensor,
+    /// The last read vectors `[B, R, W]`.
     pub read_vectors: Tensor,
+    /// The controller LSTM's output `[B, hidden]`.
     pub h: Tensor,
+    /// The controller LSTM's cell `[B, hidden]`.
     pub c: Tensor,
 }
 
+/// The Differentiable Neural Computer (Graves et al., Nature 2016; DeepMind's `dnc` code, as the
+/// paper's DNC experiment): observations `[T, B, I]` to logits `[T, B, O]`, time-major.
 pub struct Dnc {
     controller_w: Tensor,
     controller_b: Tensor,
@@ -100,6 +113,7 @@ fn content_weights(memory: &Tensor, keys: &Tensor, strengths: &Tensor) -> Result
 }
 
 impl Dnc {
+    /// The model of `cfg`, its tensors made (or loaded) under `vb`; fails on a zero size.
     pub fn new(cfg: &DncConfig, vb: VarBuilder) -> Result<Self> {
         let (h, w, r, n) = (cfg.hidden, cfg.word_size, cfg.read_heads, cfg.memory_size);
         if h == 0 || w == 0 || r == 0 || n == 0 || cfg.input_size == 0 || cfg.output_size == 0 {

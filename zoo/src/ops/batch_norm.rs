@@ -24,7 +24,9 @@ use super::{contiguous_slice, host_f32};
 /// The batch statistics of one call: per channel mean and biased variance.
 #[derive(Clone, Debug, Default)]
 pub struct BatchStats {
+    /// Per channel mean.
     pub mean: Vec<f64>,
+    /// Per channel biased variance (divided by the count, not the count minus one).
     pub var: Vec<f64>,
 }
 

@@ -44,6 +44,7 @@ pub struct Conv2d {
 }
 
 impl Conv2d {
+    /// The kernel `[out, in, kh, kw]`.
     pub fn weight(&self) -> &Tensor {
         &self.weight
     }

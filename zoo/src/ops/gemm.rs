@@ -5,8 +5,11 @@
 /// `r * rs + c * cs`.
 #[derive(Clone, Copy, Debug)]
 pub struct View<'a> {
+    /// The slice holding the elements.
     pub data: &'a [f32],
+    /// Rows of the matrix.
     pub rows: usize,
+    /// Columns of the matrix.
     pub cols: usize,
     rs: usize,
     cs: usize,
