@@ -31,7 +31,7 @@
 //! let first = loss::cross_entropy(&model.forward(&x)?, &y)?.to_scalar::<f32>()?;
 //! for _ in 0..50 {
 //!     let l = loss::cross_entropy(&model.forward(&x)?, &y)?;
-//!     let report = opt.step(&l, &l.backward()?)?;
+//!     let report = opt.backward_step(&l)?; // backward, then the step that reads l
 //!     let _gamma = report.step_size; // read lazily: no device synchronisation
 //! }
 //! let last = loss::cross_entropy(&model.forward(&x)?, &y)?.to_scalar::<f32>()?;

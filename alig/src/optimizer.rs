@@ -90,6 +90,14 @@ pub trait Optimizer: Send {
         self.step_with(loss, &grads)
     }
 
+    /// The backward pass of `loss` and one step with its gradients, in one call (as candle-nn's
+    /// `Optimizer::backward_step`): `loss` is both what is differentiated and the mini-batch loss
+    /// the step reads (ALI-G's step size, DFW's, BPGrad's and L4's).
+    fn backward_step(&mut self, loss: &Tensor) -> Result<StepReport> {
+        let grads = loss.backward()?;
+        self.step(loss, &grads)
+    }
+
     /// The learning rate the schedules scale: `lr`, ALI-G's `max_lr`, DFW/BPGrad's `eta`, L4's
     /// `fraction`. `None` for ALI-G without `max_lr`.
     fn learning_rate(&self) -> Option<f64>;

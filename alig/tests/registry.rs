@@ -463,3 +463,17 @@ fn a_given_squared_norm_steps_like_the_computed_one() {
         }
     }
 }
+
+/// `backward_step(&loss)` is `step(&loss, &loss.backward())`: bit for bit, for every optimizer.
+#[test]
+fn backward_step_is_backward_then_step() {
+    for spec in OPTIMIZERS {
+        let (a, b) = (Problem::new(4, DType::F32), Problem::new(4, DType::F32));
+        let (mut oa, mut ob) = (build(spec.name, &a, Kernels::Auto), build(spec.name, &b, Kernels::Auto));
+        for _ in 0..3 {
+            step(oa.as_mut(), &a);
+            ob.backward_step(&b.loss(spec.name)).unwrap();
+        }
+        assert_eq!(a.snapshot(), b.snapshot(), "{}", spec.name);
+    }
+}
