@@ -255,3 +255,21 @@ fn tensorboard_events_hold_every_scalar_and_resume_without_duplicates() {
     assert!(!quiet.join("tb").exists());
     std::fs::remove_dir_all(&root).ok();
 }
+
+/// `--keep 1` in a run whose later epochs do not beat the first: those epochs are not kept, and
+/// the run goes on (it used to fail removing a folder it never wrote).
+#[test]
+fn keep_skips_epochs_that_are_not_among_the_best() {
+    let root = temp_dir("keep-one");
+    let out = root.join("run");
+    let flags = [&TINY[..], &["--opt", "sgd", "--lr", "1e-9", "--epochs", "4", "--keep", "1", "--train-size", "64"]];
+    run(&strings(&flags.concat().join(" "), &out));
+    let folders: Vec<String> = std::fs::read_dir(out.join("checkpoints"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("epoch-"))
+        .collect();
+    assert_eq!(folders.len(), 1, "{folders:?}");
+    assert_eq!(metrics_without_time(&out).len(), 4);
+    std::fs::remove_dir_all(&root).ok();
+}

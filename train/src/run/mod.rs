@@ -277,15 +277,14 @@ impl Run {
             self.state.stopped_early = Some(epoch);
         }
         let mut names = vec![];
-        let mut dropped = vec![];
         if let Some(keep) = self.cfg.run.keep {
-            let (kept, is_kept, out) = record::retain(&self.state.kept, epoch, val_acc, keep);
-            (self.state.kept, dropped) = (kept, out);
+            let (kept, is_kept) = record::retain(&self.state.kept, epoch, val_acc, keep);
+            self.state.kept = kept;
             names.extend(is_kept.then(|| record::epoch_folder(epoch)));
         }
         names.extend(improved.then(|| "best".to_string()));
         names.push("last".into());
-        self.save_checkpoint(&names, &dropped)?;
+        self.save_checkpoint(&names)?;
         say(self.opts.quiet, self.epoch_line(&m, improved));
         if let Some(e) = self.state.stopped_early {
             let p = self.cfg.run.patience.unwrap_or_default();
@@ -297,9 +296,9 @@ impl Run {
         Ok(())
     }
 
-    /// Rank 0 writes the checkpoint as each of `names` (`last` at the end) and removes the kept
-    /// epochs that dropped out; every process returns once it is on disk.
-    fn save_checkpoint(&self, names: &[String], dropped: &[usize]) -> Result<()> {
+    /// Rank 0 writes the checkpoint as each of `names` (`last` at the end) and, with `--keep`,
+    /// removes the epoch folders that dropped out; every process returns once it is on disk.
+    fn save_checkpoint(&self, names: &[String]) -> Result<()> {
         if !self.comm.is_root() {
             return self.comm.barrier();
         }
@@ -312,9 +311,8 @@ impl Run {
         };
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
         checkpoint::save(&self.checkpoints(), &names, &ckpt)?;
-        for e in dropped {
-            let folder = self.checkpoints().join(record::epoch_folder(*e));
-            fs::remove_dir_all(&folder).with_context(|| format!("removing {}", folder.display()))?;
+        if self.cfg.run.keep.is_some() {
+            record::prune(&self.checkpoints(), &self.state.kept)?;
         }
         self.comm.barrier()
     }

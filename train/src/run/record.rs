@@ -90,14 +90,14 @@ pub fn epoch_folder(e: usize) -> String {
 }
 
 /// `--keep N`: the kept epochs once `epoch` scored `score` (best first; an earlier epoch wins a
-/// tie), whether `epoch` is among them, and the epochs that drop out.
-pub fn retain(kept: &[(usize, f64)], epoch: usize, score: f64, keep: usize) -> (Vec<(usize, f64)>, bool, Vec<usize>) {
+/// tie), and whether `epoch` is among them. [`prune`] removes the folders of those that dropped out.
+pub fn retain(kept: &[(usize, f64)], epoch: usize, score: f64, keep: usize) -> (Vec<(usize, f64)>, bool) {
     let mut all: Vec<(usize, f64)> = kept.iter().copied().filter(|(e, _)| *e != epoch).collect();
     all.push((epoch, score));
     all.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-    let dropped = all.split_off(keep.min(all.len())).into_iter().map(|(e, _)| e).collect();
+    all.truncate(keep);
     let is_kept = all.iter().any(|(e, _)| *e == epoch);
-    (all, is_kept, dropped)
+    (all, is_kept)
 }
 
 /// Removes the `epoch-NNNN` folders (and their `.tmp`/`.prev` leftovers) of `checkpoints` that
@@ -122,13 +122,13 @@ mod tests {
 
     #[test]
     fn retention_keeps_the_best_epochs() {
-        let (kept, is_kept, dropped) = retain(&[], 1, 0.5, 2);
-        assert_eq!((kept.clone(), is_kept, dropped), (vec![(1, 0.5)], true, vec![]));
-        let (kept, _, _) = retain(&kept, 2, 0.7, 2);
-        let (kept, is_kept, dropped) = retain(&kept, 3, 0.6, 2);
-        assert_eq!((kept.clone(), is_kept, dropped), (vec![(2, 0.7), (3, 0.6)], true, vec![1]));
+        let (kept, is_kept) = retain(&[], 1, 0.5, 2);
+        assert_eq!((kept.clone(), is_kept), (vec![(1, 0.5)], true));
+        let (kept, _) = retain(&kept, 2, 0.7, 2);
+        let (kept, is_kept) = retain(&kept, 3, 0.6, 2);
+        assert_eq!((kept.clone(), is_kept), (vec![(2, 0.7), (3, 0.6)], true));
         // A tie goes to the earlier epoch; a worse epoch is not kept at all.
-        let (kept, is_kept, dropped) = retain(&kept, 4, 0.6, 2);
-        assert_eq!((kept, is_kept, dropped), (vec![(2, 0.7), (3, 0.6)], false, vec![4]));
+        let (kept, is_kept) = retain(&kept, 4, 0.6, 2);
+        assert_eq!((kept, is_kept), (vec![(2, 0.7), (3, 0.6)], false));
     }
 }
