@@ -10,14 +10,13 @@
 //! w   <- w - clr d / (sqrt(sum) + eps)
 //! ```
 
-use std::collections::HashMap;
-
 use candle_core::{Result, Tensor};
 
 use crate::check::non_negative;
-use crate::optimizer::{Hyper, NamedTensors, Optimizer, Scalar, StepReport};
+use crate::decay::coupled;
+use crate::optimizer::{plumbing, Hyper, Optimizer, StepReport};
 use crate::params::ParamSet;
-use crate::state::{StateReader, StateWriter};
+use crate::state::{Buffers, Core, State, STEP};
 
 /// Adagrad's hyper-parameters. `Default` is `torch.optim.Adagrad`'s.
 #[derive(Clone, Debug, PartialEq)]
@@ -44,23 +43,36 @@ impl AdagradConfig {
     /// The configuration of the registry's hyper-parameters (`lr`, `weight_decay`, `eps`,
     /// `initial_accumulator`); the rest as `Default`.
     pub fn from_hyper(h: &Hyper) -> Self {
+        let d = Self::default();
         Self {
-            lr: h.lr.unwrap_or(1e-2),
+            lr: h.lr.unwrap_or(d.lr),
             weight_decay: h.weight_decay,
-            eps: h.eps.unwrap_or(1e-10),
-            initial_accumulator_value: h.initial_accumulator.unwrap_or(0.0),
-            ..Self::default()
+            eps: h.eps.unwrap_or(d.eps),
+            initial_accumulator_value: h.initial_accumulator.unwrap_or(d.initial_accumulator_value),
+            ..d
+        }
+    }
+
+    /// The registry's hyper-parameters of this configuration (`from_hyper`'s inverse).
+    pub fn to_hyper(&self) -> Hyper {
+        Hyper {
+            lr: Some(self.lr),
+            weight_decay: self.weight_decay,
+            eps: Some(self.eps),
+            initial_accumulator: Some(self.initial_accumulator_value),
+            ..Hyper::default()
         }
     }
 }
 
+/// The sum of squared gradients.
+const SUM: Buffers = Buffers("sum");
+
 /// Adagrad (see the module docs for the update): per parameter the sum of squared gradients
 /// `sum` and the step count `t`.
 pub struct Adagrad {
-    params: ParamSet,
+    core: Core,
     cfg: AdagradConfig,
-    sum: Vec<Tensor>,
-    steps: Vec<u64>,
 }
 
 impl Adagrad {
@@ -76,59 +88,27 @@ impl Adagrad {
                 ("initial_accumulator_value", cfg.initial_accumulator_value),
             ],
         )?;
-        let sum =
-            params.vars().iter().map(|v| v.ones_like()? * cfg.initial_accumulator_value).collect::<Result<_>>()?;
-        let steps = vec![0; params.len()];
-        Ok(Self { params, cfg, sum, steps })
+        let mut state = State::new();
+        state.fill(SUM, &params, cfg.initial_accumulator_value)?;
+        state.counters(STEP, &params);
+        Ok(Self { core: Core::new("adagrad", params, state), cfg })
     }
 }
 
 impl Optimizer for Adagrad {
-    fn name(&self) -> &'static str {
-        "adagrad"
-    }
-
-    fn params(&self) -> &ParamSet {
-        &self.params
-    }
+    plumbing!(cfg.lr);
 
     fn step_with(&mut self, _loss: &Tensor, grads: &[Option<Tensor>]) -> Result<StepReport> {
-        let grads = &self.params.checked_grads("adagrad", grads)?;
         let c = &self.cfg;
-        for (i, g) in grads.iter().enumerate() {
-            let Some(g) = g else { continue };
-            let w = &self.params.vars()[i];
-            self.steps[i] += 1;
-            let clr = c.lr / (1.0 + (self.steps[i] - 1) as f64 * c.lr_decay);
-            let d = if c.weight_decay != 0.0 { (g + (&w.as_detached_tensor() * c.weight_decay)?)? } else { g.clone() };
-            self.sum[i] = (&self.sum[i] + d.sqr()?)?;
-            let std = (self.sum[i].sqrt()? + c.eps)?;
+        self.core.each_grad(grads, |i, w, g, state| {
+            state[STEP][i] += 1;
+            let clr = c.lr / (1.0 + (state[STEP][i] - 1) as f64 * c.lr_decay);
+            let d = coupled(g, w, c.weight_decay)?;
+            state[SUM][i] = (&state[SUM][i] + d.sqr()?)?;
+            let std = (state[SUM][i].sqrt()? + c.eps)?;
             w.set(&(&w.as_detached_tensor() - ((d / std)? * clr)?)?)?;
-        }
-        Ok(StepReport { step_size: Some(Scalar::Host(c.lr)), ..Default::default() })
-    }
-
-    fn learning_rate(&self) -> Option<f64> {
-        Some(self.cfg.lr)
-    }
-
-    fn set_learning_rate(&mut self, lr: f64) {
-        self.cfg.lr = lr;
-    }
-
-    fn state(&self) -> Result<NamedTensors> {
-        let mut w = StateWriter::new("adagrad", &self.params);
-        w.buffers("sum", &self.sum)?;
-        w.counters("step", &self.steps)?;
-        Ok(w.finish())
-    }
-
-    fn load_state(&mut self, state: &HashMap<String, Tensor>) -> Result<()> {
-        let mut r = StateReader::new("adagrad", &self.params, state);
-        let sum = r.buffers("sum")?;
-        let steps = r.counters("step")?;
-        r.finish()?;
-        (self.sum, self.steps) = (sum, steps);
-        Ok(())
+            Ok(())
+        })?;
+        Ok(StepReport::at_lr(c.lr))
     }
 }

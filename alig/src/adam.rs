@@ -14,16 +14,15 @@
 //! This is torch 2.x's epsilon placement (outside the bias correction of `v`); AMSGrad takes its
 //! maximum on the raw `v`. AdamW and Yogi use the older placement (see `adamw.rs`).
 
-use std::collections::HashMap;
+use candle_core::{Result, Tensor, Var};
 
-use candle_core::{Result, Tensor};
-
-use crate::adamw::check_betas;
 use crate::check::non_negative;
+use crate::decay::{coupled, coupled_elem};
+use crate::moments::{self, check_betas};
 use crate::ops::{self, Kernel, Real};
-use crate::optimizer::{Hyper, NamedTensors, Optimizer, Scalar, StepReport};
-use crate::params::ParamSet;
-use crate::state::{StateReader, StateWriter};
+use crate::optimizer::{plumbing, Hyper, Optimizer, StepReport};
+use crate::params::{Kernels, ParamSet};
+use crate::state::{Core, State, EXP_AVG, EXP_AVG_SQ, MAX_EXP_AVG_SQ, STEP};
 
 /// Adam's hyper-parameters. `Default` is `torch.optim.Adam`'s.
 #[derive(Clone, Debug, PartialEq)]
@@ -52,27 +51,23 @@ impl AdamConfig {
     /// The configuration of the registry's hyper-parameters (`lr`, `betas`, `eps`, `weight_decay`),
     /// as Adam or AMSGrad.
     pub fn from_hyper(h: &Hyper, amsgrad: bool) -> Self {
-        let (beta1, beta2) = h.betas.unwrap_or((0.9, 0.999));
-        Self {
-            lr: h.lr.unwrap_or(1e-3),
-            beta1,
-            beta2,
-            eps: h.eps.unwrap_or(1e-8),
-            weight_decay: h.weight_decay,
-            amsgrad,
-        }
+        let d = Self::default();
+        let [lr, beta1, beta2, eps] = moments::read_hyper(h, [d.lr, d.beta1, d.beta2, d.eps]);
+        Self { lr, beta1, beta2, eps, weight_decay: h.weight_decay, amsgrad }
+    }
+
+    /// The registry's hyper-parameters of this configuration (`from_hyper`'s inverse, but for
+    /// `amsgrad`, which the registry row decides).
+    pub fn to_hyper(&self) -> Hyper {
+        moments::to_hyper([self.lr, self.beta1, self.beta2, self.eps], self.weight_decay)
     }
 }
 
 /// Adam or AMSGrad (see the module docs for the update): per parameter the moments `m` and `v`
 /// (and AMSGrad's `v_max`) and the step count `t`.
 pub struct Adam {
-    params: ParamSet,
+    core: Core,
     cfg: AdamConfig,
-    m: Vec<Tensor>,
-    v: Vec<Tensor>,
-    v_max: Vec<Tensor>,
-    steps: Vec<u64>,
 }
 
 /// `m <- m + (1 - beta1) (d - m)`, `d = g + lambda w`.
@@ -85,9 +80,9 @@ impl Kernel<2> for FirstMoment {
     const NAME: &'static str = "adam-m";
     #[inline(always)]
     fn run<T: Real>(&self, m: &mut [T], [g, w]: [&[T]; 2]) {
-        let (a, wd) = (T::of(1.0 - self.beta1), T::of(self.wd));
+        let a = T::of(1.0 - self.beta1);
         for ((m, &g), &w) in m.iter_mut().zip(g).zip(w) {
-            let d = if self.wd != 0.0 { g + wd * w } else { g };
+            let d = coupled_elem(g, w, self.wd);
             *m = *m + a * (d - *m);
         }
     }
@@ -103,9 +98,9 @@ impl Kernel<2> for SecondMoment {
     const NAME: &'static str = "adam-v";
     #[inline(always)]
     fn run<T: Real>(&self, v: &mut [T], [g, w]: [&[T]; 2]) {
-        let (b2, a, wd) = (T::of(self.beta2), T::of(1.0 - self.beta2), T::of(self.wd));
+        let (b2, a) = (T::of(self.beta2), T::of(1.0 - self.beta2));
         for ((v, &g), &w) in v.iter_mut().zip(g).zip(w) {
-            let d = if self.wd != 0.0 { g + wd * w } else { g };
+            let d = coupled_elem(g, w, self.wd);
             *v = b2 * *v + a * d * d;
         }
     }
@@ -145,101 +140,52 @@ impl Adam {
     pub fn new(params: ParamSet, cfg: AdamConfig) -> Result<Self> {
         check_betas("adam", cfg.lr, cfg.eps, cfg.beta1, cfg.beta2)?;
         non_negative("adam", &[("weight_decay", cfg.weight_decay)])?;
-        let zeros = || params.vars().iter().map(|v| v.zeros_like()).collect::<Result<Vec<_>>>();
-        let (m, v) = (zeros()?, zeros()?);
-        let v_max = if cfg.amsgrad { zeros()? } else { vec![] };
-        let steps = vec![0; params.len()];
-        Ok(Self { params, cfg, m, v, v_max, steps })
-    }
-
-    fn key(&self) -> &'static str {
-        if self.cfg.amsgrad {
-            "amsgrad"
-        } else {
-            "adam"
+        let mut state = State::new();
+        state.zeros(EXP_AVG, &params)?;
+        state.zeros(EXP_AVG_SQ, &params)?;
+        if cfg.amsgrad {
+            state.zeros(MAX_EXP_AVG_SQ, &params)?;
         }
-    }
-
-    fn update(&mut self, i: usize, g: &Tensor) -> Result<()> {
-        let c = self.cfg.clone();
-        self.steps[i] += 1;
-        let t = self.steps[i] as i32;
-        let bc1 = 1.0 - c.beta1.powi(t);
-        let bc2_sqrt = (1.0 - c.beta2.powi(t)).sqrt();
-        let step = c.lr / bc1;
-        let w = self.params.vars()[i].clone();
-        if ops::fused(self.params.kernels(), &[w.as_tensor(), g]) {
-            let wt = w.as_tensor();
-            ops::launch2(&FirstMoment { beta1: c.beta1, wd: c.weight_decay }, &self.m[i], g, wt)?;
-            ops::launch2(&SecondMoment { beta2: c.beta2, wd: c.weight_decay }, &self.v[i], g, wt)?;
-            let u = if c.amsgrad {
-                ops::launch1(&RunningMax, &self.v_max[i], &self.v[i], ops::Norms::NONE)?;
-                &self.v_max[i]
-            } else {
-                &self.v[i]
-            };
-            return ops::launch2(&Apply { step, bc2_sqrt, eps: c.eps }, wt, &self.m[i], u);
-        }
-        let d = if c.weight_decay != 0.0 { (g + (&w.as_detached_tensor() * c.weight_decay)?)? } else { g.clone() };
-        self.m[i] = (&self.m[i] + ((&d - &self.m[i])? * (1.0 - c.beta1))?)?;
-        self.v[i] = ((&self.v[i] * c.beta2)? + (d.sqr()? * (1.0 - c.beta2))?)?;
-        let u = if c.amsgrad {
-            self.v_max[i] = self.v_max[i].maximum(&self.v[i])?;
-            &self.v_max[i]
-        } else {
-            &self.v[i]
-        };
-        let denom = ((u.sqrt()? / bc2_sqrt)? + c.eps)?;
-        w.set(&(&w.as_detached_tensor() - ((&self.m[i] / denom)? * step)?)?)
+        state.counters(STEP, &params);
+        let name = if cfg.amsgrad { "amsgrad" } else { "adam" };
+        Ok(Self { core: Core::new(name, params, state), cfg })
     }
 }
 
-impl Optimizer for Adam {
-    fn name(&self) -> &'static str {
-        self.key()
+/// The step of parameter `i`, `w`, from its gradient `g`.
+fn update(c: &AdamConfig, kernels: Kernels, i: usize, w: &Var, g: &Tensor, state: &mut State) -> Result<()> {
+    state[STEP][i] += 1;
+    let t = state[STEP][i] as i32;
+    let bc1 = 1.0 - c.beta1.powi(t);
+    let bc2_sqrt = (1.0 - c.beta2.powi(t)).sqrt();
+    let step = c.lr / bc1;
+    let u_key = if c.amsgrad { MAX_EXP_AVG_SQ } else { EXP_AVG_SQ };
+    if ops::fused(kernels, &[w.as_tensor(), g]) {
+        let wt = w.as_tensor();
+        ops::launch2(&FirstMoment { beta1: c.beta1, wd: c.weight_decay }, &state[EXP_AVG][i], g, wt)?;
+        ops::launch2(&SecondMoment { beta2: c.beta2, wd: c.weight_decay }, &state[EXP_AVG_SQ][i], g, wt)?;
+        if c.amsgrad {
+            ops::launch1(&RunningMax, &state[MAX_EXP_AVG_SQ][i], &state[EXP_AVG_SQ][i], ops::Norms::NONE)?;
+        }
+        return ops::launch2(&Apply { step, bc2_sqrt, eps: c.eps }, wt, &state[EXP_AVG][i], &state[u_key][i]);
     }
+    let d = coupled(g, w, c.weight_decay)?;
+    let m = (&state[EXP_AVG][i] + ((&d - &state[EXP_AVG][i])? * (1.0 - c.beta1))?)?;
+    state[EXP_AVG][i] = m;
+    state[EXP_AVG_SQ][i] = ((&state[EXP_AVG_SQ][i] * c.beta2)? + (d.sqr()? * (1.0 - c.beta2))?)?;
+    if c.amsgrad {
+        state[MAX_EXP_AVG_SQ][i] = state[MAX_EXP_AVG_SQ][i].maximum(&state[EXP_AVG_SQ][i])?;
+    }
+    let denom = ((state[u_key][i].sqrt()? / bc2_sqrt)? + c.eps)?;
+    w.set(&(&w.as_detached_tensor() - ((&state[EXP_AVG][i] / denom)? * step)?)?)
+}
 
-    fn params(&self) -> &ParamSet {
-        &self.params
-    }
+impl Optimizer for Adam {
+    plumbing!(cfg.lr);
 
     fn step_with(&mut self, _loss: &Tensor, grads: &[Option<Tensor>]) -> Result<StepReport> {
-        let grads = &self.params.checked_grads(self.key(), grads)?;
-        for (i, g) in grads.iter().enumerate() {
-            if let Some(g) = g {
-                self.update(i, g)?;
-            }
-        }
-        Ok(StepReport { step_size: Some(Scalar::Host(self.cfg.lr)), ..Default::default() })
-    }
-
-    fn learning_rate(&self) -> Option<f64> {
-        Some(self.cfg.lr)
-    }
-
-    fn set_learning_rate(&mut self, lr: f64) {
-        self.cfg.lr = lr;
-    }
-
-    fn state(&self) -> Result<NamedTensors> {
-        let mut w = StateWriter::new(self.key(), &self.params);
-        w.buffers("exp_avg", &self.m)?;
-        w.buffers("exp_avg_sq", &self.v)?;
-        if self.cfg.amsgrad {
-            w.buffers("max_exp_avg_sq", &self.v_max)?;
-        }
-        w.counters("step", &self.steps)?;
-        Ok(w.finish())
-    }
-
-    fn load_state(&mut self, state: &HashMap<String, Tensor>) -> Result<()> {
-        let mut r = StateReader::new(self.key(), &self.params, state);
-        let m = r.buffers("exp_avg")?;
-        let v = r.buffers("exp_avg_sq")?;
-        let v_max = if self.cfg.amsgrad { r.buffers("max_exp_avg_sq")? } else { vec![] };
-        let steps = r.counters("step")?;
-        r.finish()?;
-        (self.m, self.v, self.v_max, self.steps) = (m, v, v_max, steps);
-        Ok(())
+        let (c, kernels) = (&self.cfg, self.core.params.kernels());
+        self.core.each_grad(grads, |i, w, g, state| update(c, kernels, i, w, g, state))?;
+        Ok(StepReport::at_lr(c.lr))
     }
 }

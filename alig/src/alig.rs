@@ -19,16 +19,17 @@
 //! projection is applied once at construction and after every step. `gamma` is computed on the
 //! device from the 0-d loss tensor: a step never waits for the host.
 
-use std::collections::HashMap;
-
 use candle_core::{Result, Tensor};
 
 use crate::check::{non_negative, positive};
 use crate::ops::{self, Kernel, Norms, PairKernel, Real};
-use crate::optimizer::{Hyper, NamedTensors, Optimizer, Scalar, StepReport};
+use crate::optimizer::{plumbing, Hyper, Optimizer, Scalar, StepReport};
 use crate::params::{grad_sq_norm, Kernels, ParamSet};
 use crate::projection::{project_l2_ball, scale_into_ball};
-use crate::state::{StateReader, StateWriter};
+use crate::state::{Core, Count, State, MOMENTUM_BUFFER};
+
+/// Whether the last fused step was clipped (1) or not (0).
+const LAST_STEP_CLIPPED: Count = Count("last_step_clipped");
 
 /// A parameter group with its own maximal learning rate: every parameter whose name starts with
 /// `prefix` (first matching group wins).
@@ -71,25 +72,36 @@ impl AligConfig {
         Self {
             max_lr: h.lr,
             momentum: h.momentum,
-            eps: h.eps.unwrap_or(1e-5),
+            eps: h.eps.unwrap_or(Self::default().eps),
             adjusted_momentum: h.adjusted_momentum,
             max_norm: h.max_norm,
             groups: vec![],
         }
     }
+
+    /// The registry's hyper-parameters of this configuration (`from_hyper`'s inverse, but for the
+    /// groups, which the registry does not set).
+    pub fn to_hyper(&self) -> Hyper {
+        Hyper {
+            lr: self.max_lr,
+            momentum: self.momentum,
+            eps: Some(self.eps),
+            adjusted_momentum: self.adjusted_momentum,
+            max_norm: self.max_norm,
+            ..Hyper::default()
+        }
+    }
 }
 
-/// The ALI-G optimizer.
+/// The ALI-G optimizer. Its state: `z` (`momentum_buffer`), one per parameter when
+/// `momentum > 0`, and whether the last step of the fused CPU path was clipped at `max_lr`
+/// (`last_step_clipped`: the guess of the next speculative step, kept so that a resumed run takes
+/// the same path).
 pub struct Alig {
-    params: ParamSet,
+    core: Core,
     cfg: AligConfig,
     /// Group of each parameter: 0 = default, k = `cfg.groups[k - 1]`.
     group_of: Vec<usize>,
-    /// `z`, one per parameter when `momentum > 0`.
-    z: Vec<Tensor>,
-    /// Whether the last step of the fused CPU path was clipped at `max_lr` (the guess of the next
-    /// speculative step; part of the state, so that a resumed run takes the same path).
-    last_clipped: bool,
 }
 
 /// What a fused CPU step computed: `gamma_u`, each group's `gamma`, `sum ||g||^2`, and `||w||^2`
@@ -194,12 +206,12 @@ impl Alig {
             .iter()
             .map(|n| cfg.groups.iter().position(|g| n.starts_with(&g.prefix)).map_or(0, |k| k + 1))
             .collect();
-        let z = if cfg.momentum > 0.0 {
-            params.vars().iter().map(|v| v.zeros_like()).collect::<Result<_>>()?
-        } else {
-            vec![]
-        };
-        Ok(Self { params, cfg, group_of, z, last_clipped: true })
+        let mut state = State::new();
+        if cfg.momentum > 0.0 {
+            state.zeros(MOMENTUM_BUFFER, &params)?;
+        }
+        state.count(LAST_STEP_CLIPPED, 1);
+        Ok(Self { core: Core::new("alig", params, state), cfg, group_of })
     }
 
     /// The hyper-parameters it steps with.
@@ -247,16 +259,18 @@ impl Alig {
         for (i, g) in grads.iter().enumerate() {
             let Some(g) = g else { continue };
             let gamma = &gammas[self.group_of[i]];
-            let w = &self.params.vars()[i];
+            let Core { params, state, .. } = &mut self.core;
+            let w = &params.vars()[i];
             let gg = g.broadcast_mul(gamma)?;
             let stepped = (&w.as_detached_tensor() - &gg)?;
-            if self.z.is_empty() {
+            if mu == 0.0 {
                 w.set(&stepped)?;
                 continue;
             }
-            let z = if adjusted { ((&self.z[i] * mu)? - g)? } else { ((&self.z[i] * mu)? - gg)? };
+            let zs = &mut state[MOMENTUM_BUFFER];
+            let z = if adjusted { ((&zs[i] * mu)? - g)? } else { ((&zs[i] * mu)? - gg)? };
             let term = if adjusted { z.broadcast_mul(&(gamma * mu)?)? } else { (&z * mu)? };
-            self.z[i] = z;
+            zs[i] = z;
             w.set(&(stepped + term)?)?;
         }
         Ok((unclipped, gammas))
@@ -286,8 +300,9 @@ impl Alig {
         };
         let project = self.cfg.max_norm.is_some();
         // ||w_i||^2 after the update, for the projection.
-        let mut w_sq = vec![0.0; self.params.len()];
-        let (unclipped, gammas, sq) = if let (true, Some(caps), None) = (self.last_clipped, &caps, &given) {
+        let mut w_sq = vec![0.0; self.core.params.len()];
+        let last_clipped = self.core.state[LAST_STEP_CLIPPED] != 0;
+        let (unclipped, gammas, sq) = if let (true, Some(caps), None) = (last_clipped, &caps, &given) {
             let mut sq = 0.0;
             for (i, g) in grads.iter().enumerate().rev() {
                 if let Some(g) = g {
@@ -310,7 +325,7 @@ impl Alig {
         } else {
             let sq = match given {
                 Some(sq) => sq,
-                None => Self::sq_norm(grads, loss, self.params.kernels())?,
+                None => Self::sq_norm(grads, loss, self.core.params.kernels())?,
             };
             let (unclipped, gammas) = self.step_sizes(loss, &sq)?;
             let host = gammas.iter().map(ops::host_f64).collect::<Result<Vec<_>>>()?;
@@ -324,14 +339,15 @@ impl Alig {
             (unclipped, gammas, sq)
         };
         let u = ops::host_f64(&unclipped)?;
-        self.last_clipped = caps.is_some_and(|c| c.iter().all(|&m| u >= m));
+        self.core.state[LAST_STEP_CLIPPED] = caps.is_some_and(|c| c.iter().all(|&m| u >= m)) as u64;
         let mut total = None;
         if project {
             // Parameters without a gradient still count in the norm.
+            let params = &self.core.params;
             let frozen: Vec<&Tensor> =
-                self.params.vars().iter().zip(grads).filter(|(_, g)| g.is_none()).map(|(v, _)| v.as_tensor()).collect();
+                params.vars().iter().zip(grads).filter(|(_, g)| g.is_none()).map(|(v, _)| v.as_tensor()).collect();
             let frozen_sq =
-                if frozen.is_empty() { 0.0 } else { ops::host_f64(&ops::sum_sq(&frozen, self.params.kernels())?)? };
+                if frozen.is_empty() { 0.0 } else { ops::host_f64(&ops::sum_sq(&frozen, params.kernels())?)? };
             total = Some(w_sq.iter().sum::<f64>() + frozen_sq);
         }
         Ok(FusedStep { unclipped, gammas, sq, w_sq: total })
@@ -347,12 +363,12 @@ impl Alig {
 
     /// A step from `loss` and `grads`, with `sum ||g||^2` computed here or `given` by the caller.
     fn step_given(&mut self, loss: &Tensor, grads: &[Option<Tensor>], given: Option<&Tensor>) -> Result<StepReport> {
-        let grads = &self.params.checked_grads("alig", grads)?;
-        let (dtype, device) = (self.params.dtype(), self.params.device().clone());
-        let loss = loss.detach().to_device(&device)?.to_dtype(dtype)?.reshape(())?;
-        let given = given.map(|t| t.detach().to_device(&device)?.to_dtype(dtype)?.reshape(())).transpose()?;
+        let grads = &self.core.checked_grads(grads)?;
+        let (dtype, device) = (self.core.params.dtype(), self.core.params.device().clone());
+        let loss = self.core.loss(loss)?;
+        let given = given.map(|t| self.core.loss(t)).transpose()?;
         let FusedStep { unclipped, mut gammas, sq, w_sq } =
-            if ops::fused(self.params.kernels(), &[self.params.vars()[0].as_tensor()]) {
+            if ops::fused(self.core.params.kernels(), &[self.core.params.vars()[0].as_tensor()]) {
                 self.step_fused(&loss, grads, given)?
             } else {
                 let sq = match given {
@@ -371,8 +387,8 @@ impl Alig {
         let mut extra = vec![];
         if let Some(r) = self.cfg.max_norm {
             let norm = match w_sq {
-                Some(sq) => scale_into_ball(&self.params, &ops::scalar(sq, dtype, &device)?, r)?,
-                None => project_l2_ball(&self.params, r)?,
+                Some(sq) => scale_into_ball(&self.core.params, &ops::scalar(sq, dtype, &device)?, r)?,
+                None => project_l2_ball(&self.core.params, r)?,
             };
             extra.push(("norm_before_projection", Scalar::Device(norm)));
         }
@@ -387,8 +403,8 @@ impl Alig {
     /// The fused update of parameter `i` with step size `gamma`; returns `(||g||^2, ||w||^2 after)`
     /// as asked by `norms`.
     fn fused_update(&self, i: usize, g: &Tensor, gamma: f64, norms: Norms) -> Result<(f64, f64)> {
-        let w = self.params.vars()[i].as_tensor();
-        match self.z.get(i) {
+        let w = self.core.params.vars()[i].as_tensor();
+        match self.core.state.get(MOMENTUM_BUFFER).map(|z| &z[i]) {
             None => ops::launch1(&Axpby { a: 1.0, b: -gamma }, w, g, norms),
             Some(z) => {
                 let k = MomentumStep { gamma, mu: self.cfg.momentum, adjusted: self.cfg.adjusted_momentum };
@@ -400,9 +416,9 @@ impl Alig {
     /// Turns a step taken with `gamma + delta` into one taken with `gamma`; returns `||w||^2`
     /// after it when `norm`.
     fn fused_correct(&self, i: usize, g: &Tensor, delta: f64, norm: bool) -> Result<f64> {
-        let w = self.params.vars()[i].as_tensor();
+        let w = self.core.params.vars()[i].as_tensor();
         let norms = Norms { src: false, dst: norm };
-        let (_, w_sq) = match self.z.get(i) {
+        let (_, w_sq) = match self.core.state.get(MOMENTUM_BUFFER).map(|z| &z[i]) {
             None => ops::launch1(&Axpby { a: 1.0, b: delta }, w, g, norms)?,
             Some(z) => {
                 let k = Correction { delta, mu: self.cfg.momentum, adjusted: self.cfg.adjusted_momentum };
@@ -414,13 +430,7 @@ impl Alig {
 }
 
 impl Optimizer for Alig {
-    fn name(&self) -> &'static str {
-        "alig"
-    }
-
-    fn params(&self) -> &ParamSet {
-        &self.params
-    }
+    plumbing!();
 
     fn step_with(&mut self, loss: &Tensor, grads: &[Option<Tensor>]) -> Result<StepReport> {
         self.step_given(loss, grads, None)
@@ -444,23 +454,5 @@ impl Optimizer for Alig {
             }
         }
         self.cfg.max_lr = Some(lr);
-    }
-
-    fn state(&self) -> Result<NamedTensors> {
-        let mut w = StateWriter::new("alig", &self.params);
-        if !self.z.is_empty() {
-            w.buffers("momentum_buffer", &self.z)?;
-        }
-        w.count("last_step_clipped", self.last_clipped as u64)?;
-        Ok(w.finish())
-    }
-
-    fn load_state(&mut self, state: &HashMap<String, Tensor>) -> Result<()> {
-        let mut r = StateReader::new("alig", &self.params, state);
-        let z = if self.z.is_empty() { vec![] } else { r.buffers("momentum_buffer")? };
-        let last_clipped = r.count("last_step_clipped")? != 0;
-        r.finish()?;
-        (self.z, self.last_clipped) = (z, last_clipped);
-        Ok(())
     }
 }

@@ -13,18 +13,16 @@
 //! As in the reference, the momentum buffer scales `r` by `gamma` while the direct step does not.
 //! `gamma` is computed on the device.
 
-use std::collections::HashMap;
-
 use candle_core::{Result, Tensor};
 
 use crate::check::{non_negative, positive};
 use crate::ops;
-use crate::optimizer::{Hyper, NamedTensors, Optimizer, Scalar, StepReport};
+use crate::optimizer::{plumbing, Hyper, Optimizer, Scalar, StepReport};
 use crate::params::{grad_sq_norm, ParamSet};
-use crate::state::{StateReader, StateWriter};
+use crate::state::{Core, State, MOMENTUM_BUFFER};
 
-/// DFW's hyper-parameters. `Default`: `eta` 0.1 (the experiments' default; the reference requires
-/// it), the rest as the reference.
+/// DFW's hyper-parameters, and BPGrad's ([`crate::BpgradConfig`]). `Default`: `eta` 0.1 (the
+/// experiments' default; both references require it), the rest as the references.
 #[derive(Clone, Debug, PartialEq)]
 pub struct DfwConfig {
     /// `eta`: the proximal coefficient, i.e. the maximal learning rate.
@@ -47,11 +45,23 @@ impl DfwConfig {
     /// The configuration of the registry's hyper-parameters (`lr` as `eta`, `momentum`,
     /// `weight_decay`, `eps`).
     pub fn from_hyper(h: &Hyper) -> Self {
+        let d = Self::default();
         Self {
-            eta: h.lr.unwrap_or(0.1),
+            eta: h.lr.unwrap_or(d.eta),
             momentum: h.momentum,
             weight_decay: h.weight_decay,
-            eps: h.eps.unwrap_or(1e-5),
+            eps: h.eps.unwrap_or(d.eps),
+        }
+    }
+
+    /// The registry's hyper-parameters of this configuration (`from_hyper`'s inverse).
+    pub fn to_hyper(&self) -> Hyper {
+        Hyper {
+            lr: Some(self.eta),
+            momentum: self.momentum,
+            weight_decay: self.weight_decay,
+            eps: Some(self.eps),
+            ..Hyper::default()
         }
     }
 }
@@ -59,9 +69,8 @@ impl DfwConfig {
 /// Deep Frank-Wolfe (see the module docs for the update): per parameter the momentum buffer `z`
 /// when there is momentum.
 pub struct Dfw {
-    params: ParamSet,
+    core: Core,
     cfg: DfwConfig,
-    z: Vec<Tensor>,
 }
 
 impl Dfw {
@@ -69,34 +78,26 @@ impl Dfw {
     pub fn new(params: ParamSet, cfg: DfwConfig) -> Result<Self> {
         positive("dfw", &[("eta", cfg.eta)])?;
         non_negative("dfw", &[("momentum", cfg.momentum), ("weight_decay", cfg.weight_decay), ("eps", cfg.eps)])?;
-        let z = if cfg.momentum > 0.0 {
-            params.vars().iter().map(|v| v.zeros_like()).collect::<Result<_>>()?
-        } else {
-            vec![]
-        };
-        Ok(Self { params, cfg, z })
+        let mut state = State::new();
+        if cfg.momentum > 0.0 {
+            state.zeros(MOMENTUM_BUFFER, &params)?;
+        }
+        Ok(Self { core: Core::new("dfw", params, state), cfg })
     }
 }
 
 impl Optimizer for Dfw {
-    fn name(&self) -> &'static str {
-        "dfw"
-    }
-
-    fn params(&self) -> &ParamSet {
-        &self.params
-    }
+    plumbing!(cfg.eta);
 
     fn step_with(&mut self, loss: &Tensor, grads: &[Option<Tensor>]) -> Result<StepReport> {
-        let grads = &self.params.checked_grads("dfw", grads)?;
-        let c = self.cfg.clone();
-        let (dtype, device) = (self.params.dtype(), self.params.device().clone());
-        let loss = loss.detach().to_device(&device)?.to_dtype(dtype)?.reshape(())?;
+        let grads = &self.core.checked_grads(grads)?;
+        let loss = self.core.loss(loss)?;
+        let (c, Core { params, state, .. }) = (&self.cfg, &mut self.core);
         let live: Vec<(usize, &Tensor)> =
             grads.iter().enumerate().filter_map(|(i, g)| g.as_ref().map(|g| (i, g))).collect();
         let r: Vec<Tensor> = live
             .iter()
-            .map(|(i, _)| &self.params.vars()[*i].as_detached_tensor() * c.weight_decay)
+            .map(|(i, _)| &params.vars()[*i].as_detached_tensor() * c.weight_decay)
             .collect::<Result<_>>()?;
         let gs: Vec<&Tensor> = live.iter().map(|(_, g)| *g).collect();
         let num = if live.is_empty() || c.weight_decay == 0.0 {
@@ -105,46 +106,23 @@ impl Optimizer for Dfw {
             let rs: Vec<&Tensor> = r.iter().collect();
             (loss - (ops::sum_dot(&gs, &rs)? * c.eta)?)?
         };
-        let den = match grad_sq_norm(grads, self.params.kernels())? {
+        let den = match grad_sq_norm(grads, params.kernels())? {
             Some(sq) => ((sq * c.eta)? + c.eps)?,
-            None => ops::scalar(c.eps, dtype, &device)?,
+            None => ops::scalar(c.eps, params.dtype(), params.device())?,
         };
         let gamma = num.div(&den)?.clamp(0.0, 1.0)?;
         for ((i, g), r) in live.iter().zip(&r) {
-            let w = &self.params.vars()[*i];
+            let w = &params.vars()[*i];
             let gg = g.broadcast_mul(&gamma)?;
             let mut new_w = (&w.as_detached_tensor() - ((r + &gg)? * c.eta)?)?;
             if c.momentum > 0.0 {
-                let z = ((&self.z[*i] * c.momentum)? - ((*g + r)?.broadcast_mul(&gamma)? * c.eta)?)?;
+                let zs = &mut state[MOMENTUM_BUFFER];
+                let z = ((&zs[*i] * c.momentum)? - ((*g + r)?.broadcast_mul(&gamma)? * c.eta)?)?;
                 new_w = (new_w + (&z * c.momentum)?)?;
-                self.z[*i] = z;
+                zs[*i] = z;
             }
             w.set(&new_w)?;
         }
         Ok(StepReport { step_size: Some(Scalar::Device(gamma)), ..Default::default() })
-    }
-
-    fn learning_rate(&self) -> Option<f64> {
-        Some(self.cfg.eta)
-    }
-
-    fn set_learning_rate(&mut self, lr: f64) {
-        self.cfg.eta = lr;
-    }
-
-    fn state(&self) -> Result<NamedTensors> {
-        let mut w = StateWriter::new("dfw", &self.params);
-        if !self.z.is_empty() {
-            w.buffers("momentum_buffer", &self.z)?;
-        }
-        Ok(w.finish())
-    }
-
-    fn load_state(&mut self, state: &HashMap<String, Tensor>) -> Result<()> {
-        let mut r = StateReader::new("dfw", &self.params, state);
-        let z = if self.z.is_empty() { vec![] } else { r.buffers("momentum_buffer")? };
-        r.finish()?;
-        self.z = z;
-        Ok(())
     }
 }

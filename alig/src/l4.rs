@@ -19,16 +19,15 @@
 //! and SNLI run used `alpha = 0.15`. Unlike the reference, the state is checkpointable, the caller's
 //! gradients are not modified, and parameters without a gradient are skipped.
 
-use std::collections::HashMap;
-
 use candle_core::{Result, Tensor};
 
-use crate::bpgrad::regularised;
 use crate::check::{non_negative, positive};
+use crate::decay::regularised;
+use crate::moments::ema;
 use crate::ops;
-use crate::optimizer::{Hyper, NamedTensors, Optimizer, Scalar, StepReport};
+use crate::optimizer::{plumbing, Hyper, Optimizer, Scalar, StepReport};
 use crate::params::ParamSet;
-use crate::state::{StateReader, StateWriter};
+use crate::state::{Buffers, Core, Count, State, Value};
 
 /// The direction L4 rescales.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -76,7 +75,14 @@ impl L4Config {
     /// The configuration of the registry's hyper-parameters (`fraction`, `weight_decay`) for
     /// `direction`; the rest as the reference.
     pub fn from_hyper(h: &Hyper, direction: L4Direction) -> Self {
-        Self { direction, fraction: h.fraction.unwrap_or(0.15), weight_decay: h.weight_decay, ..Self::default() }
+        let d = Self::default();
+        Self { direction, fraction: h.fraction.unwrap_or(d.fraction), weight_decay: h.weight_decay, ..d }
+    }
+
+    /// The registry's hyper-parameters of this configuration (`from_hyper`'s inverse, but for the
+    /// direction, which the registry row decides).
+    pub fn to_hyper(&self) -> Hyper {
+        Hyper { fraction: Some(self.fraction), weight_decay: self.weight_decay, ..Hyper::default() }
     }
 }
 
@@ -84,17 +90,23 @@ const GRAD_TIME: f64 = 10.0;
 const VAR_TIME: f64 = 1000.0;
 const ADAM_EPS: f64 = 1e-4;
 
+/// The EMA of the gradient (the direction's numerator).
+const DIR_GRAD: Buffers = Buffers("dir_ema_grad");
+/// L4Adam's EMA of the squared gradient.
+const DIR_SQ: Buffers = Buffers("dir_ema_sq");
+/// The EMA of the gradient that estimates the derivative.
+const DERIV_GRAD: Buffers = Buffers("deriv_ema_grad");
+/// `L_min`.
+const MIN_LOSS: Value = Value("min_loss");
+/// `k`.
+const GLOBAL_STEP: Count = Count("global_step");
+
 /// L4Adam or L4Mom (see the module docs for the update): per parameter the EMAs of the direction
 /// (`g`, and L4Adam's `g^2`) and of the derivative estimate; the running minimum loss `L_min` and
 /// the step count `k`.
 pub struct L4 {
-    params: ParamSet,
+    core: Core,
     cfg: L4Config,
-    dir_grad: Vec<Tensor>,
-    dir_sq: Vec<Tensor>,
-    deriv_grad: Vec<Tensor>,
-    min_loss: Tensor,
-    global_step: u64,
 }
 
 /// The registry name of each variant.
@@ -105,9 +117,9 @@ fn key(direction: L4Direction) -> &'static str {
     }
 }
 
-fn ema(e: &Tensor, x: &Tensor, time: f64) -> Result<Tensor> {
-    let d = 1.0 - 1.0 / time;
-    (e * d)? + (x * (1.0 - d))?
+/// The EMA with time scale `time`.
+fn ema_t(e: &Tensor, x: &Tensor, time: f64) -> Result<Tensor> {
+    ema(e, x, 1.0 - 1.0 / time)
 }
 
 impl L4 {
@@ -117,50 +129,45 @@ impl L4 {
         let who = key(cfg.direction);
         positive(who, &[("fraction", cfg.fraction), ("minloss_forget_time", cfg.minloss_forget_time)])?;
         non_negative(who, &[("weight_decay", cfg.weight_decay), ("epsilon", cfg.epsilon)])?;
-        let zeros = || params.vars().iter().map(|v| v.zeros_like()).collect::<Result<Vec<_>>>();
-        let dir_sq = if cfg.direction == L4Direction::Adam { zeros()? } else { vec![] };
-        let (dir_grad, deriv_grad) = (zeros()?, zeros()?);
-        let min_loss = ops::scalar(0.0, params.dtype(), params.device())?;
-        Ok(Self { params, cfg, dir_grad, dir_sq, deriv_grad, min_loss, global_step: 0 })
-    }
-
-    fn key(&self) -> &'static str {
-        key(self.cfg.direction)
+        let mut state = State::new();
+        state.zeros(DIR_GRAD, &params)?;
+        if cfg.direction == L4Direction::Adam {
+            state.zeros(DIR_SQ, &params)?;
+        }
+        state.zeros(DERIV_GRAD, &params)?;
+        state.value(MIN_LOSS, ops::scalar(0.0, params.dtype(), params.device())?);
+        state.count(GLOBAL_STEP, 0);
+        Ok(Self { core: Core::new(who, params, state), cfg })
     }
 }
 
 impl Optimizer for L4 {
-    fn name(&self) -> &'static str {
-        self.key()
-    }
-
-    fn params(&self) -> &ParamSet {
-        &self.params
-    }
+    plumbing!(cfg.fraction);
 
     fn step_with(&mut self, loss: &Tensor, grads: &[Option<Tensor>]) -> Result<StepReport> {
-        let grads = &self.params.checked_grads(self.key(), grads)?;
-        let c = self.cfg.clone();
-        let (big_l, grads) = regularised(&self.params, loss, grads, c.weight_decay)?;
-        let k = self.global_step as i32;
-        self.min_loss = if k == 0 { (&big_l * c.init_factor)? } else { self.min_loss.minimum(&big_l)? };
+        let grads = &self.core.checked_grads(grads)?;
+        let loss = self.core.loss(loss)?;
+        let (c, Core { params, state, .. }) = (&self.cfg, &mut self.core);
+        let (big_l, grads) = regularised(params, loss, grads, c.weight_decay)?;
+        let k = state[GLOBAL_STEP] as i32;
+        state[MIN_LOSS] = if k == 0 { (&big_l * c.init_factor)? } else { state[MIN_LOSS].minimum(&big_l)? };
         let c_grad = 1.0 - (1.0 - 1.0 / GRAD_TIME).powi(k + 1);
         let c_var = 1.0 - (1.0 - 1.0 / VAR_TIME).powi(k + 1);
         let mut dirs = Vec::new();
         let mut inner: Option<Tensor> = None;
         for (i, g) in grads.iter().enumerate() {
             let Some(g) = g else { continue };
-            self.dir_grad[i] = ema(&self.dir_grad[i], g, GRAD_TIME)?;
+            state[DIR_GRAD][i] = ema_t(&state[DIR_GRAD][i], g, GRAD_TIME)?;
             let v = match c.direction {
                 L4Direction::Adam => {
-                    self.dir_sq[i] = ema(&self.dir_sq[i], &g.sqr()?, VAR_TIME)?;
-                    let denom = ((&self.dir_sq[i] / c_var)?.sqrt()? + ADAM_EPS)?;
-                    ((&self.dir_grad[i] / c_grad)? / denom)?
+                    state[DIR_SQ][i] = ema_t(&state[DIR_SQ][i], &g.sqr()?, VAR_TIME)?;
+                    let denom = ((&state[DIR_SQ][i] / c_var)?.sqrt()? + ADAM_EPS)?;
+                    ((&state[DIR_GRAD][i] / c_grad)? / denom)?
                 }
-                L4Direction::Momentum => (&self.dir_grad[i] / c_grad)?,
+                L4Direction::Momentum => (&state[DIR_GRAD][i] / c_grad)?,
             };
-            self.deriv_grad[i] = ema(&self.deriv_grad[i], g, GRAD_TIME)?;
-            let u = (&self.deriv_grad[i] / c_grad)?;
+            state[DERIV_GRAD][i] = ema_t(&state[DERIV_GRAD][i], g, GRAD_TIME)?;
+            let u = (&state[DERIV_GRAD][i] / c_grad)?;
             let dot = (&v * u)?.sum_all()?;
             inner = Some(match inner {
                 None => dot,
@@ -172,51 +179,18 @@ impl Optimizer for L4 {
             Some(t) => t,
             None => ops::scalar(0.0, big_l.dtype(), big_l.device())?,
         };
-        let num = ((big_l - (&self.min_loss * c.minloss_factor)?)? * c.fraction)?;
+        let num = ((big_l - (&state[MIN_LOSS] * c.minloss_factor)?)? * c.fraction)?;
         let eta = num.div(&(inner + c.epsilon)?)?;
-        self.min_loss = (&self.min_loss * (1.0 + 1.0 / c.minloss_forget_time))?;
+        state[MIN_LOSS] = (&state[MIN_LOSS] * (1.0 + 1.0 / c.minloss_forget_time))?;
         for (i, v) in dirs {
-            let w = &self.params.vars()[i];
+            let w = &params.vars()[i];
             w.set(&(&w.as_detached_tensor() - v.broadcast_mul(&eta)?)?)?;
         }
-        self.global_step += 1;
+        state[GLOBAL_STEP] += 1;
         Ok(StepReport {
             step_size: Some(Scalar::Device(eta)),
-            extra: vec![("l4_min_loss", Scalar::Device(self.min_loss.clone()))],
+            extra: vec![("l4_min_loss", Scalar::Device(state[MIN_LOSS].clone()))],
             ..Default::default()
         })
-    }
-
-    fn learning_rate(&self) -> Option<f64> {
-        Some(self.cfg.fraction)
-    }
-
-    fn set_learning_rate(&mut self, lr: f64) {
-        self.cfg.fraction = lr;
-    }
-
-    fn state(&self) -> Result<NamedTensors> {
-        let mut w = StateWriter::new(self.key(), &self.params);
-        w.buffers("dir_ema_grad", &self.dir_grad)?;
-        if self.cfg.direction == L4Direction::Adam {
-            w.buffers("dir_ema_sq", &self.dir_sq)?;
-        }
-        w.buffers("deriv_ema_grad", &self.deriv_grad)?;
-        w.scalar("min_loss", &self.min_loss)?;
-        w.count("global_step", self.global_step)?;
-        Ok(w.finish())
-    }
-
-    fn load_state(&mut self, state: &HashMap<String, Tensor>) -> Result<()> {
-        let mut r = StateReader::new(self.key(), &self.params, state);
-        let dir_grad = r.buffers("dir_ema_grad")?;
-        let dir_sq = if self.cfg.direction == L4Direction::Adam { r.buffers("dir_ema_sq")? } else { vec![] };
-        let deriv_grad = r.buffers("deriv_ema_grad")?;
-        let min_loss = r.scalar("min_loss")?;
-        let global_step = r.count("global_step")?;
-        r.finish()?;
-        (self.dir_grad, self.dir_sq, self.deriv_grad) = (dir_grad, dir_sq, deriv_grad);
-        (self.min_loss, self.global_step) = (min_loss, global_step);
-        Ok(())
     }
 }

@@ -43,8 +43,9 @@
 #![deny(missing_docs)]
 
 mod check;
+mod decay;
+mod moments;
 mod ops;
-mod state;
 
 pub mod adagrad;
 pub mod adam;
@@ -62,6 +63,7 @@ pub mod registry;
 pub mod rmsprop;
 pub mod schedule;
 pub mod sgd;
+pub mod state;
 pub mod yogi;
 
 pub use crate::adagrad::{Adagrad, AdagradConfig};
@@ -74,11 +76,12 @@ pub use crate::l4::{L4Config, L4Direction, L4};
 pub use crate::loss::multiclass_hinge;
 pub use crate::momentum::{Momentum, MomentumConfig};
 pub use crate::ops::Kernels;
-pub use crate::optimizer::{Hyper, NamedTensors, Optimizer, Scalar, StepReport};
+pub use crate::optimizer::{Hyper, Optimizer, Scalar, StepReport};
 pub use crate::params::{clip_grad_norm, grad_sq_norm, is_buffer_name, ParamSet};
 pub use crate::projection::project_l2_ball;
 pub use crate::registry::{OptimizerSpec, OPTIMIZERS};
 pub use crate::rmsprop::{Rmsprop, RmspropConfig};
 pub use crate::schedule::Schedule;
 pub use crate::sgd::{Sgd, SgdConfig};
+pub use crate::state::NamedTensors;
 pub use crate::yogi::{Yogi, YogiConfig};

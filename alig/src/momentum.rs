@@ -11,14 +11,15 @@
 //! learning rate multiplies the accumulator at each step, so changing `lr` mid-run rescales past
 //! gradients too (TensorFlow's behaviour).
 
-use std::collections::HashMap;
-
 use candle_core::{Result, Tensor};
 
 use crate::check::non_negative;
-use crate::optimizer::{Hyper, NamedTensors, Optimizer, Scalar, StepReport};
+use crate::optimizer::{plumbing, Hyper, Optimizer, StepReport};
 use crate::params::ParamSet;
-use crate::state::{StateReader, StateWriter};
+use crate::state::{Buffers, Core, State};
+
+/// The accumulator `a`.
+const ACCUMULATOR: Buffers = Buffers("accumulator");
 
 /// The heavy-ball optimizer's hyper-parameters. `Default`: TensorFlow's `lr` 1e-3 and the DNC
 /// experiment's `mu` 0.9.
@@ -39,67 +40,42 @@ impl Default for MomentumConfig {
 impl MomentumConfig {
     /// The configuration of the registry's hyper-parameters (`lr`, `momentum`).
     pub fn from_hyper(h: &Hyper) -> Self {
-        Self { lr: h.lr.unwrap_or(1e-3), momentum: h.momentum }
+        Self { lr: h.lr.unwrap_or(Self::default().lr), momentum: h.momentum }
+    }
+
+    /// The registry's hyper-parameters of this configuration (`from_hyper`'s inverse).
+    pub fn to_hyper(&self) -> Hyper {
+        Hyper { lr: Some(self.lr), momentum: self.momentum, ..Hyper::default() }
     }
 }
 
 /// TensorFlow 1's heavy-ball momentum (see the module docs for the update): per parameter the
 /// accumulator `a`.
 pub struct Momentum {
-    params: ParamSet,
+    core: Core,
     cfg: MomentumConfig,
-    accum: Vec<Tensor>,
 }
 
 impl Momentum {
     /// Heavy-ball momentum over `params`; fails on a negative `lr` or `mu`.
     pub fn new(params: ParamSet, cfg: MomentumConfig) -> Result<Self> {
         non_negative("momentum", &[("lr", cfg.lr), ("momentum", cfg.momentum)])?;
-        let accum = params.vars().iter().map(|v| v.zeros_like()).collect::<Result<_>>()?;
-        Ok(Self { params, cfg, accum })
+        let mut state = State::new();
+        state.zeros(ACCUMULATOR, &params)?;
+        Ok(Self { core: Core::new("momentum", params, state), cfg })
     }
 }
 
 impl Optimizer for Momentum {
-    fn name(&self) -> &'static str {
-        "momentum"
-    }
-
-    fn params(&self) -> &ParamSet {
-        &self.params
-    }
+    plumbing!(cfg.lr);
 
     fn step_with(&mut self, _loss: &Tensor, grads: &[Option<Tensor>]) -> Result<StepReport> {
-        let grads = &self.params.checked_grads("momentum", grads)?;
         let c = &self.cfg;
-        for (i, g) in grads.iter().enumerate() {
-            let Some(g) = g else { continue };
-            let w = &self.params.vars()[i];
-            self.accum[i] = ((&self.accum[i] * c.momentum)? + g)?;
-            w.set(&(&w.as_detached_tensor() - (&self.accum[i] * c.lr)?)?)?;
-        }
-        Ok(StepReport { step_size: Some(Scalar::Host(c.lr)), ..Default::default() })
-    }
-
-    fn learning_rate(&self) -> Option<f64> {
-        Some(self.cfg.lr)
-    }
-
-    fn set_learning_rate(&mut self, lr: f64) {
-        self.cfg.lr = lr;
-    }
-
-    fn state(&self) -> Result<NamedTensors> {
-        let mut w = StateWriter::new("momentum", &self.params);
-        w.buffers("accumulator", &self.accum)?;
-        Ok(w.finish())
-    }
-
-    fn load_state(&mut self, state: &HashMap<String, Tensor>) -> Result<()> {
-        let mut r = StateReader::new("momentum", &self.params, state);
-        let accum = r.buffers("accumulator")?;
-        r.finish()?;
-        self.accum = accum;
-        Ok(())
+        self.core.each_grad(grads, |i, w, g, state| {
+            state[ACCUMULATOR][i] = ((&state[ACCUMULATOR][i] * c.momentum)? + g)?;
+            w.set(&(&w.as_detached_tensor() - (&state[ACCUMULATOR][i] * c.lr)?)?)?;
+            Ok(())
+        })?;
+        Ok(StepReport::at_lr(c.lr))
     }
 }

@@ -11,6 +11,7 @@ use candle_core::{Result, Tensor};
 
 use crate::ops;
 use crate::params::ParamSet;
+use crate::state::{Core, NamedTensors};
 
 /// A scalar the optimizer reports: known on the host, or a 0-d tensor still on the device.
 #[derive(Clone, Debug)]
@@ -47,6 +48,11 @@ pub struct StepReport {
 }
 
 impl StepReport {
+    /// The report of a step at the learning rate `lr`, known on the host.
+    pub fn at_lr(lr: f64) -> Self {
+        Self { step_size: Some(Scalar::Host(lr)), ..Default::default() }
+    }
+
     /// The reported scalar named `key` (`step_size`, `step_size_unclipped`, `grad_sq_norm`, or an
     /// [`StepReport::extra`] name), if the step reported it.
     pub fn get(&self, key: &str) -> Option<&Scalar> {
@@ -59,16 +65,54 @@ impl StepReport {
     }
 }
 
-/// Named state tensors: `<opt>.<buffer>.<param name>` per parameter, `<opt>.<scalar>` otherwise.
-pub type NamedTensors = Vec<(String, Tensor)>;
+/// The accessors every optimizer of this crate writes alike, inside its `impl Optimizer`:
+/// `core`/`core_mut` over its `core` field and, given the path of its learning-rate field
+/// (`plumbing!(cfg.lr)`), `learning_rate`/`set_learning_rate` over that field.
+macro_rules! plumbing {
+    () => {
+        fn core(&self) -> &$crate::state::Core {
+            &self.core
+        }
+
+        fn core_mut(&mut self) -> &mut $crate::state::Core {
+            &mut self.core
+        }
+    };
+    ($($field:ident).+) => {
+        $crate::optimizer::plumbing!();
+
+        fn learning_rate(&self) -> Option<f64> {
+            Some(self.$($field).+)
+        }
+
+        fn set_learning_rate(&mut self, lr: f64) {
+            self.$($field).+ = lr;
+        }
+    };
+}
+pub(crate) use plumbing;
 
 /// An optimizer over a [`ParamSet`].
+///
+/// An implementation holds a [`Core`] (its name, parameters and declared state) and writes the
+/// step and the learning rate; the name, the parameters, the state export and its strict import
+/// come from the core.
 pub trait Optimizer: Send {
-    /// The registry name (`alig`, `sgd`, ...).
-    fn name(&self) -> &'static str;
+    /// The name, parameters and state of this optimizer.
+    fn core(&self) -> &Core;
+
+    /// The same, to update or restore.
+    fn core_mut(&mut self) -> &mut Core;
+
+    /// The registry name (`alig`, `sgd`, ...): the prefix of its state entries.
+    fn name(&self) -> &'static str {
+        self.core().name
+    }
 
     /// The parameters this optimizer updates, sorted by name.
-    fn params(&self) -> &ParamSet;
+    fn params(&self) -> &ParamSet {
+        &self.core().params
+    }
 
     /// One step from the mini-batch `loss` (0-d tensor, unregularised data loss of the forward pass
     /// that produced the gradients) and `grads[i]`, the gradient of `params().vars()[i]` (`None`:
@@ -107,12 +151,20 @@ pub trait Optimizer: Send {
 
     /// The whole state (every buffer and counter) as named tensors, copies that later steps leave
     /// untouched.
-    fn state(&self) -> Result<NamedTensors>;
+    fn state(&self) -> Result<NamedTensors> {
+        let core = self.core();
+        core.state.export(core.name, &core.params)
+    }
 
     /// Restores a state exported by [`Optimizer::state`] of the same optimizer over the same
     /// parameters. Strict: a missing, misshapen or unexpected `<opt>.` entry is an error naming it,
     /// and the optimizer is left unchanged on error.
-    fn load_state(&mut self, state: &HashMap<String, Tensor>) -> Result<()>;
+    fn load_state(&mut self, state: &HashMap<String, Tensor>) -> Result<()> {
+        let core = self.core();
+        let loaded = core.state.import(core.name, &core.params, state)?;
+        self.core_mut().state = loaded;
+        Ok(())
+    }
 }
 
 /// The hyper-parameters the registry builds optimizers from; each optimizer reads the fields it

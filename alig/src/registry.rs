@@ -42,10 +42,6 @@ fn boxed<O: Optimizer + 'static>(o: Result<O>) -> Result<Box<dyn Optimizer>> {
     Ok(Box::new(o?))
 }
 
-fn lr(v: f64) -> Hyper {
-    Hyper { lr: Some(v), ..Hyper::default() }
-}
-
 const ADAM_USES: &[&str] = &["lr", "weight_decay", "eps", "betas"];
 const L4_USES: &[&str] = &["fraction", "weight_decay"];
 
@@ -56,8 +52,8 @@ pub static OPTIMIZERS: &[OptimizerSpec] = &[
         summary: "ALI-G: step min(loss / (|g|^2 + eps), max_lr), Nesterov-style momentum, l2-ball projection",
         uses: &["lr (max_lr)", "momentum", "max_norm", "eps", "adjusted_momentum"],
         uses_loss: true,
-        defaults: Hyper::default,
-        experiment_defaults: || Hyper { lr: Some(0.1), momentum: 0.9, ..Hyper::default() },
+        defaults: || AligConfig::default().to_hyper(),
+        experiment_defaults: || Hyper { lr: Some(0.1), momentum: 0.9, ..AligConfig::default().to_hyper() },
         build: |p, h| boxed(Alig::new(p, AligConfig::from_hyper(h))),
     },
     OptimizerSpec {
@@ -65,8 +61,8 @@ pub static OPTIMIZERS: &[OptimizerSpec] = &[
         summary: "SGD with (Nesterov) momentum and coupled weight decay, as torch.optim.SGD",
         uses: &["lr", "momentum", "weight_decay", "nesterov"],
         uses_loss: false,
-        defaults: || lr(1e-3),
-        experiment_defaults: || Hyper { momentum: 0.9, ..lr(1e-3) },
+        defaults: || SgdConfig::default().to_hyper(),
+        experiment_defaults: || SgdConfig { momentum: 0.9, nesterov: true, ..SgdConfig::default() }.to_hyper(),
         build: |p, h| boxed(Sgd::new(p, SgdConfig::from_hyper(h))),
     },
     OptimizerSpec {
@@ -74,8 +70,8 @@ pub static OPTIMIZERS: &[OptimizerSpec] = &[
         summary: "Adam, as torch.optim.Adam (coupled weight decay)",
         uses: ADAM_USES,
         uses_loss: false,
-        defaults: || lr(1e-3),
-        experiment_defaults: || lr(1e-3),
+        defaults: || AdamConfig::default().to_hyper(),
+        experiment_defaults: || AdamConfig::default().to_hyper(),
         build: |p, h| boxed(Adam::new(p, AdamConfig::from_hyper(h, false))),
     },
     OptimizerSpec {
@@ -83,8 +79,8 @@ pub static OPTIMIZERS: &[OptimizerSpec] = &[
         summary: "AMSGrad, as torch.optim.Adam(amsgrad=True)",
         uses: ADAM_USES,
         uses_loss: false,
-        defaults: || lr(1e-3),
-        experiment_defaults: || lr(1e-3),
+        defaults: || AdamConfig::default().to_hyper(),
+        experiment_defaults: || AdamConfig::default().to_hyper(),
         build: |p, h| boxed(Adam::new(p, AdamConfig::from_hyper(h, true))),
     },
     OptimizerSpec {
@@ -92,8 +88,8 @@ pub static OPTIMIZERS: &[OptimizerSpec] = &[
         summary: "Adagrad, as torch.optim.Adagrad",
         uses: &["lr", "weight_decay", "eps", "initial_accumulator"],
         uses_loss: false,
-        defaults: || lr(1e-2),
-        experiment_defaults: || lr(1e-2),
+        defaults: || AdagradConfig::default().to_hyper(),
+        experiment_defaults: || AdagradConfig::default().to_hyper(),
         build: |p, h| boxed(Adagrad::new(p, AdagradConfig::from_hyper(h))),
     },
     OptimizerSpec {
@@ -101,8 +97,8 @@ pub static OPTIMIZERS: &[OptimizerSpec] = &[
         summary: "AdamW with decoupled weight decay, as the paper's code (2019 epsilon placement)",
         uses: ADAM_USES,
         uses_loss: false,
-        defaults: || Hyper { weight_decay: 1e-2, ..lr(1e-3) },
-        experiment_defaults: || Hyper { weight_decay: 1e-2, ..lr(1e-3) },
+        defaults: || AdamwConfig::default().to_hyper(),
+        experiment_defaults: || AdamwConfig::default().to_hyper(),
         build: |p, h| boxed(Adamw::new(p, AdamwConfig::from_hyper(h))),
     },
     OptimizerSpec {
@@ -110,8 +106,8 @@ pub static OPTIMIZERS: &[OptimizerSpec] = &[
         summary: "Yogi, as the paper's code",
         uses: ADAM_USES,
         uses_loss: false,
-        defaults: || lr(1e-3),
-        experiment_defaults: || lr(1e-3),
+        defaults: || YogiConfig::default().to_hyper(),
+        experiment_defaults: || YogiConfig::default().to_hyper(),
         build: |p, h| boxed(Yogi::new(p, YogiConfig::from_hyper(h))),
     },
     OptimizerSpec {
@@ -119,8 +115,8 @@ pub static OPTIMIZERS: &[OptimizerSpec] = &[
         summary: "Deep Frank-Wolfe (use with the multi-class hinge loss)",
         uses: &["lr (eta)", "momentum", "weight_decay", "eps"],
         uses_loss: true,
-        defaults: || lr(0.1),
-        experiment_defaults: || Hyper { momentum: 0.9, ..lr(0.1) },
+        defaults: || DfwConfig::default().to_hyper(),
+        experiment_defaults: || DfwConfig { momentum: 0.9, ..DfwConfig::default() }.to_hyper(),
         build: |p, h| boxed(Dfw::new(p, DfwConfig::from_hyper(h))),
     },
     OptimizerSpec {
@@ -128,8 +124,8 @@ pub static OPTIMIZERS: &[OptimizerSpec] = &[
         summary: "BPGrad (momentum 0 takes a step, unlike the reference)",
         uses: &["lr (eta)", "momentum", "weight_decay", "eps"],
         uses_loss: true,
-        defaults: || lr(0.1),
-        experiment_defaults: || Hyper { momentum: 0.9, ..lr(0.1) },
+        defaults: || BpgradConfig::default().to_hyper(),
+        experiment_defaults: || BpgradConfig { momentum: 0.9, ..BpgradConfig::default() }.to_hyper(),
         build: |p, h| boxed(Bpgrad::new(p, BpgradConfig::from_hyper(h))),
     },
     OptimizerSpec {
@@ -137,8 +133,8 @@ pub static OPTIMIZERS: &[OptimizerSpec] = &[
         summary: "L4 step-size adaptation of the Adam direction",
         uses: L4_USES,
         uses_loss: true,
-        defaults: || Hyper { fraction: Some(0.15), ..Hyper::default() },
-        experiment_defaults: || Hyper { fraction: Some(0.15), ..Hyper::default() },
+        defaults: || L4Config::default().to_hyper(),
+        experiment_defaults: || L4Config::default().to_hyper(),
         build: |p, h| boxed(L4::new(p, L4Config::from_hyper(h, L4Direction::Adam))),
     },
     OptimizerSpec {
@@ -146,8 +142,8 @@ pub static OPTIMIZERS: &[OptimizerSpec] = &[
         summary: "L4 step-size adaptation of the momentum direction",
         uses: L4_USES,
         uses_loss: true,
-        defaults: || Hyper { fraction: Some(0.15), ..Hyper::default() },
-        experiment_defaults: || Hyper { fraction: Some(0.15), ..Hyper::default() },
+        defaults: || L4Config::default().to_hyper(),
+        experiment_defaults: || L4Config::default().to_hyper(),
         build: |p, h| boxed(L4::new(p, L4Config::from_hyper(h, L4Direction::Momentum))),
     },
     OptimizerSpec {
@@ -155,8 +151,8 @@ pub static OPTIMIZERS: &[OptimizerSpec] = &[
         summary: "RMSProp as TensorFlow 1 (mean square starts at 1, eps inside the root): the DNC baseline",
         uses: &["lr", "momentum", "eps"],
         uses_loss: false,
-        defaults: || lr(1e-3),
-        experiment_defaults: || lr(1e-3),
+        defaults: || RmspropConfig::default().to_hyper(),
+        experiment_defaults: || RmspropConfig::default().to_hyper(),
         build: |p, h| boxed(Rmsprop::new(p, RmspropConfig::from_hyper(h))),
     },
     OptimizerSpec {
@@ -164,8 +160,8 @@ pub static OPTIMIZERS: &[OptimizerSpec] = &[
         summary: "heavy-ball momentum as TensorFlow 1's MomentumOptimizer (the DNC code's \"nag\")",
         uses: &["lr", "momentum"],
         uses_loss: false,
-        defaults: || Hyper { momentum: 0.9, ..lr(1e-3) },
-        experiment_defaults: || Hyper { momentum: 0.9, ..lr(1e-3) },
+        defaults: || MomentumConfig::default().to_hyper(),
+        experiment_defaults: || MomentumConfig::default().to_hyper(),
         build: |p, h| boxed(Momentum::new(p, MomentumConfig::from_hyper(h))),
     },
 ];

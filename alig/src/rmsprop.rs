@@ -11,14 +11,17 @@
 //! Defaults are TensorFlow's: `rho` 0.9, `mu` 0, `eps` 1e-10. (PyTorch's `RMSprop` differs: its
 //! mean square starts at zero and its epsilon is added outside the root.)
 
-use std::collections::HashMap;
-
 use candle_core::{Result, Tensor};
 
 use crate::check::non_negative;
-use crate::optimizer::{Hyper, NamedTensors, Optimizer, Scalar, StepReport};
+use crate::optimizer::{plumbing, Hyper, Optimizer, StepReport};
 use crate::params::ParamSet;
-use crate::state::{StateReader, StateWriter};
+use crate::state::{Buffers, Core, State};
+
+/// The mean square `ms`.
+const MS: Buffers = Buffers("ms");
+/// The momentum `mom`.
+const MOM: Buffers = Buffers("momentum");
 
 /// RMSProp's hyper-parameters. `Default` is TensorFlow 1's (`lr` 1e-3, `rho` 0.9, `mu` 0, `eps` 1e-10).
 #[derive(Clone, Debug, PartialEq)]
@@ -42,17 +45,21 @@ impl Default for RmspropConfig {
 impl RmspropConfig {
     /// The configuration of the registry's hyper-parameters (`lr`, `momentum`, `eps`).
     pub fn from_hyper(h: &Hyper) -> Self {
-        Self { lr: h.lr.unwrap_or(1e-3), momentum: h.momentum, eps: h.eps.unwrap_or(1e-10), ..Self::default() }
+        let d = Self::default();
+        Self { lr: h.lr.unwrap_or(d.lr), momentum: h.momentum, eps: h.eps.unwrap_or(d.eps), ..d }
+    }
+
+    /// The registry's hyper-parameters of this configuration (`from_hyper`'s inverse).
+    pub fn to_hyper(&self) -> Hyper {
+        Hyper { lr: Some(self.lr), momentum: self.momentum, eps: Some(self.eps), ..Hyper::default() }
     }
 }
 
 /// TensorFlow 1's RMSProp (see the module docs for the update): per parameter the mean square
 /// `ms` (from 1) and the momentum `mom`.
 pub struct Rmsprop {
-    params: ParamSet,
+    core: Core,
     cfg: RmspropConfig,
-    ms: Vec<Tensor>,
-    mom: Vec<Tensor>,
 }
 
 impl Rmsprop {
@@ -62,56 +69,25 @@ impl Rmsprop {
         if !(0.0..1.0).contains(&cfg.decay) {
             candle_core::bail!("rmsprop: decay must be in [0, 1), got {}", cfg.decay)
         }
-        let ms = params.vars().iter().map(|v| v.ones_like()).collect::<Result<_>>()?;
-        let mom = params.vars().iter().map(|v| v.zeros_like()).collect::<Result<_>>()?;
-        Ok(Self { params, cfg, ms, mom })
+        let mut state = State::new();
+        state.fill(MS, &params, 1.0)?;
+        state.zeros(MOM, &params)?;
+        Ok(Self { core: Core::new("rmsprop", params, state), cfg })
     }
 }
 
 impl Optimizer for Rmsprop {
-    fn name(&self) -> &'static str {
-        "rmsprop"
-    }
-
-    fn params(&self) -> &ParamSet {
-        &self.params
-    }
+    plumbing!(cfg.lr);
 
     fn step_with(&mut self, _loss: &Tensor, grads: &[Option<Tensor>]) -> Result<StepReport> {
-        let grads = &self.params.checked_grads("rmsprop", grads)?;
         let c = &self.cfg;
-        for (i, g) in grads.iter().enumerate() {
-            let Some(g) = g else { continue };
-            let w = &self.params.vars()[i];
-            self.ms[i] = ((&self.ms[i] * c.decay)? + (g.sqr()? * (1.0 - c.decay))?)?;
-            let step = ((g / (&self.ms[i] + c.eps)?.sqrt()?)? * c.lr)?;
-            self.mom[i] = ((&self.mom[i] * c.momentum)? + step)?;
-            w.set(&(&w.as_detached_tensor() - &self.mom[i])?)?;
-        }
-        Ok(StepReport { step_size: Some(Scalar::Host(c.lr)), ..Default::default() })
-    }
-
-    fn learning_rate(&self) -> Option<f64> {
-        Some(self.cfg.lr)
-    }
-
-    fn set_learning_rate(&mut self, lr: f64) {
-        self.cfg.lr = lr;
-    }
-
-    fn state(&self) -> Result<NamedTensors> {
-        let mut w = StateWriter::new("rmsprop", &self.params);
-        w.buffers("ms", &self.ms)?;
-        w.buffers("momentum", &self.mom)?;
-        Ok(w.finish())
-    }
-
-    fn load_state(&mut self, state: &HashMap<String, Tensor>) -> Result<()> {
-        let mut r = StateReader::new("rmsprop", &self.params, state);
-        let ms = r.buffers("ms")?;
-        let mom = r.buffers("momentum")?;
-        r.finish()?;
-        (self.ms, self.mom) = (ms, mom);
-        Ok(())
+        self.core.each_grad(grads, |i, w, g, state| {
+            state[MS][i] = ((&state[MS][i] * c.decay)? + (g.sqr()? * (1.0 - c.decay))?)?;
+            let step = ((g / (&state[MS][i] + c.eps)?.sqrt()?)? * c.lr)?;
+            state[MOM][i] = ((&state[MOM][i] * c.momentum)? + step)?;
+            w.set(&(&w.as_detached_tensor() - &state[MOM][i])?)?;
+            Ok(())
+        })?;
+        Ok(StepReport::at_lr(c.lr))
     }
 }

@@ -13,15 +13,14 @@
 //!
 //! Dampening defaults to 0 as in PyTorch (Nesterov requires it).
 
-use std::collections::HashMap;
-
-use candle_core::{bail, Result, Tensor};
+use candle_core::{bail, Result, Tensor, Var};
 
 use crate::check::non_negative;
+use crate::decay::{coupled, coupled_elem};
 use crate::ops::{self, Kernel, PairKernel, Real};
-use crate::optimizer::{Hyper, NamedTensors, Optimizer, Scalar, StepReport};
-use crate::params::ParamSet;
-use crate::state::{StateReader, StateWriter};
+use crate::optimizer::{plumbing, Hyper, Optimizer, StepReport};
+use crate::params::{Kernels, ParamSet};
+use crate::state::{Core, State, MOMENTUM_BUFFER, STEP};
 
 /// SGD's hyper-parameters. `Default` is `torch.optim.SGD`'s (lr 1e-3).
 #[derive(Clone, Debug, PartialEq)]
@@ -48,23 +47,32 @@ impl SgdConfig {
     /// Nesterov defaults to on whenever there is momentum, as in the paper's experiments.
     pub fn from_hyper(h: &Hyper) -> Self {
         Self {
-            lr: h.lr.unwrap_or(1e-3),
+            lr: h.lr.unwrap_or(Self::default().lr),
             momentum: h.momentum,
-            dampening: 0.0,
             weight_decay: h.weight_decay,
             nesterov: h.nesterov.unwrap_or(h.momentum > 0.0),
+            ..Self::default()
+        }
+    }
+
+    /// The registry's hyper-parameters of this configuration (`from_hyper`'s inverse).
+    pub fn to_hyper(&self) -> Hyper {
+        Hyper {
+            lr: Some(self.lr),
+            momentum: self.momentum,
+            weight_decay: self.weight_decay,
+            // `None` where `from_hyper`'s rule (Nesterov whenever there is momentum) gives it.
+            nesterov: (self.nesterov != (self.momentum > 0.0)).then_some(self.nesterov),
+            ..Hyper::default()
         }
     }
 }
 
-/// SGD (see the module docs for the update): per parameter the momentum buffer `buf` once its
-/// first step has filled it.
+/// SGD (see the module docs for the update): with momentum, per parameter the momentum buffer
+/// `buf` and the step count (the buffer is filled at the first step).
 pub struct Sgd {
-    params: ParamSet,
+    core: Core,
     cfg: SgdConfig,
-    buf: Vec<Tensor>,
-    /// Steps taken by each parameter (the momentum buffer is initialised at the first).
-    steps: Vec<u64>,
 }
 
 /// One SGD step on `(buf, w)` from `g` in a single pass: `d = g + lambda w`; `buf <- d` at the first
@@ -83,9 +91,9 @@ impl PairKernel for MomentumStep {
     const NAME: &'static str = "sgd-momentum-step";
     #[inline(always)]
     fn run<T: Real>(&self, buf: &mut [T], w: &mut [T], g: &[T]) {
-        let (lr, mu, keep, wd) = (T::of(self.lr), T::of(self.mu), T::of(1.0 - self.damp), T::of(self.wd));
+        let (lr, mu, keep) = (T::of(self.lr), T::of(self.mu), T::of(1.0 - self.damp));
         for ((b, w), &g) in buf.iter_mut().zip(w.iter_mut()).zip(g) {
-            let d = if self.wd != 0.0 { g + wd * *w } else { g };
+            let d = coupled_elem(g, *w, self.wd);
             *b = if self.first { d } else { mu * *b + keep * d };
             let d = if self.nesterov { d + mu * *b } else { *b };
             *w -= lr * d;
@@ -103,10 +111,9 @@ impl Kernel<1> for PlainStep {
     const NAME: &'static str = "sgd-step";
     #[inline(always)]
     fn run<T: Real>(&self, w: &mut [T], [g]: [&[T]; 1]) {
-        let (lr, wd) = (T::of(self.lr), T::of(self.wd));
+        let lr = T::of(self.lr);
         for (w, &g) in w.iter_mut().zip(g) {
-            let d = if self.wd != 0.0 { g + wd * *w } else { g };
-            *w -= lr * d;
+            *w -= lr * coupled_elem(g, *w, self.wd);
         }
     }
 }
@@ -127,90 +134,55 @@ impl Sgd {
         if cfg.nesterov && (cfg.momentum <= 0.0 || cfg.dampening != 0.0) {
             bail!("sgd: Nesterov momentum requires momentum > 0 and dampening 0")
         }
-        let buf = if cfg.momentum > 0.0 {
-            params.vars().iter().map(|v| v.zeros_like()).collect::<Result<_>>()?
-        } else {
-            vec![]
-        };
-        let steps = vec![0; params.len()];
-        Ok(Self { params, cfg, buf, steps })
-    }
-
-    fn update(&mut self, i: usize, g: &Tensor) -> Result<()> {
-        let c = self.cfg.clone();
-        let w = self.params.vars()[i].clone();
-        let first = self.steps[i] == 0;
-        if ops::fused(self.params.kernels(), &[w.as_tensor(), g]) {
-            if c.momentum == 0.0 {
-                return ops::launch1(&PlainStep { lr: c.lr, wd: c.weight_decay }, w.as_tensor(), g, ops::Norms::NONE)
-                    .map(drop);
-            }
-            let k = MomentumStep {
-                lr: c.lr,
-                mu: c.momentum,
-                damp: c.dampening,
-                wd: c.weight_decay,
-                nesterov: c.nesterov,
-                first,
-            };
-            return ops::launch_pair(&k, &self.buf[i], w.as_tensor(), g, ops::Norms::NONE).map(drop);
+        let mut state = State::new();
+        if cfg.momentum > 0.0 {
+            state.zeros(MOMENTUM_BUFFER, &params)?;
+            state.counters(STEP, &params);
         }
-        let mut d = if c.weight_decay != 0.0 { (g + (&w.as_detached_tensor() * c.weight_decay)?)? } else { g.clone() };
-        if c.momentum > 0.0 {
-            let buf = if first { d.copy()? } else { ((&self.buf[i] * c.momentum)? + (&d * (1.0 - c.dampening))?)? };
-            d = if c.nesterov { (d + (&buf * c.momentum)?)? } else { buf.clone() };
-            self.buf[i] = buf;
-        }
-        w.set(&(&w.as_detached_tensor() - (d * c.lr)?)?)
+        Ok(Self { core: Core::new("sgd", params, state), cfg })
     }
 }
 
-impl Optimizer for Sgd {
-    fn name(&self) -> &'static str {
-        "sgd"
+/// The step of parameter `i`, `w`, from its gradient `g`.
+fn update(c: &SgdConfig, kernels: Kernels, i: usize, w: &Var, g: &Tensor, state: &mut State) -> Result<()> {
+    if ops::fused(kernels, &[w.as_tensor(), g]) {
+        if c.momentum == 0.0 {
+            return ops::launch1(&PlainStep { lr: c.lr, wd: c.weight_decay }, w.as_tensor(), g, ops::Norms::NONE)
+                .map(drop);
+        }
+        let k = MomentumStep {
+            lr: c.lr,
+            mu: c.momentum,
+            damp: c.dampening,
+            wd: c.weight_decay,
+            nesterov: c.nesterov,
+            first: state[STEP][i] == 0,
+        };
+        return ops::launch_pair(&k, &state[MOMENTUM_BUFFER][i], w.as_tensor(), g, ops::Norms::NONE).map(drop);
     }
+    let mut d = coupled(g, w, c.weight_decay)?;
+    if c.momentum > 0.0 {
+        let first = state[STEP][i] == 0;
+        let bufs = &mut state[MOMENTUM_BUFFER];
+        let buf = if first { d.copy()? } else { ((&bufs[i] * c.momentum)? + (&d * (1.0 - c.dampening))?)? };
+        d = if c.nesterov { (d + (&buf * c.momentum)?)? } else { buf.clone() };
+        bufs[i] = buf;
+    }
+    w.set(&(&w.as_detached_tensor() - (d * c.lr)?)?)
+}
 
-    fn params(&self) -> &ParamSet {
-        &self.params
-    }
+impl Optimizer for Sgd {
+    plumbing!(cfg.lr);
 
     fn step_with(&mut self, _loss: &Tensor, grads: &[Option<Tensor>]) -> Result<StepReport> {
-        let grads = &self.params.checked_grads("sgd", grads)?;
-        for (i, g) in grads.iter().enumerate() {
-            if let Some(g) = g {
-                self.update(i, g)?;
-                self.steps[i] += 1;
+        let (c, kernels) = (&self.cfg, self.core.params.kernels());
+        self.core.each_grad(grads, |i, w, g, state| {
+            update(c, kernels, i, w, g, state)?;
+            if c.momentum > 0.0 {
+                state[STEP][i] += 1;
             }
-        }
-        Ok(StepReport { step_size: Some(Scalar::Host(self.cfg.lr)), ..Default::default() })
-    }
-
-    fn learning_rate(&self) -> Option<f64> {
-        Some(self.cfg.lr)
-    }
-
-    fn set_learning_rate(&mut self, lr: f64) {
-        self.cfg.lr = lr;
-    }
-
-    fn state(&self) -> Result<NamedTensors> {
-        let mut w = StateWriter::new("sgd", &self.params);
-        if !self.buf.is_empty() {
-            w.buffers("momentum_buffer", &self.buf)?;
-            w.counters("step", &self.steps)?;
-        }
-        Ok(w.finish())
-    }
-
-    fn load_state(&mut self, state: &HashMap<String, Tensor>) -> Result<()> {
-        let mut r = StateReader::new("sgd", &self.params, state);
-        if self.buf.is_empty() {
-            return r.finish();
-        }
-        let buf = r.buffers("momentum_buffer")?;
-        let steps = r.counters("step")?;
-        r.finish()?;
-        (self.buf, self.steps) = (buf, steps);
-        Ok(())
+            Ok(())
+        })?;
+        Ok(StepReport::at_lr(c.lr))
     }
 }

@@ -1,86 +1,285 @@
-//! Export and strict import of optimizer state as named tensors.
+//! An optimizer's state, declared once: the buffers and counters it keeps, under the names its
+//! state file uses. [`Optimizer`](crate::Optimizer)'s default methods export and strictly import
+//! it, and give the optimizer's name and parameters, from the [`Core`] each optimizer holds.
 //!
-//! Names: `<opt>.<buffer>.<param name>` for per-parameter tensors and counters,
-//! `<opt>.<scalar>` for the rest. Counters are 0-d `i64` tensors; buffers keep the parameter dtype.
+//! Names in a state file: `<opt>.<key>.<param name>` for per-parameter tensors and counters,
+//! `<opt>.<key>` for the rest. Counters are 0-d `i64` tensors; buffers keep the parameter dtype.
 //! Exported tensors are copies, and imported ones are copied too: the fused kernels update state
 //! buffers in place, and must never write into a tensor the caller still holds.
+//!
+//! ```
+//! use alig::state::{Buffers, Core, State, STEP};
+//! # fn demo(params: alig::ParamSet) -> candle_core::Result<()> {
+//! const SUM: Buffers = Buffers("sum");
+//! let mut state = State::new();
+//! state.fill(SUM, &params, 0.1)?; // one tensor per parameter: adagrad.sum.<param>
+//! state.counters(STEP, &params); // one step count per parameter: adagrad.step.<param>
+//! let core = Core::new("adagrad", params, state);
+//! let _first = &core.state[SUM][0];
+//! # Ok(())
+//! # }
+//! ```
 
 use std::collections::{HashMap, HashSet};
+use std::ops::{Index, IndexMut};
 
-use candle_core::{bail, DType, Result, Tensor};
+use candle_core::{bail, DType, Result, Tensor, Var};
 
-use crate::optimizer::NamedTensors;
 use crate::params::ParamSet;
 
-pub(crate) struct StateWriter<'a> {
-    opt: &'static str,
-    params: &'a ParamSet,
-    pub(crate) out: NamedTensors,
+/// Named state tensors: `<opt>.<buffer>.<param name>` per parameter, `<opt>.<scalar>` otherwise.
+pub type NamedTensors = Vec<(String, Tensor)>;
+
+/// A group of per-parameter buffers, one tensor of each parameter's shape: `<opt>.<key>.<param>`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Buffers(pub &'static str);
+
+/// Per-parameter step counters: `<opt>.<key>.<param>`, 0-d `i64` in the file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Counters(pub &'static str);
+
+/// A 0-d tensor in the parameters' dtype: `<opt>.<key>`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Value(pub &'static str);
+
+/// One counter for the whole optimizer: `<opt>.<key>`, 0-d `i64` in the file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Count(pub &'static str);
+
+/// torch's first moment `exp_avg` (Adam, AMSGrad, AdamW, Yogi).
+pub const EXP_AVG: Buffers = Buffers("exp_avg");
+/// torch's second moment `exp_avg_sq` (Adam, AMSGrad, AdamW, Yogi).
+pub const EXP_AVG_SQ: Buffers = Buffers("exp_avg_sq");
+/// AMSGrad's running maximum of the second moment, `max_exp_avg_sq`.
+pub const MAX_EXP_AVG_SQ: Buffers = Buffers("max_exp_avg_sq");
+/// torch's `momentum_buffer` (SGD, and the `z` of ALI-G and DFW).
+pub const MOMENTUM_BUFFER: Buffers = Buffers("momentum_buffer");
+/// torch's per-parameter step count `step`.
+pub const STEP: Counters = Counters("step");
+
+/// The state of one optimizer: what it declared, in the order of declaration within each kind
+/// (buffers, then counters, values and counts in the exported list).
+#[derive(Clone, Debug, Default)]
+pub struct State {
+    buffers: Vec<(&'static str, Vec<Tensor>)>,
+    counters: Vec<(&'static str, Vec<u64>)>,
+    values: Vec<(&'static str, Tensor)>,
+    counts: Vec<(&'static str, u64)>,
 }
 
-impl<'a> StateWriter<'a> {
-    pub(crate) fn new(opt: &'static str, params: &'a ParamSet) -> Self {
-        Self { opt, params, out: Vec::new() }
+fn slot<'a, T>(entries: &'a [(&'static str, T)], key: &str) -> Option<&'a T> {
+    entries.iter().find(|(k, _)| *k == key).map(|(_, v)| v)
+}
+
+fn slot_mut<'a, T>(entries: &'a mut [(&'static str, T)], key: &str) -> Option<&'a mut T> {
+    entries.iter_mut().find(|(k, _)| *k == key).map(|(_, v)| v)
+}
+
+fn undeclared(key: &str) -> ! {
+    panic!("optimizer state: {key:?} was never declared")
+}
+
+impl State {
+    /// No state (plain SGD's).
+    pub fn new() -> Self {
+        Self::default()
     }
 
-    /// One tensor per parameter, `<opt>.<key>.<param>`.
-    pub(crate) fn buffers(&mut self, key: &str, bufs: &[Tensor]) -> Result<()> {
-        for (name, b) in self.params.names().iter().zip(bufs) {
-            self.out.push((format!("{}.{key}.{name}", self.opt), b.copy()?));
+    /// Declares the buffers `key`, zeros of each parameter's shape, dtype and device.
+    pub fn zeros(&mut self, key: Buffers, params: &ParamSet) -> Result<()> {
+        let zeros = params.vars().iter().map(|v| v.zeros_like()).collect::<Result<_>>()?;
+        self.buffers.push((key.0, zeros));
+        Ok(())
+    }
+
+    /// Declares the buffers `key`, each filled with `value`.
+    pub fn fill(&mut self, key: Buffers, params: &ParamSet, value: f64) -> Result<()> {
+        let filled = params.vars().iter().map(|v| v.ones_like()? * value).collect::<Result<_>>()?;
+        self.buffers.push((key.0, filled));
+        Ok(())
+    }
+
+    /// Declares one counter `key` per parameter, from 0.
+    pub fn counters(&mut self, key: Counters, params: &ParamSet) {
+        self.counters.push((key.0, vec![0; params.len()]));
+    }
+
+    /// Declares the 0-d tensor `key`.
+    pub fn value(&mut self, key: Value, t: Tensor) {
+        self.values.push((key.0, t));
+    }
+
+    /// Declares the counter `key`, starting at `v`.
+    pub fn count(&mut self, key: Count, v: u64) {
+        self.counts.push((key.0, v));
+    }
+
+    /// The buffers `key`, if declared (momentum buffers are declared only with momentum).
+    pub fn get(&self, key: Buffers) -> Option<&[Tensor]> {
+        slot(&self.buffers, key.0).map(Vec::as_slice)
+    }
+
+    /// Everything as named tensors (copies), `opt` the optimizer's name.
+    pub fn export(&self, opt: &str, params: &ParamSet) -> Result<NamedTensors> {
+        let dev = params.device();
+        let counter = |v: u64| Tensor::new(v as i64, dev);
+        let mut out = Vec::new();
+        for (key, bufs) in &self.buffers {
+            for (name, b) in params.names().iter().zip(bufs) {
+                out.push((format!("{opt}.{key}.{name}"), b.copy()?));
+            }
+        }
+        for (key, counts) in &self.counters {
+            for (name, c) in params.names().iter().zip(counts) {
+                out.push((format!("{opt}.{key}.{name}"), counter(*c)?));
+            }
+        }
+        for (key, t) in &self.values {
+            out.push((format!("{opt}.{key}"), t.copy()?));
+        }
+        for (key, c) in &self.counts {
+            out.push((format!("{opt}.{key}"), counter(*c)?));
+        }
+        Ok(out)
+    }
+
+    /// The state of the same layout read from `map`, strictly: a missing, misshapen or unexpected
+    /// `<opt>.` entry is an error naming it. `self` is left as it is either way.
+    pub fn import(&self, opt: &str, params: &ParamSet, map: &HashMap<String, Tensor>) -> Result<State> {
+        let mut r = Reader { opt, params, map, used: HashSet::new() };
+        let loaded = State {
+            buffers: self.buffers.iter().map(|(k, _)| Ok((*k, r.buffers(k)?))).collect::<Result<_>>()?,
+            counters: self.counters.iter().map(|(k, _)| Ok((*k, r.counters(k)?))).collect::<Result<_>>()?,
+            values: self.values.iter().map(|(k, _)| Ok((*k, r.value(k)?))).collect::<Result<_>>()?,
+            counts: self
+                .counts
+                .iter()
+                .map(|(k, _)| Ok((*k, r.count(&format!("{opt}.{k}"))?)))
+                .collect::<Result<_>>()?,
+        };
+        r.finish()?;
+        Ok(loaded)
+    }
+}
+
+impl Index<Buffers> for State {
+    type Output = Vec<Tensor>;
+    fn index(&self, key: Buffers) -> &Vec<Tensor> {
+        slot(&self.buffers, key.0).unwrap_or_else(|| undeclared(key.0))
+    }
+}
+
+impl IndexMut<Buffers> for State {
+    fn index_mut(&mut self, key: Buffers) -> &mut Vec<Tensor> {
+        slot_mut(&mut self.buffers, key.0).unwrap_or_else(|| undeclared(key.0))
+    }
+}
+
+impl Index<Counters> for State {
+    type Output = Vec<u64>;
+    fn index(&self, key: Counters) -> &Vec<u64> {
+        slot(&self.counters, key.0).unwrap_or_else(|| undeclared(key.0))
+    }
+}
+
+impl IndexMut<Counters> for State {
+    fn index_mut(&mut self, key: Counters) -> &mut Vec<u64> {
+        slot_mut(&mut self.counters, key.0).unwrap_or_else(|| undeclared(key.0))
+    }
+}
+
+impl Index<Value> for State {
+    type Output = Tensor;
+    fn index(&self, key: Value) -> &Tensor {
+        slot(&self.values, key.0).unwrap_or_else(|| undeclared(key.0))
+    }
+}
+
+impl IndexMut<Value> for State {
+    fn index_mut(&mut self, key: Value) -> &mut Tensor {
+        slot_mut(&mut self.values, key.0).unwrap_or_else(|| undeclared(key.0))
+    }
+}
+
+impl Index<Count> for State {
+    type Output = u64;
+    fn index(&self, key: Count) -> &u64 {
+        slot(&self.counts, key.0).unwrap_or_else(|| undeclared(key.0))
+    }
+}
+
+impl IndexMut<Count> for State {
+    fn index_mut(&mut self, key: Count) -> &mut u64 {
+        slot_mut(&mut self.counts, key.0).unwrap_or_else(|| undeclared(key.0))
+    }
+}
+
+/// What every optimizer holds besides its hyper-parameters: its name (the prefix of its state
+/// entries), its parameters and its declared [`State`].
+#[derive(Clone)]
+pub struct Core {
+    /// The registry name (`alig`, `adam`, ...).
+    pub name: &'static str,
+    /// The parameters it updates.
+    pub params: ParamSet,
+    /// Its buffers and counters.
+    pub state: State,
+}
+
+impl Core {
+    /// The core of the optimizer `name` over `params` with `state`.
+    pub fn new(name: &'static str, params: ParamSet, state: State) -> Self {
+        Self { name, params, state }
+    }
+
+    /// `grads` checked against the parameters and detached (see [`ParamSet::checked_grads`]).
+    pub fn checked_grads(&self, grads: &[Option<Tensor>]) -> Result<Vec<Option<Tensor>>> {
+        self.params.checked_grads(self.name, grads)
+    }
+
+    /// Checks `grads` (as [`Core::checked_grads`]) and calls `update(i, w, g, state)` for each
+    /// parameter `w = params[i]` that has a gradient `g`, in order.
+    pub fn each_grad(
+        &mut self,
+        grads: &[Option<Tensor>],
+        mut update: impl FnMut(usize, &Var, &Tensor, &mut State) -> Result<()>,
+    ) -> Result<()> {
+        let grads = self.checked_grads(grads)?;
+        for (i, g) in grads.iter().enumerate() {
+            if let Some(g) = g {
+                update(i, &self.params.vars()[i], g, &mut self.state)?;
+            }
         }
         Ok(())
     }
 
-    /// One step counter per parameter, `<opt>.<key>.<param>` (0-d i64).
-    pub(crate) fn counters(&mut self, key: &str, counts: &[u64]) -> Result<()> {
-        for (name, c) in self.params.names().iter().zip(counts) {
-            self.out.push((format!("{}.{key}.{name}", self.opt), Tensor::new(*c as i64, self.params.device())?));
-        }
-        Ok(())
-    }
-
-    /// A scalar `<opt>.<key>`: a counter (0-d i64).
-    pub(crate) fn count(&mut self, key: &str, v: u64) -> Result<()> {
-        self.out.push((format!("{}.{key}", self.opt), Tensor::new(v as i64, self.params.device())?));
-        Ok(())
-    }
-
-    /// A scalar `<opt>.<key>`: a 0-d tensor.
-    pub(crate) fn scalar(&mut self, key: &str, t: &Tensor) -> Result<()> {
-        self.out.push((format!("{}.{key}", self.opt), t.copy()?));
-        Ok(())
-    }
-
-    pub(crate) fn finish(self) -> NamedTensors {
-        self.out
+    /// The mini-batch loss as a detached 0-d tensor in the parameters' dtype and on their device.
+    pub fn loss(&self, loss: &Tensor) -> Result<Tensor> {
+        loss.detach().to_device(self.params.device())?.to_dtype(self.params.dtype())?.reshape(())
     }
 }
 
-pub(crate) struct StateReader<'a> {
-    opt: &'static str,
+struct Reader<'a> {
+    opt: &'a str,
     params: &'a ParamSet,
     map: &'a HashMap<String, Tensor>,
     used: HashSet<String>,
 }
 
-impl<'a> StateReader<'a> {
-    pub(crate) fn new(opt: &'static str, params: &'a ParamSet, map: &'a HashMap<String, Tensor>) -> Self {
-        Self { opt, params, map, used: HashSet::new() }
-    }
-
-    fn take(&mut self, name: String) -> Result<&'a Tensor> {
-        let Some(t) = self.map.get(&name) else { bail!("optimizer state: missing entry {name:?}") };
-        self.used.insert(name);
+impl<'a> Reader<'a> {
+    fn take(&mut self, name: &str) -> Result<&'a Tensor> {
+        let Some(t) = self.map.get(name) else { bail!("optimizer state: missing entry {name:?}") };
+        self.used.insert(name.to_string());
         Ok(t)
     }
 
     /// One tensor per parameter, of the parameter's shape, converted to its dtype and device.
-    pub(crate) fn buffers(&mut self, key: &str) -> Result<Vec<Tensor>> {
+    fn buffers(&mut self, key: &str) -> Result<Vec<Tensor>> {
         let (opt, params) = (self.opt, self.params);
         let mut out = Vec::with_capacity(params.len());
         for (name, var) in params.iter() {
             let full = format!("{opt}.{key}.{name}");
-            let t = self.take(full.clone())?;
+            let t = self.take(&full)?;
             if t.shape() != var.shape() {
                 bail!("optimizer state: {full:?} has shape {:?}, the parameter has {:?}", t.shape(), var.shape())
             }
@@ -89,17 +288,13 @@ impl<'a> StateReader<'a> {
         Ok(out)
     }
 
-    pub(crate) fn counters(&mut self, key: &str) -> Result<Vec<u64>> {
+    fn counters(&mut self, key: &str) -> Result<Vec<u64>> {
         let (opt, params) = (self.opt, self.params);
-        params.names().iter().map(|name| self.count_named(format!("{opt}.{key}.{name}"))).collect()
+        params.names().iter().map(|name| self.count(&format!("{opt}.{key}.{name}"))).collect()
     }
 
-    pub(crate) fn count(&mut self, key: &str) -> Result<u64> {
-        self.count_named(format!("{}.{key}", self.opt))
-    }
-
-    fn count_named(&mut self, full: String) -> Result<u64> {
-        let t = self.take(full.clone())?;
+    fn count(&mut self, full: &str) -> Result<u64> {
+        let t = self.take(full)?;
         if t.rank() != 0 || t.dtype().is_float() {
             bail!("optimizer state: {full:?} must be a 0-d integer counter, got {:?} {:?}", t.dtype(), t.shape())
         }
@@ -108,9 +303,9 @@ impl<'a> StateReader<'a> {
     }
 
     /// A 0-d tensor `<opt>.<key>`, in the parameters' dtype and on their device.
-    pub(crate) fn scalar(&mut self, key: &str) -> Result<Tensor> {
+    fn value(&mut self, key: &str) -> Result<Tensor> {
         let full = format!("{}.{key}", self.opt);
-        let t = self.take(full.clone())?;
+        let t = self.take(&full)?;
         if t.rank() != 0 {
             bail!("optimizer state: {full:?} must be 0-d, got shape {:?}", t.shape())
         }
@@ -118,7 +313,7 @@ impl<'a> StateReader<'a> {
     }
 
     /// Fails on any `<opt>.` entry that was not read.
-    pub(crate) fn finish(self) -> Result<()> {
+    fn finish(self) -> Result<()> {
         let prefix = format!("{}.", self.opt);
         let mut extra: Vec<&String> =
             self.map.keys().filter(|k| k.starts_with(&prefix) && !self.used.contains(*k)).collect();

@@ -13,15 +13,14 @@
 //! Same (2019 PyTorch) epsilon placement as AdamW. The reference's `amsgrad=True` crashes, so it is
 //! not offered. Unlike the reference, the caller's gradient is not modified in place.
 
-use std::collections::HashMap;
-
 use candle_core::{Result, Tensor};
 
-use crate::adamw::{check_betas, old_adam_step_size, old_adam_update};
 use crate::check::non_negative;
-use crate::optimizer::{Hyper, NamedTensors, Optimizer, Scalar, StepReport};
+use crate::decay::coupled;
+use crate::moments::{self, check_betas, ema, old_adam_step_size, old_adam_update};
+use crate::optimizer::{plumbing, Hyper, Optimizer, StepReport};
 use crate::params::ParamSet;
-use crate::state::{StateReader, StateWriter};
+use crate::state::{Core, State, EXP_AVG, EXP_AVG_SQ, STEP};
 
 /// Yogi's hyper-parameters. `Default` is the reference's.
 #[derive(Clone, Debug, PartialEq)]
@@ -47,19 +46,22 @@ impl Default for YogiConfig {
 impl YogiConfig {
     /// The configuration of the registry's hyper-parameters (`lr`, `betas`, `eps`, `weight_decay`).
     pub fn from_hyper(h: &Hyper) -> Self {
-        let (beta1, beta2) = h.betas.unwrap_or((0.9, 0.999));
-        Self { lr: h.lr.unwrap_or(1e-3), beta1, beta2, eps: h.eps.unwrap_or(1e-8), weight_decay: h.weight_decay }
+        let d = Self::default();
+        let [lr, beta1, beta2, eps] = moments::read_hyper(h, [d.lr, d.beta1, d.beta2, d.eps]);
+        Self { lr, beta1, beta2, eps, weight_decay: h.weight_decay }
+    }
+
+    /// The registry's hyper-parameters of this configuration (`from_hyper`'s inverse).
+    pub fn to_hyper(&self) -> Hyper {
+        moments::to_hyper([self.lr, self.beta1, self.beta2, self.eps], self.weight_decay)
     }
 }
 
 /// Yogi (see the module docs for the update): per parameter the moments `m`, `v` and the step
 /// count `t`.
 pub struct Yogi {
-    params: ParamSet,
+    core: Core,
     cfg: YogiConfig,
-    m: Vec<Tensor>,
-    v: Vec<Tensor>,
-    steps: Vec<u64>,
 }
 
 impl Yogi {
@@ -67,63 +69,36 @@ impl Yogi {
     pub fn new(params: ParamSet, cfg: YogiConfig) -> Result<Self> {
         check_betas("yogi", cfg.lr, cfg.eps, cfg.beta1, cfg.beta2)?;
         non_negative("yogi", &[("weight_decay", cfg.weight_decay)])?;
-        let zeros = || params.vars().iter().map(|v| v.zeros_like()).collect::<Result<Vec<_>>>();
-        let (m, v) = (zeros()?, zeros()?);
-        let steps = vec![0; params.len()];
-        Ok(Self { params, cfg, m, v, steps })
+        let mut state = State::new();
+        state.zeros(EXP_AVG, &params)?;
+        state.zeros(EXP_AVG_SQ, &params)?;
+        state.counters(STEP, &params);
+        Ok(Self { core: Core::new("yogi", params, state), cfg })
     }
 }
 
 impl Optimizer for Yogi {
-    fn name(&self) -> &'static str {
-        "yogi"
-    }
-
-    fn params(&self) -> &ParamSet {
-        &self.params
-    }
+    plumbing!(cfg.lr);
 
     fn step_with(&mut self, _loss: &Tensor, grads: &[Option<Tensor>]) -> Result<StepReport> {
-        let grads = &self.params.checked_grads("yogi", grads)?;
         let c = &self.cfg;
-        for (i, g) in grads.iter().enumerate() {
-            let Some(g) = g else { continue };
-            let w = &self.params.vars()[i];
-            self.steps[i] += 1;
-            let g = if c.weight_decay != 0.0 { (g + (&w.as_detached_tensor() * c.weight_decay)?)? } else { g.clone() };
-            self.m[i] = ((&self.m[i] * c.beta1)? + (&g * (1.0 - c.beta1))?)?;
+        self.core.each_grad(grads, |i, w, g, state| {
+            state[STEP][i] += 1;
+            let g = coupled(g, w, c.weight_decay)?;
+            state[EXP_AVG][i] = ema(&state[EXP_AVG][i], &g, c.beta1)?;
             let g2 = g.sqr()?;
-            let sign = (&self.v[i] - &g2)?.sign()?;
-            self.v[i] = (&self.v[i] - ((sign * (1.0 - c.beta2))? * g2)?)?;
-            let step_size = old_adam_step_size(c.lr, c.beta1, c.beta2, self.steps[i]);
-            w.set(&old_adam_update(&w.as_detached_tensor(), &self.m[i], &self.v[i], step_size, c.eps)?)?;
-        }
-        Ok(StepReport { step_size: Some(Scalar::Host(c.lr)), ..Default::default() })
-    }
-
-    fn learning_rate(&self) -> Option<f64> {
-        Some(self.cfg.lr)
-    }
-
-    fn set_learning_rate(&mut self, lr: f64) {
-        self.cfg.lr = lr;
-    }
-
-    fn state(&self) -> Result<NamedTensors> {
-        let mut w = StateWriter::new("yogi", &self.params);
-        w.buffers("exp_avg", &self.m)?;
-        w.buffers("exp_avg_sq", &self.v)?;
-        w.counters("step", &self.steps)?;
-        Ok(w.finish())
-    }
-
-    fn load_state(&mut self, state: &HashMap<String, Tensor>) -> Result<()> {
-        let mut r = StateReader::new("yogi", &self.params, state);
-        let m = r.buffers("exp_avg")?;
-        let v = r.buffers("exp_avg_sq")?;
-        let steps = r.counters("step")?;
-        r.finish()?;
-        (self.m, self.v, self.steps) = (m, v, steps);
-        Ok(())
+            let v = &state[EXP_AVG_SQ][i];
+            state[EXP_AVG_SQ][i] = (v - (((v - &g2)?.sign()? * (1.0 - c.beta2))? * g2)?)?;
+            let step_size = old_adam_step_size(c.lr, c.beta1, c.beta2, state[STEP][i]);
+            w.set(&old_adam_update(
+                &w.as_detached_tensor(),
+                &state[EXP_AVG][i],
+                &state[EXP_AVG_SQ][i],
+                step_size,
+                c.eps,
+            )?)?;
+            Ok(())
+        })?;
+        Ok(StepReport::at_lr(c.lr))
     }
 }

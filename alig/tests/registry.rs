@@ -477,3 +477,63 @@ fn backward_step_is_backward_then_step() {
         assert_eq!(a.snapshot(), b.snapshot(), "{}", spec.name);
     }
 }
+
+/// Each default is written once, in the configuration's `Default`: the registry's rows and
+/// `from_hyper` read it, so a configuration survives the trip through [`Hyper`].
+#[test]
+fn every_configuration_round_trips_through_the_registry_hyper_parameters() {
+    use ::alig::{
+        registry, AdagradConfig, AdamConfig, AdamwConfig, AligConfig, BpgradConfig, DfwConfig, L4Config, L4Direction,
+        MomentumConfig, RmspropConfig, SgdConfig, YogiConfig,
+    };
+    let sgd = SgdConfig { lr: 0.3, momentum: 0.5, weight_decay: 1e-3, nesterov: false, ..Default::default() };
+    let nesterov = SgdConfig { momentum: 0.9, nesterov: true, ..Default::default() };
+    for c in [SgdConfig::default(), sgd, nesterov] {
+        assert_eq!(SgdConfig::from_hyper(&c.to_hyper()), c);
+    }
+    let alig_cfg =
+        AligConfig { max_lr: Some(0.1), momentum: 0.9, eps: 0.0, max_norm: Some(50.0), ..Default::default() };
+    for c in [AligConfig::default(), alig_cfg] {
+        assert_eq!(AligConfig::from_hyper(&c.to_hyper()), c);
+    }
+    for amsgrad in [false, true] {
+        let c = AdamConfig { lr: 0.2, beta1: 0.8, beta2: 0.99, eps: 1e-6, weight_decay: 1e-4, amsgrad };
+        assert_eq!(AdamConfig::from_hyper(&c.to_hyper(), amsgrad), c);
+        let d = AdamConfig { amsgrad, ..Default::default() };
+        assert_eq!(AdamConfig::from_hyper(&d.to_hyper(), amsgrad), d);
+    }
+    let adamw = AdamwConfig { lr: 0.2, beta1: 0.8, beta2: 0.99, eps: 1e-6, weight_decay: 0.0, amsgrad: false };
+    for c in [AdamwConfig::default(), adamw] {
+        assert_eq!(AdamwConfig::from_hyper(&c.to_hyper()), c);
+    }
+    for c in [YogiConfig::default(), YogiConfig { lr: 0.5, beta1: 0.5, weight_decay: 1e-2, ..Default::default() }] {
+        assert_eq!(YogiConfig::from_hyper(&c.to_hyper()), c);
+    }
+    let adagrad = AdagradConfig { lr: 0.5, initial_accumulator_value: 0.1, eps: 1e-7, ..Default::default() };
+    for c in [AdagradConfig::default(), adagrad] {
+        assert_eq!(AdagradConfig::from_hyper(&c.to_hyper()), c);
+    }
+    for c in [DfwConfig::default(), DfwConfig { eta: 1.0, momentum: 0.9, weight_decay: 1e-4, eps: 1e-3 }] {
+        assert_eq!(DfwConfig::from_hyper(&c.to_hyper()), c);
+    }
+    for c in [BpgradConfig::default(), BpgradConfig { eta: 1.0, momentum: 0.9, weight_decay: 1e-4, eps: 1e-3 }] {
+        assert_eq!(BpgradConfig::from_hyper(&c.to_hyper()), c);
+    }
+    for direction in [L4Direction::Adam, L4Direction::Momentum] {
+        let c = L4Config { direction, fraction: 0.25, weight_decay: 1e-4, ..Default::default() };
+        assert_eq!(L4Config::from_hyper(&c.to_hyper(), direction), c);
+    }
+    for c in [RmspropConfig::default(), RmspropConfig { lr: 0.1, momentum: 0.9, eps: 1e-6, ..Default::default() }] {
+        assert_eq!(RmspropConfig::from_hyper(&c.to_hyper()), c);
+    }
+    for c in [MomentumConfig::default(), MomentumConfig { lr: 0.1, momentum: 0.5 }] {
+        assert_eq!(MomentumConfig::from_hyper(&c.to_hyper()), c);
+    }
+    // The registry rows' defaults are the configurations' own.
+    assert_eq!(SgdConfig::from_hyper(&(registry::find("sgd").unwrap().defaults)()), SgdConfig::default());
+    assert_eq!(AdamwConfig::from_hyper(&(registry::find("adamw").unwrap().defaults)()), AdamwConfig::default());
+    assert_eq!(
+        MomentumConfig::from_hyper(&(registry::find("momentum").unwrap().defaults)()),
+        MomentumConfig::default()
+    );
+}
