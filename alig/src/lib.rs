@@ -62,6 +62,7 @@ pub mod projection;
 pub mod registry;
 pub mod rmsprop;
 pub mod schedule;
+pub mod seed;
 pub mod sgd;
 pub mod state;
 pub mod yogi;

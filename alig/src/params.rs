@@ -21,8 +21,16 @@ pub struct ParamSet {
     kernels: Kernels,
 }
 
-/// Suffixes of the buffers that candle's `VarMap` holds next to the weights (PyTorch's names).
-pub const BUFFER_SUFFIXES: [&str; 3] = ["running_mean", "running_var", "num_batches_tracked"];
+/// BatchNorm's running mean, under PyTorch's name (the last segment of the tensor's name).
+pub const RUNNING_MEAN: &str = "running_mean";
+/// BatchNorm's running variance, under PyTorch's name.
+pub const RUNNING_VAR: &str = "running_var";
+/// BatchNorm's count of training batches, under PyTorch's name.
+pub const NUM_BATCHES_TRACKED: &str = "num_batches_tracked";
+
+/// Suffixes of the buffers that candle's `VarMap` holds next to the weights (PyTorch's names):
+/// the one list of them in the toolkit (`zoo` and `train` read it).
+pub const BUFFER_SUFFIXES: [&str; 3] = [RUNNING_MEAN, RUNNING_VAR, NUM_BATCHES_TRACKED];
 
 /// True for a BatchNorm running statistic or counter: never stepped, decayed or projected.
 pub fn is_buffer_name(name: &str) -> bool {

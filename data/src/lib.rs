@@ -15,6 +15,7 @@ pub mod images;
 pub mod loader;
 pub mod mat5;
 pub mod pair_loader;
+pub mod paper;
 #[cfg(feature = "hub")]
 pub mod parquet_mirror;
 pub mod registry;
@@ -31,7 +32,8 @@ pub use folder::ImageFolder;
 pub use images::ImageSet;
 pub use loader::{ImageSource, Loader, LoaderConfig};
 pub use pair_loader::{PairBatch, PairLoader, PairLoaderConfig};
-pub use registry::{Data, DataArgs, DatasetSpec, ImageData, Input, NliData, DATASETS};
+pub use paper::{ImageData, NliData};
+pub use registry::{Data, DataArgs, DatasetSpec, Input, DATASETS};
 pub use repeat_copy::{RepeatCopyBatch, RepeatCopyConfig};
 pub use shard::Shard;
 pub use splits::{Caps, Splits};

@@ -2,20 +2,17 @@
 //! get them, and how they are split and transformed as in the paper.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use candle_core::{bail, Result};
 
 use crate::cifar::{self, Cifar};
-use crate::folder::ImageFolder;
-use crate::glove::{self, Vectors};
 use crate::images::ImageSet;
-use crate::loader::ImageSource;
+use crate::paper::{self, Options};
+pub use crate::paper::{ImageData, NliData};
 use crate::repeat_copy::RepeatCopyConfig;
-use crate::snli::{self, NliPairs, RawPairs};
-use crate::splits::{Caps, Splits, CIFAR_VAL, SVHN_VAL};
-use crate::transforms::{Augment, Normalize};
-use crate::{digits, idx, svhn};
+use crate::snli::{self, RawPairs};
+use crate::splits::Caps;
+use crate::{idx, svhn};
 
 /// Where the data comes from and how it is cut.
 #[derive(Clone, Debug, Default)]
@@ -58,30 +55,6 @@ pub enum Input {
         /// Data bits per step.
         bits: usize,
     },
-}
-
-/// Image classification data, ready for [`crate::Loader`]s.
-pub struct ImageData {
-    /// The train, validation and test images.
-    pub splits: Splits<Arc<dyn ImageSource>>,
-    /// The normalisation every batch gets.
-    pub normalize: Normalize,
-    /// The training augmentation (`Augment::None` when off or when the paper has none).
-    pub augment: Augment,
-    /// Labels lie in `0..num_classes`.
-    pub num_classes: usize,
-    /// Where the files came from, for the run's record.
-    pub source: String,
-}
-
-/// Natural-language inference data with its frozen word vectors.
-pub struct NliData {
-    /// The train, validation and test pairs, as ids into `vectors`.
-    pub splits: Splits<NliPairs>,
-    /// The frozen word vectors (GloVe), one row per id.
-    pub vectors: Vectors,
-    /// Where the files came from, for the run's record.
-    pub source: String,
 }
 
 /// A loaded dataset, by kind (see [`Input`]).
@@ -139,8 +112,10 @@ impl DatasetSpec {
     }
 }
 
-fn arc(s: Splits<ImageSet>) -> Splits<Arc<dyn ImageSource>> {
-    Splits { train: Arc::new(s.train), val: Arc::new(s.val), test: Arc::new(s.test) }
+impl DataArgs {
+    fn options(&self) -> Options {
+        Options { split_seed: self.split_seed, caps: self.caps, augment: self.augment }
+    }
 }
 
 fn dir_with(args: &DataArgs, file: &str, subfolders: &[&str]) -> Option<PathBuf> {
@@ -160,32 +135,14 @@ fn hub_files(spec: &DatasetSpec, args: &DataArgs, files: &[&str]) -> Result<Vec<
 }
 
 fn digits_data(_: &DatasetSpec, args: &DataArgs) -> Result<Data> {
-    let all = digits::load()?;
-    let (rest, test) = crate::splits::hold_out(&all, 360, args.split_seed ^ 0xd161)?;
-    let s = Splits::held_out(rest, test, 180, args.split_seed)?.capped(args.caps);
-    Ok(Data::Images(ImageData {
-        splits: arc(s),
-        normalize: Normalize::unit(1, 16.0),
-        augment: Augment::None,
-        num_classes: 10,
-        source: "embedded UCI digits (scikit-learn's digits.csv.gz)".into(),
-    }))
+    let source = "embedded UCI digits (scikit-learn's digits.csv.gz)".into();
+    Ok(Data::Images(ImageData { source, ..paper::digits(&args.options())? }))
 }
 
 fn idx_data(spec: &DatasetSpec, args: &DataArgs) -> Result<Data> {
     let Some(dir) = args.data_dir.as_ref().filter(|d| d.is_dir()) else { return Err(spec.missing(args)) };
-    let train = idx::load(dir, "train")?;
-    let test = idx::load(dir, "t10k")?;
-    // The reference's MNIST split: 50,000 / 10,000 (a sixth of smaller sets).
-    let val = 10_000.min(train.len() / 6).max(1);
-    let s = Splits::held_out(train, test, val, args.split_seed)?.capped(args.caps);
-    Ok(Data::Images(ImageData {
-        splits: arc(s),
-        normalize: Normalize::mnist(),
-        augment: Augment::None,
-        num_classes: 10,
-        source: dir.display().to_string(),
-    }))
+    let (train, test) = (idx::load(dir, "train")?, idx::load(dir, "t10k")?);
+    Ok(Data::Images(ImageData { source: dir.display().to_string(), ..paper::mnist(train, test, &args.options())? }))
 }
 
 fn cifar_data(spec: &DatasetSpec, args: &DataArgs) -> Result<Data> {
@@ -198,15 +155,7 @@ fn cifar_data(spec: &DatasetSpec, args: &DataArgs) -> Result<Data> {
         Some(Err(e)) if !cfg!(feature = "hub") => return Err(e),
         _ => cifar_from_hub(spec, args, kind)?,
     };
-    let val = CIFAR_VAL.min(train.len() / 10).max(1);
-    let s = Splits::held_out(train, test, val, args.split_seed)?.capped(args.caps);
-    Ok(Data::Images(ImageData {
-        splits: arc(s),
-        normalize: Normalize::cifar(),
-        augment: if args.augment { Augment::CropFlip { padding: 4 } } else { Augment::None },
-        num_classes: spec.num_classes,
-        source,
-    }))
+    Ok(Data::Images(ImageData { source, ..paper::cifar(train, test, kind, &args.options())? }))
 }
 
 #[cfg(feature = "hub")]
@@ -236,16 +185,7 @@ fn svhn_data(spec: &DatasetSpec, args: &DataArgs) -> Result<Data> {
         }
         None => svhn_from_hub(spec, args, extra)?,
     };
-    let val = SVHN_VAL.min(train.len() / 10).max(1);
-    let s = Splits::svhn(train, extra_set, test, val, args.split_seed)?.capped(args.caps);
-    Ok(Data::Images(ImageData {
-        splits: arc(s),
-        // The paper: no augmentation and no normalisation for SVHN (ToTensor only).
-        normalize: Normalize::unit(3, 255.0),
-        augment: Augment::None,
-        num_classes: 10,
-        source,
-    }))
+    Ok(Data::Images(ImageData { source, ..paper::svhn(train, extra_set, test, &args.options())? }))
 }
 
 #[cfg(feature = "hub")]
@@ -279,30 +219,7 @@ fn imagenet_data(spec: &DatasetSpec, args: &DataArgs) -> Result<Data> {
     if !root.join("train").is_dir() || !root.join("val").is_dir() {
         return Err(spec.missing(args));
     }
-    let open = |s: &str| ImageFolder::scan(&root.join(s), 224);
-    let (train, val) = (open("train")?, open("val")?);
-    // The paper's layout has its own test/ (the official validation images); without it the
-    // validation folder serves as both.
-    let test = if root.join("test").is_dir() { open("test")? } else { val.clone() };
-    // Files are grouped by class: a cap keeps a seeded random subset (in order), not the first classes.
-    let cap = |mut f: ImageFolder, c: Option<usize>| {
-        if let Some(n) = c.filter(|&n| n < f.samples.len()) {
-            let mut keep = crate::rng::Rng::new(args.split_seed, 7).permutation(f.samples.len());
-            keep.truncate(n);
-            keep.sort_unstable();
-            f.samples = keep.into_iter().map(|i| f.samples[i].clone()).collect();
-        }
-        Arc::new(f) as Arc<dyn ImageSource>
-    };
-    let splits =
-        Splits { train: cap(train, args.caps.train), val: cap(val, args.caps.val), test: cap(test, args.caps.test) };
-    Ok(Data::Images(ImageData {
-        splits,
-        normalize: Normalize::imagenet(),
-        augment: if args.augment { Augment::CropFlip { padding: 0 } } else { Augment::None },
-        num_classes: 1000,
-        source: root.display().to_string(),
-    }))
+    Ok(Data::Images(ImageData { source: root.display().to_string(), ..paper::imagenet(&root, &args.options())? }))
 }
 
 fn snli_data(spec: &DatasetSpec, args: &DataArgs) -> Result<Data> {
@@ -320,16 +237,8 @@ fn snli_data(spec: &DatasetSpec, args: &DataArgs) -> Result<Data> {
             bail!("snli: needs GloVe vectors: pass their text file (glove.840B.300d.txt) or put it in --data-dir")
         }
     };
-    let vectors = glove::load_cached(&glove_path, 300, &snli::word_set(&raw))?;
-    let index = vectors.index();
-    let mut ids = raw.iter().map(|r| snli::to_ids(r, &index)).collect::<Result<Vec<_>>>()?.into_iter();
-    let (mut train, mut val, mut test) = (ids.next().unwrap(), ids.next().unwrap(), ids.next().unwrap());
-    for (s, c) in [(&mut train, args.caps.train), (&mut val, args.caps.val), (&mut test, args.caps.test)] {
-        if let Some(n) = c {
-            *s = std::mem::take(s).truncate(n);
-        }
-    }
-    Ok(Data::Pairs(NliData { splits: Splits { train, val, test }, vectors, source }))
+    let raw: [RawPairs; 3] = raw.try_into().map_err(|_| candle_core::Error::Msg("snli: expected 3 splits".into()))?;
+    Ok(Data::Pairs(NliData { source, ..paper::snli(raw, &glove_path, &args.options())? }))
 }
 
 #[cfg(feature = "hub")]

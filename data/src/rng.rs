@@ -1,13 +1,8 @@
 //! A small seeded generator whose stream never changes with a dependency upgrade: data order,
 //! splits and augmentation are fixed by the seed (splitmix64 as a counter-based generator).
 
-/// splitmix64.
-pub fn splitmix64(x: u64) -> u64 {
-    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
+/// splitmix64, the toolkit's one definition ([`alig::seed::splitmix64`]).
+pub use alig::seed::splitmix64;
 
 /// A splitmix64 stream.
 #[derive(Clone, Debug)]

@@ -46,7 +46,8 @@ impl BatchNorm2d {
         let vb = if is_half(vb.dtype()) { vb.set_dtype(DType::F32) } else { vb };
         let cfg = BatchNormConfig { eps: EPS, remove_mean: true, affine: true, momentum: MOMENTUM };
         let inner = candle_nn::batch_norm(channels, cfg, vb.clone())?;
-        let nbt = vb.get_with_hints_dtype((), "num_batches_tracked", candle_nn::Init::Const(0.0), DType::I64)?;
+        let nbt =
+            vb.get_with_hints_dtype((), alig::params::NUM_BATCHES_TRACKED, candle_nn::Init::Const(0.0), DType::I64)?;
         let (weight, bias) = inner.weight_and_bias().map(|(w, b)| (w.clone(), b.clone())).expect("affine batch norm");
         // The same variables as `inner`'s (a variable's `Var::from_tensor` shares its storage).
         let running_mean = Var::from_tensor(inner.running_mean())?;

@@ -44,7 +44,7 @@ pub fn load_tensors(varmap: &VarMap, mut tensors: HashMap<String, Tensor>) -> Re
     let mut missing: Vec<&String> = data.keys().filter(|k| !tensors.contains_key(*k)).collect();
     missing.sort();
     for k in missing {
-        if k.ends_with("num_batches_tracked") {
+        if k.ends_with(alig::params::NUM_BATCHES_TRACKED) {
             report.missing_num_batches_tracked += 1;
         } else {
             problems.push(format!("missing key {k:?}"));

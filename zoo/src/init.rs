@@ -32,13 +32,8 @@ pub fn fnv1a64(key: &str) -> u64 {
     key.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
 }
 
-/// splitmix64.
-pub fn splitmix64(x: u64) -> u64 {
-    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
+/// splitmix64, the toolkit's one definition ([`alig::seed::splitmix64`]).
+pub use alig::seed::splitmix64;
 
 /// The `i`-th draw in [0, 1) of the stream of `key` (53 random bits).
 fn uniform(stream: u64, i: u64) -> f64 {

@@ -144,7 +144,7 @@ impl Wrn {
 
 /// Shared by the CIFAR models (WRN, DenseNet-BC).
 pub(crate) fn init_rule(name: &str, shape: &[usize]) -> Option<Init> {
-    if name.ends_with("running_mean") || name.ends_with("running_var") || name.ends_with("num_batches_tracked") {
+    if alig::is_buffer_name(name) {
         return None;
     }
     Some(match (name, shape.len()) {

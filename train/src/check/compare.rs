@@ -77,7 +77,7 @@ pub fn named(items: impl IntoIterator<Item = (String, Tensor)>) -> Result<Values
 }
 
 fn is_statistic(name: &str) -> bool {
-    name.ends_with("running_mean") || name.ends_with("running_var")
+    name.ends_with(alig::params::RUNNING_MEAN) || name.ends_with(alig::params::RUNNING_VAR)
 }
 
 /// A model after its steps, with its optimizer and what the steps saw.

@@ -77,7 +77,7 @@ fn image_case(dir: &Path, model: &str, args: ModelArgs, device: &Device) -> Resu
     let grads = (gradients(&varmap, &loss)?, values(load(&dir.join("grads.safetensors"), device)?)?);
     let stored = load(&dir.join("bn_after_train_forward.safetensors"), device)?;
     let now: HashMap<String, Tensor> = zoo::checkpoint::state_dict(&varmap)?.into_iter().collect();
-    let keys: Vec<&String> = stored.keys().filter(|k| !k.ends_with("num_batches_tracked")).collect();
+    let keys: Vec<&String> = stored.keys().filter(|k| !k.ends_with(alig::params::NUM_BATCHES_TRACKED)).collect();
     let statistics = (
         values(keys.iter().map(|k| ((*k).clone(), now[*k].clone())))?,
         values(keys.iter().map(|k| ((*k).clone(), stored[*k].clone())))?,
