@@ -1,6 +1,27 @@
 //! Datasets of the ALI-G toolkit (Berrada, Zisserman, Kumar, "Training Neural Networks for and by
 //! Interpolation", ICML 2020): readers of the real file formats, the paper's splits and
 //! transforms, and seeded batch loaders (images, prefetched in worker threads; sentence pairs).
+//!
+//! The paper's datasets are in [`paper`] (and by name in the [`registry`] that `train --data`
+//! reads). The embedded digits, split as for quick runs, in seeded shuffled batches:
+//!
+//! ```
+//! use candle_core::Device;
+//! use data::paper::{self, Options};
+//! use data::{Loader, LoaderConfig};
+//!
+//! # fn main() -> candle_core::Result<()> {
+//! let digits = paper::digits(&Options { split_seed: 7, ..Options::default() })?;
+//! assert_eq!((digits.splits.train.len(), digits.splits.val.len(), digits.splits.test.len()), (1257, 180, 360));
+//! let cfg = LoaderConfig { batch_size: 32, augment: digits.augment, seed: 0, ..Default::default() };
+//! let loader = Loader::new(digits.splits.train, cfg, digits.normalize, Device::Cpu)?;
+//! for batch in loader.epoch(0).take(2) {
+//!     let (images, labels) = batch?; // [32, 1, 8, 8] f32 normalised, [32] u32
+//!     assert_eq!((images.dims(), labels.dims()), (&[32, 1, 8, 8][..], &[32][..]));
+//! }
+//! # Ok(())
+//! # }
+//! ```
 
 #![deny(missing_docs)]
 

@@ -10,6 +10,28 @@
 //! backward ([`ops`]); strict checkpoint loading ([`checkpoint`]). Sequence models: the InferSent
 //! Bi-LSTM-max NLI model ([`nli`]) and the Differentiable Neural Computer ([`dnc`]). Dropout draws
 //! seeded masks ([`dropout`]), so runs and resumed runs repeat exactly.
+//!
+//! A WRN-16-2 for CIFAR-100 from the registry, seeded, on a batch of two images (the paper's
+//! WRN-40-4 is `ModelArgs::classes(100)` alone):
+//!
+//! ```
+//! use candle_core::{DType, Device, ModuleT, Tensor};
+//! use candle_nn::VarMap;
+//! use zoo::{registry, ModelArgs};
+//!
+//! # fn main() -> candle_core::Result<()> {
+//! let dev = Device::Cpu;
+//! let varmap = VarMap::new();
+//! let args = ModelArgs { depth: Some(16), width: Some(2), ..ModelArgs::classes(100) };
+//! let model = registry::find("wrn")?.build_seeded(&args, &varmap, DType::F32, &dev, 0)?.into_image()?;
+//! let images = Tensor::zeros((2, 3, 32, 32), DType::F32, &dev)?;
+//! let logits = model.forward_t(&images, /* train */ false)?;
+//! assert_eq!(logits.dims(), [2, 100]);
+//! // PyTorch state-dict names, so the reference's checkpoints load as they are.
+//! assert!(varmap.data().lock().unwrap().contains_key("block1.layer.0.bn1.running_var"));
+//! # Ok(())
+//! # }
+//! ```
 
 #![deny(missing_docs)]
 
