@@ -16,9 +16,8 @@
 
 use candle_core::{Result, Tensor, Var};
 
-use crate::check::non_negative;
 use crate::decay::{coupled, coupled_elem};
-use crate::moments::{self, check_betas};
+use crate::moments;
 use crate::ops::{self, Kernel, Real};
 use crate::optimizer::{plumbing, Hyper, Optimizer, StepReport};
 use crate::params::{Kernels, ParamSet};
@@ -138,15 +137,8 @@ impl Kernel<2> for Apply {
 impl Adam {
     /// Adam over `params`; fails on betas outside `[0, 1)` or a negative `lr`, `eps` or weight decay.
     pub fn new(params: ParamSet, cfg: AdamConfig) -> Result<Self> {
-        check_betas("adam", cfg.lr, cfg.eps, cfg.beta1, cfg.beta2)?;
-        non_negative("adam", &[("weight_decay", cfg.weight_decay)])?;
-        let mut state = State::new();
-        state.zeros(EXP_AVG, &params)?;
-        state.zeros(EXP_AVG_SQ, &params)?;
-        if cfg.amsgrad {
-            state.zeros(MAX_EXP_AVG_SQ, &params)?;
-        }
-        state.counters(STEP, &params);
+        moments::check("adam", [cfg.lr, cfg.beta1, cfg.beta2, cfg.eps], cfg.weight_decay)?;
+        let state = moments::state(&params, cfg.amsgrad)?;
         let name = if cfg.amsgrad { "amsgrad" } else { "adam" };
         Ok(Self { core: Core::new(name, params, state), cfg })
     }

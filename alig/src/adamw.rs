@@ -15,11 +15,10 @@
 
 use candle_core::{Result, Tensor};
 
-use crate::check::non_negative;
-use crate::moments::{self, check_betas, ema, old_adam_step_size, old_adam_update};
+use crate::moments::{self, ema, old_adam_step_size, old_adam_update};
 use crate::optimizer::{plumbing, Hyper, Optimizer, StepReport};
 use crate::params::ParamSet;
-use crate::state::{Core, State, EXP_AVG, EXP_AVG_SQ, MAX_EXP_AVG_SQ, STEP};
+use crate::state::{Core, EXP_AVG, EXP_AVG_SQ, MAX_EXP_AVG_SQ, STEP};
 
 /// AdamW's hyper-parameters. `Default` is the reference's (weight decay 1e-2).
 #[derive(Clone, Debug, PartialEq)]
@@ -68,15 +67,8 @@ pub struct Adamw {
 impl Adamw {
     /// AdamW over `params`; fails on betas outside `[0, 1)` or a negative `lr`, `eps` or weight decay.
     pub fn new(params: ParamSet, cfg: AdamwConfig) -> Result<Self> {
-        check_betas("adamw", cfg.lr, cfg.eps, cfg.beta1, cfg.beta2)?;
-        non_negative("adamw", &[("weight_decay", cfg.weight_decay)])?;
-        let mut state = State::new();
-        state.zeros(EXP_AVG, &params)?;
-        state.zeros(EXP_AVG_SQ, &params)?;
-        if cfg.amsgrad {
-            state.zeros(MAX_EXP_AVG_SQ, &params)?;
-        }
-        state.counters(STEP, &params);
+        moments::check("adamw", [cfg.lr, cfg.beta1, cfg.beta2, cfg.eps], cfg.weight_decay)?;
+        let state = moments::state(&params, cfg.amsgrad)?;
         Ok(Self { core: Core::new("adamw", params, state), cfg })
     }
 }

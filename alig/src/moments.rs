@@ -5,6 +5,8 @@ use candle_core::{bail, Result, Tensor};
 
 use crate::check::non_negative;
 use crate::optimizer::Hyper;
+use crate::params::ParamSet;
+use crate::state::{State, EXP_AVG, EXP_AVG_SQ, MAX_EXP_AVG_SQ, STEP};
 
 /// The Adam family's `[lr, beta1, beta2, eps]` from the registry's `h`, `defaults` where `h`
 /// leaves them out.
@@ -19,13 +21,26 @@ pub(crate) fn to_hyper([lr, beta1, beta2, eps]: [f64; 4], weight_decay: f64) -> 
     Hyper { lr: Some(lr), betas: Some((beta1, beta2)), eps: Some(eps), weight_decay, ..Hyper::default() }
 }
 
-/// Fails on betas outside `[0, 1)` or a negative `lr` or `eps`.
-pub(crate) fn check_betas(who: &str, lr: f64, eps: f64, beta1: f64, beta2: f64) -> Result<()> {
+/// Fails on a negative `lr` or `eps`, betas outside `[0, 1)` or a negative weight decay, in that
+/// order: the checks of the Adam family's constructors.
+pub(crate) fn check(who: &str, [lr, beta1, beta2, eps]: [f64; 4], weight_decay: f64) -> Result<()> {
     non_negative(who, &[("lr", lr), ("eps", eps)])?;
     if !(0.0..1.0).contains(&beta1) || !(0.0..1.0).contains(&beta2) {
         bail!("{who}: betas must be in [0, 1), got ({beta1}, {beta2})")
     }
-    Ok(())
+    non_negative(who, &[("weight_decay", weight_decay)])
+}
+
+/// The Adam family's state: torch's `exp_avg`, `exp_avg_sq`, AMSGrad's `max_exp_avg_sq`, `step`.
+pub(crate) fn state(params: &ParamSet, amsgrad: bool) -> Result<State> {
+    let mut state = State::new();
+    state.zeros(EXP_AVG, params)?;
+    state.zeros(EXP_AVG_SQ, params)?;
+    if amsgrad {
+        state.zeros(MAX_EXP_AVG_SQ, params)?;
+    }
+    state.counters(STEP, params);
+    Ok(state)
 }
 
 /// `beta m + (1 - beta) x`: the moment update of AdamW and Yogi (Adam's is torch's `lerp` form).

@@ -15,12 +15,11 @@
 
 use candle_core::{Result, Tensor};
 
-use crate::check::non_negative;
 use crate::decay::coupled;
-use crate::moments::{self, check_betas, ema, old_adam_step_size, old_adam_update};
+use crate::moments::{self, ema, old_adam_step_size, old_adam_update};
 use crate::optimizer::{plumbing, Hyper, Optimizer, StepReport};
 use crate::params::ParamSet;
-use crate::state::{Core, State, EXP_AVG, EXP_AVG_SQ, STEP};
+use crate::state::{Core, EXP_AVG, EXP_AVG_SQ, STEP};
 
 /// Yogi's hyper-parameters. `Default` is the reference's.
 #[derive(Clone, Debug, PartialEq)]
@@ -67,12 +66,8 @@ pub struct Yogi {
 impl Yogi {
     /// Yogi over `params`; fails on betas outside `[0, 1)` or a negative `lr`, `eps` or weight decay.
     pub fn new(params: ParamSet, cfg: YogiConfig) -> Result<Self> {
-        check_betas("yogi", cfg.lr, cfg.eps, cfg.beta1, cfg.beta2)?;
-        non_negative("yogi", &[("weight_decay", cfg.weight_decay)])?;
-        let mut state = State::new();
-        state.zeros(EXP_AVG, &params)?;
-        state.zeros(EXP_AVG_SQ, &params)?;
-        state.counters(STEP, &params);
+        moments::check("yogi", [cfg.lr, cfg.beta1, cfg.beta2, cfg.eps], cfg.weight_decay)?;
+        let state = moments::state(&params, false)?;
         Ok(Self { core: Core::new("yogi", params, state), cfg })
     }
 }

@@ -265,6 +265,20 @@ fn repeat_copy_data(_: &DatasetSpec, _: &DataArgs) -> Result<Data> {
 const CIFAR_SOURCE: &str = "https://www.cs.toronto.edu/~kriz/cifar.html (the binary version)";
 const SVHN_SOURCE: &str = "http://ufldl.stanford.edu/housenumbers/ (format 2, cropped digits)";
 
+/// What CIFAR and SVHN share: 3x32x32 images, trained with the WRN and cross-entropy.
+const IMAGES_32: DatasetSpec = DatasetSpec {
+    name: "",
+    summary: "",
+    num_classes: 10,
+    input: Input::Images { channels: 3, height: 32, width: 32 },
+    files: &[],
+    hub: None,
+    source: "",
+    default_model: "wrn",
+    default_loss: "ce",
+    load: cifar_data,
+};
+
 /// Every dataset of the paper, and two small ones for quick runs.
 pub static DATASETS: &[DatasetSpec] = &[
     DatasetSpec {
@@ -300,49 +314,41 @@ pub static DATASETS: &[DatasetSpec] = &[
         name: "cifar10",
         summary: "CIFAR-10: 45,000 / 5,000 / 10,000, random crop and flip",
         num_classes: 10,
-        input: Input::Images { channels: 3, height: 32, width: 32 },
         files: &["data_batch_1.bin .. data_batch_5.bin", "test_batch.bin"],
         hub: Some("uoft-cs/cifar10"),
         source: CIFAR_SOURCE,
-        default_model: "wrn",
-        default_loss: "ce",
         load: cifar_data,
+        ..IMAGES_32
     },
     DatasetSpec {
         name: "cifar100",
         summary: "CIFAR-100 (fine labels): 45,000 / 5,000 / 10,000, random crop and flip",
         num_classes: 100,
-        input: Input::Images { channels: 3, height: 32, width: 32 },
         files: &["train.bin", "test.bin"],
         hub: Some("uoft-cs/cifar100"),
         source: CIFAR_SOURCE,
-        default_model: "wrn",
-        default_loss: "ce",
         load: cifar_data,
+        ..IMAGES_32
     },
     DatasetSpec {
         name: "svhn",
         summary: "SVHN: 67,257 / 6,000 / 26,032, no augmentation",
         num_classes: 10,
-        input: Input::Images { channels: 3, height: 32, width: 32 },
         files: &["train_32x32.mat", "test_32x32.mat"],
         hub: Some("ufldl-stanford/svhn"),
         source: SVHN_SOURCE,
-        default_model: "wrn",
-        default_loss: "ce",
         load: svhn_data,
+        ..IMAGES_32
     },
     DatasetSpec {
         name: "svhn-extra",
         summary: "SVHN with the extra images (the paper's): 598,388 / 6,000 / 26,032",
         num_classes: 10,
-        input: Input::Images { channels: 3, height: 32, width: 32 },
         files: &["train_32x32.mat", "test_32x32.mat", "extra_32x32.mat"],
         hub: Some("ufldl-stanford/svhn"),
         source: SVHN_SOURCE,
-        default_model: "wrn",
-        default_loss: "ce",
         load: svhn_data,
+        ..IMAGES_32
     },
     DatasetSpec {
         name: "imagenet",

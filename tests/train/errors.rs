@@ -75,25 +75,8 @@ fn bad_requests_fail_with_one_line() {
     let mut t = crate::tensors(&state);
     t.insert("fc.bias".into(), candle_core::Tensor::new(&[f32::NAN; 10], &candle_core::Device::Cpu).unwrap());
     candle_core::safetensors::save(&t, &nan).unwrap();
-    fails_with(
-        &[
-            "--init",
-            nan.to_str().unwrap(),
-            "--model",
-            "wrn",
-            "--depth",
-            "16",
-            "--width",
-            "2",
-            "--data",
-            "cifar10",
-            "--predict",
-            io.to_str().unwrap(),
-            "--out",
-            out,
-        ],
-        &["nan.safetensors", "fc.bias", "NaN"],
-    );
+    let predict = [&["--init", nan.to_str().unwrap()][..], crate::WRN_16_2, &["--predict", io.to_str().unwrap()]];
+    fails_with(&[&predict.concat()[..], &["--out", out]].concat(), &["nan.safetensors", "fc.bias", "NaN"]);
     // A diverging run stops at the first non-finite loss and says where.
     let diverging = [&TINY[..], &["--opt", "sgd", "--lr", "1e30", "--momentum", "0"]].concat();
     fails_with(

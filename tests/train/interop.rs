@@ -10,24 +10,8 @@ const SHA: &str = "0123456789abcdef0123456789abcdef01234567";
 
 fn predict_and_compare(init: &str, extra: &[&str], out: &Path) {
     let io = golden().join("zoo/wrn-16-2/io.safetensors");
-    let mut args = vec![
-        "--init",
-        init,
-        "--model",
-        "wrn",
-        "--depth",
-        "16",
-        "--width",
-        "2",
-        "--data",
-        "cifar10",
-        "--predict",
-        io.to_str().unwrap(),
-        "--quiet",
-        "--out",
-        out.to_str().unwrap(),
-    ];
-    args.extend(extra);
+    let args = [&["--init", init][..], crate::WRN_16_2, &["--predict", io.to_str().unwrap(), "--quiet"]].concat();
+    let args = [&args[..], &["--out", out.to_str().unwrap()], extra].concat();
     train(&args).unwrap();
     let got = &tensors(&out.join("predictions.safetensors"))["logits"];
     let want = &tensors(&io)["logits_eval"];

@@ -26,6 +26,9 @@ use candle_core::{Device, Tensor};
 
 const CHILD_ENV: &str = "TRAIN_TEST_CHILD_ARGS";
 
+/// The reference's WRN-16-2 for CIFAR-10, the model of the golden `zoo/wrn-16-2` files.
+const WRN_16_2: &[&str] = &["--model", "wrn", "--depth", "16", "--width", "2", "--data", "cifar10"];
+
 /// In a child process: runs the arguments it was given exactly as the binary would, and exits.
 #[test]
 fn child_process_entry() {
