@@ -7,15 +7,70 @@
 //! Exported tensors are copies, and imported ones are copied too: the fused kernels update state
 //! buffers in place, and must never write into a tensor the caller still holds.
 //!
+//! Your own optimizer declares its state in `new` and writes only its step and learning rate;
+//! `name`, `params`, `state` and the strict `load_state` come with the trait:
+//!
 //! ```
-//! use alig::state::{Buffers, Core, State, STEP};
-//! # fn demo(params: alig::ParamSet) -> candle_core::Result<()> {
-//! const SUM: Buffers = Buffers("sum");
-//! let mut state = State::new();
-//! state.fill(SUM, &params, 0.1)?; // one tensor per parameter: adagrad.sum.<param>
-//! state.counters(STEP, &params); // one step count per parameter: adagrad.step.<param>
-//! let core = Core::new("adagrad", params, state);
-//! let _first = &core.state[SUM][0];
+//! use std::collections::HashMap;
+//!
+//! use alig::state::{Buffers, Core, State};
+//! use alig::{Optimizer, ParamSet, StepReport};
+//! use candle_core::{DType, Device, Result, Tensor, Var};
+//!
+//! /// Momentum on the gradient's sign: `a <- 0.9 a + sign(g)`, `w <- w - lr a`.
+//! struct SignMomentum {
+//!     core: Core,
+//!     lr: f64,
+//! }
+//!
+//! const ACC: Buffers = Buffers("acc"); // signmom.acc.<param> in a state file
+//!
+//! impl SignMomentum {
+//!     fn new(params: ParamSet, lr: f64) -> Result<Self> {
+//!         let mut state = State::new();
+//!         state.zeros(ACC, &params)?;
+//!         Ok(Self { core: Core::new("signmom", params, state), lr })
+//!     }
+//! }
+//!
+//! impl Optimizer for SignMomentum {
+//!     fn core(&self) -> &Core {
+//!         &self.core
+//!     }
+//!     fn core_mut(&mut self) -> &mut Core {
+//!         &mut self.core
+//!     }
+//!     fn learning_rate(&self) -> Option<f64> {
+//!         Some(self.lr)
+//!     }
+//!     fn set_learning_rate(&mut self, lr: f64) {
+//!         self.lr = lr;
+//!     }
+//!     fn step_with(&mut self, _loss: &Tensor, grads: &[Option<Tensor>]) -> Result<StepReport> {
+//!         let lr = self.lr;
+//!         self.core.each_grad(grads, |i, w, g, state| {
+//!             state[ACC][i] = ((&state[ACC][i] * 0.9)? + g.sign()?)?;
+//!             w.set(&(w.as_tensor() - (&state[ACC][i] * lr)?)?)
+//!         })?;
+//!         Ok(StepReport::at_lr(lr))
+//!     }
+//! }
+//!
+//! # fn main() -> Result<()> {
+//! let w = Var::new(&[1f32, -2.0], &Device::Cpu)?;
+//! let params = || ParamSet::new([("w".to_string(), w.clone())]);
+//! let mut opt = SignMomentum::new(params()?, 0.1)?;
+//! let loss = w.as_tensor().sqr()?.sum_all()?;
+//! opt.backward_step(&loss)?;
+//! assert_eq!(w.to_vec1::<f32>()?, [0.9, -1.9]);
+//!
+//! let state: HashMap<String, Tensor> = opt.state()?.into_iter().collect();
+//! assert_eq!(state["signmom.acc.w"].to_vec1::<f32>()?, [1.0, -1.0]);
+//! let mut fresh = SignMomentum::new(params()?, 0.1)?;
+//! fresh.load_state(&state)?;
+//! let mut extra = state.clone();
+//! extra.insert("signmom.acc.b".into(), Tensor::zeros(2, DType::F32, &Device::Cpu)?);
+//! assert!(fresh.load_state(&extra).unwrap_err().to_string().contains("signmom.acc.b"));
 //! # Ok(())
 //! # }
 //! ```
@@ -58,8 +113,9 @@ pub const MOMENTUM_BUFFER: Buffers = Buffers("momentum_buffer");
 pub const STEP: Counters = Counters("step");
 
 /// The state of one optimizer: what it declared, in the order of declaration within each kind
-/// (buffers, then counters, values and counts in the exported list).
-#[derive(Clone, Debug, Default)]
+/// (buffers, then counters, values and counts in the exported list). Not `Clone`: the fused CPU
+/// kernels update buffers in place, so two states must never share a tensor's storage.
+#[derive(Debug, Default)]
 pub struct State {
     buffers: Vec<(&'static str, Vec<Tensor>)>,
     counters: Vec<(&'static str, Vec<u64>)>,
@@ -216,7 +272,6 @@ impl IndexMut<Count> for State {
 
 /// What every optimizer holds besides its hyper-parameters: its name (the prefix of its state
 /// entries), its parameters and its declared [`State`].
-#[derive(Clone)]
 pub struct Core {
     /// The registry name (`alig`, `adam`, ...).
     pub name: &'static str,
