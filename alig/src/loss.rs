@@ -15,7 +15,7 @@
 
 use candle_core::{bail, DType, Result, Tensor, D};
 
-/// Mean multi-class hinge loss of `scores` [n, C] against integer labels `target` [n].
+/// Mean multi-class hinge loss of `scores` `[n, C]` against integer labels `target` `[n]`.
 pub fn multiclass_hinge(scores: &Tensor, target: &Tensor, smooth: bool) -> Result<Tensor> {
     let (n, c) = scores.dims2()?;
     if target.dims() != [n] {
