@@ -218,57 +218,28 @@ impl State {
     }
 }
 
-impl Index<Buffers> for State {
-    type Output = Vec<Tensor>;
-    fn index(&self, key: Buffers) -> &Vec<Tensor> {
-        slot(&self.buffers, key.0).unwrap_or_else(|| undeclared(key.0))
-    }
+/// `state[KEY]` for each kind of key, over the entries of that kind; an undeclared key panics.
+macro_rules! index_by {
+    ($key:ty => $out:ty, $entries:ident) => {
+        impl Index<$key> for State {
+            type Output = $out;
+            fn index(&self, key: $key) -> &$out {
+                slot(&self.$entries, key.0).unwrap_or_else(|| undeclared(key.0))
+            }
+        }
+
+        impl IndexMut<$key> for State {
+            fn index_mut(&mut self, key: $key) -> &mut $out {
+                slot_mut(&mut self.$entries, key.0).unwrap_or_else(|| undeclared(key.0))
+            }
+        }
+    };
 }
 
-impl IndexMut<Buffers> for State {
-    fn index_mut(&mut self, key: Buffers) -> &mut Vec<Tensor> {
-        slot_mut(&mut self.buffers, key.0).unwrap_or_else(|| undeclared(key.0))
-    }
-}
-
-impl Index<Counters> for State {
-    type Output = Vec<u64>;
-    fn index(&self, key: Counters) -> &Vec<u64> {
-        slot(&self.counters, key.0).unwrap_or_else(|| undeclared(key.0))
-    }
-}
-
-impl IndexMut<Counters> for State {
-    fn index_mut(&mut self, key: Counters) -> &mut Vec<u64> {
-        slot_mut(&mut self.counters, key.0).unwrap_or_else(|| undeclared(key.0))
-    }
-}
-
-impl Index<Value> for State {
-    type Output = Tensor;
-    fn index(&self, key: Value) -> &Tensor {
-        slot(&self.values, key.0).unwrap_or_else(|| undeclared(key.0))
-    }
-}
-
-impl IndexMut<Value> for State {
-    fn index_mut(&mut self, key: Value) -> &mut Tensor {
-        slot_mut(&mut self.values, key.0).unwrap_or_else(|| undeclared(key.0))
-    }
-}
-
-impl Index<Count> for State {
-    type Output = u64;
-    fn index(&self, key: Count) -> &u64 {
-        slot(&self.counts, key.0).unwrap_or_else(|| undeclared(key.0))
-    }
-}
-
-impl IndexMut<Count> for State {
-    fn index_mut(&mut self, key: Count) -> &mut u64 {
-        slot_mut(&mut self.counts, key.0).unwrap_or_else(|| undeclared(key.0))
-    }
-}
+index_by!(Buffers => Vec<Tensor>, buffers);
+index_by!(Counters => Vec<u64>, counters);
+index_by!(Value => Tensor, values);
+index_by!(Count => u64, counts);
 
 /// What every optimizer holds besides its hyper-parameters: its name (the prefix of its state
 /// entries), its parameters and its declared [`State`].
