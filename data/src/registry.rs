@@ -224,9 +224,10 @@ fn imagenet_data(spec: &DatasetSpec, args: &DataArgs) -> Result<Data> {
 
 fn snli_data(spec: &DatasetSpec, args: &DataArgs) -> Result<Data> {
     let names = ["snli_1.0_train.jsonl", "snli_1.0_dev.jsonl", "snli_1.0_test.jsonl"];
-    let (raw, source): (Vec<RawPairs>, String) = match dir_with(args, names[0], &["snli_1.0"]) {
+    let (raw, source) = match dir_with(args, names[0], &["snli_1.0"]) {
         Some(d) => {
-            (names.iter().map(|n| snli::read_jsonl(&d.join(n))).collect::<Result<_>>()?, d.display().to_string())
+            let read = |n: &str| snli::read_jsonl(&d.join(n));
+            ([read(names[0])?, read(names[1])?, read(names[2])?], d.display().to_string())
         }
         None => snli_from_hub(spec, args)?,
     };
@@ -237,24 +238,23 @@ fn snli_data(spec: &DatasetSpec, args: &DataArgs) -> Result<Data> {
             bail!("snli: needs GloVe vectors: pass their text file (glove.840B.300d.txt) or put it in --data-dir")
         }
     };
-    let raw: [RawPairs; 3] = raw.try_into().map_err(|_| candle_core::Error::Msg("snli: expected 3 splits".into()))?;
     Ok(Data::Pairs(NliData { source, ..paper::snli(raw, &glove_path, &args.options())? }))
 }
 
 #[cfg(feature = "hub")]
-fn snli_from_hub(spec: &DatasetSpec, args: &DataArgs) -> Result<(Vec<RawPairs>, String)> {
+fn snli_from_hub(spec: &DatasetSpec, args: &DataArgs) -> Result<([RawPairs; 3], String)> {
     let names = [
         "plain_text/train-00000-of-00001.parquet",
         "plain_text/validation-00000-of-00001.parquet",
         "plain_text/test-00000-of-00001.parquet",
     ];
     let paths = hub_files(spec, args, &names)?;
-    let raw = paths.iter().map(|p| crate::parquet_mirror::read_snli(p)).collect::<Result<_>>()?;
-    Ok((raw, format!("hub {}", spec.hub.unwrap_or_default())))
+    let read = |p: &PathBuf| crate::parquet_mirror::read_snli(p);
+    Ok(([read(&paths[0])?, read(&paths[1])?, read(&paths[2])?], format!("hub {}", spec.hub.unwrap_or_default())))
 }
 
 #[cfg(not(feature = "hub"))]
-fn snli_from_hub(spec: &DatasetSpec, args: &DataArgs) -> Result<(Vec<RawPairs>, String)> {
+fn snli_from_hub(spec: &DatasetSpec, args: &DataArgs) -> Result<([RawPairs; 3], String)> {
     Err(spec.missing(args))
 }
 
