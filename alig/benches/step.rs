@@ -36,41 +36,22 @@ fn setup(kernels: Kernels) -> Setup {
 fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("step-wrn-40-4");
     group.sample_size(20);
-    let cases: [(&str, &str, Hyper, Kernels); 9] = [
-        (
-            "sgd-nesterov-wd",
-            "sgd",
-            Hyper { lr: Some(0.1), momentum: 0.9, weight_decay: 5e-4, ..Hyper::default() },
-            Kernels::Auto,
-        ),
-        ("sgd-momentum", "sgd", Hyper { lr: Some(0.1), momentum: 0.9, ..Hyper::default() }, Kernels::Auto),
-        ("adam", "adam", Hyper { lr: Some(1e-3), ..Hyper::default() }, Kernels::Auto),
-        ("alig", "alig", Hyper { lr: Some(0.1), momentum: 0.9, ..Hyper::default() }, Kernels::Auto),
-        (
-            "alig-proj",
-            "alig",
-            Hyper { lr: Some(0.1), momentum: 0.9, max_norm: Some(50.0), ..Hyper::default() },
-            Kernels::Auto,
-        ),
-        (
-            "sgd-nesterov-wd-tensor-ops",
-            "sgd",
-            Hyper { lr: Some(0.1), momentum: 0.9, weight_decay: 5e-4, ..Hyper::default() },
-            Kernels::Tensor,
-        ),
-        ("adam-tensor-ops", "adam", Hyper { lr: Some(1e-3), ..Hyper::default() }, Kernels::Tensor),
-        ("alig-tensor-ops", "alig", Hyper { lr: Some(0.1), momentum: 0.9, ..Hyper::default() }, Kernels::Tensor),
-        (
-            "alig-proj-tensor-ops",
-            "alig",
-            Hyper { lr: Some(0.1), momentum: 0.9, max_norm: Some(50.0), ..Hyper::default() },
-            Kernels::Tensor,
-        ),
+    let momentum = Hyper { lr: Some(0.1), momentum: 0.9, ..Hyper::default() };
+    let optimizers = [
+        ("sgd-nesterov-wd", "sgd", Hyper { weight_decay: 5e-4, ..momentum.clone() }),
+        ("sgd-momentum", "sgd", momentum.clone()),
+        ("adam", "adam", Hyper { lr: Some(1e-3), ..Hyper::default() }),
+        ("alig", "alig", momentum.clone()),
+        ("alig-proj", "alig", Hyper { max_norm: Some(50.0), ..momentum }),
     ];
+    // Each on the fused CPU kernels, then on plain tensor ops.
+    let cases = [(Kernels::Auto, ""), (Kernels::Tensor, "-tensor-ops")].into_iter().flat_map(|(kernels, suffix)| {
+        optimizers.clone().map(|(id, name, hyper)| (format!("{id}{suffix}"), name, hyper, kernels))
+    });
     for (id, name, hyper, kernels) in cases {
         let s = setup(kernels);
         let mut opt: Box<dyn Optimizer> = alig::registry::build(name, s.params.clone(), &hyper).unwrap();
-        group.bench_function(id, |b| {
+        group.bench_function(&id, |b| {
             b.iter(|| {
                 let report = opt.step_with(&s.loss, &s.grads).unwrap();
                 // ALI-G's projection must actually bind in the "proj" cases (norm ~ 150 > 50).

@@ -10,11 +10,11 @@
 //! w   <- w - clr d / (sqrt(sum) + eps)
 //! ```
 
-use candle_core::{Result, Tensor};
+use candle_core::{Result, Tensor, Var};
 
-use crate::check::non_negative;
+use crate::check::fields;
 use crate::decay::coupled;
-use crate::optimizer::{plumbing, Hyper, Optimizer, StepReport};
+use crate::optimizer::{plumbing, Hyper, Optimizer};
 use crate::params::ParamSet;
 use crate::state::{Buffers, Core, State, STEP};
 
@@ -78,37 +78,33 @@ pub struct Adagrad {
 impl Adagrad {
     /// Adagrad over `params`; fails on a negative hyper-parameter.
     pub fn new(params: ParamSet, cfg: AdagradConfig) -> Result<Self> {
-        non_negative(
+        fields!(
+            non_negative,
             "adagrad",
-            &[
-                ("lr", cfg.lr),
-                ("lr_decay", cfg.lr_decay),
-                ("weight_decay", cfg.weight_decay),
-                ("eps", cfg.eps),
-                ("initial_accumulator_value", cfg.initial_accumulator_value),
-            ],
+            cfg.lr,
+            cfg.lr_decay,
+            cfg.weight_decay,
+            cfg.eps,
+            cfg.initial_accumulator_value
         )?;
         let mut state = State::new();
         state.fill(SUM, &params, cfg.initial_accumulator_value)?;
         state.counters(STEP, &params);
         Ok(Self { core: Core::new("adagrad", params, state), cfg })
     }
+
+    /// The update of parameter `i`, `w`, from its gradient `g`.
+    fn update(c: &AdagradConfig, i: usize, w: &Var, g: &Tensor, state: &mut State) -> Result<()> {
+        state[STEP][i] += 1;
+        let clr = c.lr / (1.0 + (state[STEP][i] - 1) as f64 * c.lr_decay);
+        let d = coupled(g, w, c.weight_decay)?;
+        state[SUM][i] = (&state[SUM][i] + d.sqr()?)?;
+        let std = (state[SUM][i].sqrt()? + c.eps)?;
+        w.set(&(&w.as_detached_tensor() - ((d / std)? * clr)?)?)?;
+        Ok(())
+    }
 }
 
 impl Optimizer for Adagrad {
-    plumbing!(cfg.lr);
-
-    fn step_with(&mut self, _loss: &Tensor, grads: &[Option<Tensor>]) -> Result<StepReport> {
-        let c = &self.cfg;
-        self.core.each_grad(grads, |i, w, g, state| {
-            state[STEP][i] += 1;
-            let clr = c.lr / (1.0 + (state[STEP][i] - 1) as f64 * c.lr_decay);
-            let d = coupled(g, w, c.weight_decay)?;
-            state[SUM][i] = (&state[SUM][i] + d.sqr()?)?;
-            let std = (state[SUM][i].sqrt()? + c.eps)?;
-            w.set(&(&w.as_detached_tensor() - ((d / std)? * clr)?)?)?;
-            Ok(())
-        })?;
-        Ok(StepReport::at_lr(c.lr))
-    }
+    plumbing!(cfg.lr, per_parameter);
 }

@@ -21,7 +21,7 @@
 
 use candle_core::{Result, Tensor};
 
-use crate::check::{non_negative, positive};
+use crate::check::{fields, positive};
 use crate::ops::{self, Kernel, Norms, PairKernel, Real};
 use crate::optimizer::{plumbing, Hyper, Optimizer, Scalar, StepReport};
 use crate::params::{grad_sq_norm, Kernels, ParamSet};
@@ -196,7 +196,7 @@ impl Alig {
         for lr in lrs.flatten() {
             positive("alig", &[("max_lr", *lr)])?;
         }
-        non_negative("alig", &[("momentum", cfg.momentum), ("eps", cfg.eps)])?;
+        fields!(non_negative, "alig", cfg.momentum, cfg.eps)?;
         if let Some(r) = cfg.max_norm {
             positive("alig", &[("max_norm", r)])?;
             project_l2_ball(&params, r)?;
@@ -207,9 +207,7 @@ impl Alig {
             .map(|n| cfg.groups.iter().position(|g| n.starts_with(&g.prefix)).map_or(0, |k| k + 1))
             .collect();
         let mut state = State::new();
-        if cfg.momentum > 0.0 {
-            state.zeros(MOMENTUM_BUFFER, &params)?;
-        }
+        state.zeros_if(cfg.momentum > 0.0, MOMENTUM_BUFFER, &params)?;
         state.count(LAST_STEP_CLIPPED, 1);
         Ok(Self { core: Core::new("alig", params, state), cfg, group_of })
     }

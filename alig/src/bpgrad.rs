@@ -16,12 +16,11 @@
 
 use candle_core::{Result, Tensor};
 
-use crate::check::{non_negative, positive};
 use crate::decay::regularised;
 use crate::ops;
 use crate::optimizer::{plumbing, Optimizer, Scalar, StepReport};
 use crate::params::{grad_sq_norm, ParamSet};
-use crate::state::{Buffers, Core, State};
+use crate::state::{Buffers, Core, Inputs, State};
 
 /// The velocity `v`.
 const V: Buffers = Buffers("v");
@@ -41,12 +40,9 @@ pub struct Bpgrad {
 impl Bpgrad {
     /// BPGrad over `params`; fails on a non-positive `eta` or a negative momentum, weight decay or `eps`.
     pub fn new(params: ParamSet, cfg: BpgradConfig) -> Result<Self> {
-        positive("bpgrad", &[("eta", cfg.eta)])?;
-        non_negative("bpgrad", &[("momentum", cfg.momentum), ("weight_decay", cfg.weight_decay), ("eps", cfg.eps)])?;
+        cfg.check("bpgrad")?;
         let mut state = State::new();
-        if cfg.momentum > 0.0 {
-            state.zeros(V, &params)?;
-        }
+        state.zeros_if(cfg.momentum > 0.0, V, &params)?;
         Ok(Self { core: Core::new("bpgrad", params, state), cfg })
     }
 }
@@ -55,10 +51,8 @@ impl Optimizer for Bpgrad {
     plumbing!(cfg.eta);
 
     fn step_with(&mut self, loss: &Tensor, grads: &[Option<Tensor>]) -> Result<StepReport> {
-        let grads = &self.core.checked_grads(grads)?;
-        let loss = self.core.loss(loss)?;
-        let (c, Core { params, state, .. }) = (&self.cfg, &mut self.core);
-        let (obj, grads) = regularised(params, loss, grads, c.weight_decay)?;
+        let (c, Inputs { params, state, loss, grads }) = (&self.cfg, self.core.inputs(loss, grads)?);
+        let (obj, grads) = regularised(params, loss, &grads, c.weight_decay)?;
         let norm = match grad_sq_norm(&grads, params.kernels())? {
             Some(sq) => sq.sqrt()?,
             None => ops::scalar(0.0, obj.dtype(), obj.device())?,

@@ -2,6 +2,15 @@
 
 use candle_core::Result;
 
+/// [`non_negative`] or [`positive`] of configuration fields, each named by its field:
+/// `fields!(non_negative, "sgd", cfg.lr, cfg.momentum)` checks `("lr", cfg.lr), ("momentum", cfg.momentum)`.
+macro_rules! fields {
+    ($check:ident, $who:expr, $($base:ident . $field:ident),+ $(,)?) => {
+        $crate::check::$check($who, &[$((stringify!($field), $base.$field)),+])
+    };
+}
+pub(crate) use fields;
+
 /// Fails unless every value is finite and `>= 0`, naming the first one that is not.
 pub(crate) fn non_negative(who: &str, values: &[(&str, f64)]) -> Result<()> {
     for (name, v) in values {

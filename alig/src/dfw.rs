@@ -15,11 +15,11 @@
 
 use candle_core::{Result, Tensor};
 
-use crate::check::{non_negative, positive};
+use crate::check::fields;
 use crate::ops;
 use crate::optimizer::{plumbing, Hyper, Optimizer, Scalar, StepReport};
 use crate::params::{grad_sq_norm, ParamSet};
-use crate::state::{Core, State, MOMENTUM_BUFFER};
+use crate::state::{Core, Inputs, State, MOMENTUM_BUFFER};
 
 /// DFW's hyper-parameters, and BPGrad's ([`crate::BpgradConfig`]). `Default`: `eta` 0.1 (the
 /// experiments' default; both references require it), the rest as the references.
@@ -64,6 +64,13 @@ impl DfwConfig {
             ..Hyper::default()
         }
     }
+
+    /// Fails, naming the optimizer `who`, on a non-positive `eta` or a negative momentum, weight
+    /// decay or `eps`.
+    pub(crate) fn check(&self, who: &str) -> Result<()> {
+        fields!(positive, who, self.eta)?;
+        fields!(non_negative, who, self.momentum, self.weight_decay, self.eps)
+    }
 }
 
 /// Deep Frank-Wolfe (see the module docs for the update): per parameter the momentum buffer `z`
@@ -76,12 +83,9 @@ pub struct Dfw {
 impl Dfw {
     /// DFW over `params`; fails on a non-positive `eta` or a negative momentum, weight decay or `eps`.
     pub fn new(params: ParamSet, cfg: DfwConfig) -> Result<Self> {
-        positive("dfw", &[("eta", cfg.eta)])?;
-        non_negative("dfw", &[("momentum", cfg.momentum), ("weight_decay", cfg.weight_decay), ("eps", cfg.eps)])?;
+        cfg.check("dfw")?;
         let mut state = State::new();
-        if cfg.momentum > 0.0 {
-            state.zeros(MOMENTUM_BUFFER, &params)?;
-        }
+        state.zeros_if(cfg.momentum > 0.0, MOMENTUM_BUFFER, &params)?;
         Ok(Self { core: Core::new("dfw", params, state), cfg })
     }
 }
@@ -90,9 +94,7 @@ impl Optimizer for Dfw {
     plumbing!(cfg.eta);
 
     fn step_with(&mut self, loss: &Tensor, grads: &[Option<Tensor>]) -> Result<StepReport> {
-        let grads = &self.core.checked_grads(grads)?;
-        let loss = self.core.loss(loss)?;
-        let (c, Core { params, state, .. }) = (&self.cfg, &mut self.core);
+        let (c, Inputs { params, state, loss, grads }) = (&self.cfg, self.core.inputs(loss, grads)?);
         let live: Vec<(usize, &Tensor)> =
             grads.iter().enumerate().filter_map(|(i, g)| g.as_ref().map(|g| (i, g))).collect();
         let r: Vec<Tensor> = live
@@ -106,7 +108,7 @@ impl Optimizer for Dfw {
             let rs: Vec<&Tensor> = r.iter().collect();
             (loss - (ops::sum_dot(&gs, &rs)? * c.eta)?)?
         };
-        let den = match grad_sq_norm(grads, params.kernels())? {
+        let den = match grad_sq_norm(&grads, params.kernels())? {
             Some(sq) => ((sq * c.eta)? + c.eps)?,
             None => ops::scalar(c.eps, params.dtype(), params.device())?,
         };

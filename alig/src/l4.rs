@@ -21,13 +21,13 @@
 
 use candle_core::{Result, Tensor};
 
-use crate::check::{non_negative, positive};
+use crate::check::fields;
 use crate::decay::regularised;
 use crate::moments::ema;
 use crate::ops;
 use crate::optimizer::{plumbing, Hyper, Optimizer, Scalar, StepReport};
 use crate::params::ParamSet;
-use crate::state::{Buffers, Core, Count, State, Value};
+use crate::state::{Buffers, Core, Count, Inputs, State, Value};
 
 /// The direction L4 rescales.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -127,8 +127,8 @@ impl L4 {
     /// or `epsilon`.
     pub fn new(params: ParamSet, cfg: L4Config) -> Result<Self> {
         let who = key(cfg.direction);
-        positive(who, &[("fraction", cfg.fraction), ("minloss_forget_time", cfg.minloss_forget_time)])?;
-        non_negative(who, &[("weight_decay", cfg.weight_decay), ("epsilon", cfg.epsilon)])?;
+        fields!(positive, who, cfg.fraction, cfg.minloss_forget_time)?;
+        fields!(non_negative, who, cfg.weight_decay, cfg.epsilon)?;
         let mut state = State::new();
         state.zeros(DIR_GRAD, &params)?;
         if cfg.direction == L4Direction::Adam {
@@ -145,10 +145,8 @@ impl Optimizer for L4 {
     plumbing!(cfg.fraction);
 
     fn step_with(&mut self, loss: &Tensor, grads: &[Option<Tensor>]) -> Result<StepReport> {
-        let grads = &self.core.checked_grads(grads)?;
-        let loss = self.core.loss(loss)?;
-        let (c, Core { params, state, .. }) = (&self.cfg, &mut self.core);
-        let (big_l, grads) = regularised(params, loss, grads, c.weight_decay)?;
+        let (c, Inputs { params, state, loss, grads }) = (&self.cfg, self.core.inputs(loss, grads)?);
+        let (big_l, grads) = regularised(params, loss, &grads, c.weight_decay)?;
         let k = state[GLOBAL_STEP] as i32;
         state[MIN_LOSS] = if k == 0 { (&big_l * c.init_factor)? } else { state[MIN_LOSS].minimum(&big_l)? };
         let c_grad = 1.0 - (1.0 - 1.0 / GRAD_TIME).powi(k + 1);

@@ -11,10 +11,10 @@
 //! learning rate multiplies the accumulator at each step, so changing `lr` mid-run rescales past
 //! gradients too (TensorFlow's behaviour).
 
-use candle_core::{Result, Tensor};
+use candle_core::{Result, Tensor, Var};
 
-use crate::check::non_negative;
-use crate::optimizer::{plumbing, Hyper, Optimizer, StepReport};
+use crate::check::fields;
+use crate::optimizer::{plumbing, Hyper, Optimizer};
 use crate::params::ParamSet;
 use crate::state::{Buffers, Core, State};
 
@@ -59,23 +59,20 @@ pub struct Momentum {
 impl Momentum {
     /// Heavy-ball momentum over `params`; fails on a negative `lr` or `mu`.
     pub fn new(params: ParamSet, cfg: MomentumConfig) -> Result<Self> {
-        non_negative("momentum", &[("lr", cfg.lr), ("momentum", cfg.momentum)])?;
+        fields!(non_negative, "momentum", cfg.lr, cfg.momentum)?;
         let mut state = State::new();
         state.zeros(ACCUMULATOR, &params)?;
         Ok(Self { core: Core::new("momentum", params, state), cfg })
     }
+
+    /// The update of parameter `i`, `w`, from its gradient `g`.
+    fn update(c: &MomentumConfig, i: usize, w: &Var, g: &Tensor, state: &mut State) -> Result<()> {
+        state[ACCUMULATOR][i] = ((&state[ACCUMULATOR][i] * c.momentum)? + g)?;
+        w.set(&(&w.as_detached_tensor() - (&state[ACCUMULATOR][i] * c.lr)?)?)?;
+        Ok(())
+    }
 }
 
 impl Optimizer for Momentum {
-    plumbing!(cfg.lr);
-
-    fn step_with(&mut self, _loss: &Tensor, grads: &[Option<Tensor>]) -> Result<StepReport> {
-        let c = &self.cfg;
-        self.core.each_grad(grads, |i, w, g, state| {
-            state[ACCUMULATOR][i] = ((&state[ACCUMULATOR][i] * c.momentum)? + g)?;
-            w.set(&(&w.as_detached_tensor() - (&state[ACCUMULATOR][i] * c.lr)?)?)?;
-            Ok(())
-        })?;
-        Ok(StepReport::at_lr(c.lr))
-    }
+    plumbing!(cfg.lr, per_parameter);
 }

@@ -67,7 +67,10 @@ impl StepReport {
 
 /// The accessors every optimizer of this crate writes alike, inside its `impl Optimizer`:
 /// `core`/`core_mut` over its `core` field and, given the path of its learning-rate field
-/// (`plumbing!(cfg.lr)`), `learning_rate`/`set_learning_rate` over that field.
+/// (`plumbing!(cfg.lr)`), `learning_rate`/`set_learning_rate` over that field. With
+/// `per_parameter` (`plumbing!(cfg.lr, per_parameter)`) also the step of an optimizer that
+/// updates each parameter on its own: `Self::update(&self.cfg, i, w, g, state)` for every
+/// parameter with a gradient, reported at that learning rate.
 macro_rules! plumbing {
     () => {
         fn core(&self) -> &$crate::state::Core {
@@ -87,6 +90,19 @@ macro_rules! plumbing {
 
         fn set_learning_rate(&mut self, lr: f64) {
             self.$($field).+ = lr;
+        }
+    };
+    ($($field:ident).+, per_parameter) => {
+        $crate::optimizer::plumbing!($($field).+);
+
+        fn step_with(
+            &mut self,
+            _loss: &candle_core::Tensor,
+            grads: &[Option<candle_core::Tensor>],
+        ) -> candle_core::Result<$crate::optimizer::StepReport> {
+            let c = &self.cfg;
+            self.core.each_grad(grads, |i, w, g, state| Self::update(c, i, w, g, state))?;
+            Ok($crate::optimizer::StepReport::at_lr(self.$($field).+))
         }
     };
 }

@@ -168,11 +168,18 @@ pub static OPTIMIZERS: &[OptimizerSpec] = &[
 
 /// The registry row named `name`; the error lists the valid names.
 pub fn find(name: &str) -> Result<&'static OptimizerSpec> {
-    match OPTIMIZERS.iter().find(|s| s.name == name) {
-        Some(s) => Ok(s),
+    lookup(OPTIMIZERS, "optimizer", name, |s| s.name)
+}
+
+/// The row of `table` whose `name_of` is `name`: the lookup of every registry of the workspace
+/// (optimizers here, models in `zoo`, datasets in `data`). The error names the kind of row
+/// (`what`) and lists the valid names.
+pub fn lookup<'a, T>(table: &'a [T], what: &str, name: &str, name_of: fn(&T) -> &str) -> Result<&'a T> {
+    match table.iter().find(|row| name_of(row) == name) {
+        Some(row) => Ok(row),
         None => {
-            let names: Vec<&str> = OPTIMIZERS.iter().map(|s| s.name).collect();
-            bail!("unknown optimizer {name:?}; expected one of: {}", names.join(", "))
+            let names: Vec<&str> = table.iter().map(name_of).collect();
+            bail!("unknown {what} {name:?}; expected one of: {}", names.join(", "))
         }
     }
 }

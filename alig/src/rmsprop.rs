@@ -11,10 +11,10 @@
 //! Defaults are TensorFlow's: `rho` 0.9, `mu` 0, `eps` 1e-10. (PyTorch's `RMSprop` differs: its
 //! mean square starts at zero and its epsilon is added outside the root.)
 
-use candle_core::{Result, Tensor};
+use candle_core::{Result, Tensor, Var};
 
-use crate::check::non_negative;
-use crate::optimizer::{plumbing, Hyper, Optimizer, StepReport};
+use crate::check::fields;
+use crate::optimizer::{plumbing, Hyper, Optimizer};
 use crate::params::ParamSet;
 use crate::state::{Buffers, Core, State};
 
@@ -65,7 +65,7 @@ pub struct Rmsprop {
 impl Rmsprop {
     /// RMSProp over `params`; fails on a negative `lr`, momentum or `eps`, or `rho` outside `[0, 1)`.
     pub fn new(params: ParamSet, cfg: RmspropConfig) -> Result<Self> {
-        non_negative("rmsprop", &[("lr", cfg.lr), ("momentum", cfg.momentum), ("eps", cfg.eps)])?;
+        fields!(non_negative, "rmsprop", cfg.lr, cfg.momentum, cfg.eps)?;
         if !(0.0..1.0).contains(&cfg.decay) {
             candle_core::bail!("rmsprop: decay must be in [0, 1), got {}", cfg.decay)
         }
@@ -74,20 +74,17 @@ impl Rmsprop {
         state.zeros(MOM, &params)?;
         Ok(Self { core: Core::new("rmsprop", params, state), cfg })
     }
+
+    /// The update of parameter `i`, `w`, from its gradient `g`.
+    fn update(c: &RmspropConfig, i: usize, w: &Var, g: &Tensor, state: &mut State) -> Result<()> {
+        state[MS][i] = ((&state[MS][i] * c.decay)? + (g.sqr()? * (1.0 - c.decay))?)?;
+        let step = ((g / (&state[MS][i] + c.eps)?.sqrt()?)? * c.lr)?;
+        state[MOM][i] = ((&state[MOM][i] * c.momentum)? + step)?;
+        w.set(&(&w.as_detached_tensor() - &state[MOM][i])?)?;
+        Ok(())
+    }
 }
 
 impl Optimizer for Rmsprop {
-    plumbing!(cfg.lr);
-
-    fn step_with(&mut self, _loss: &Tensor, grads: &[Option<Tensor>]) -> Result<StepReport> {
-        let c = &self.cfg;
-        self.core.each_grad(grads, |i, w, g, state| {
-            state[MS][i] = ((&state[MS][i] * c.decay)? + (g.sqr()? * (1.0 - c.decay))?)?;
-            let step = ((g / (&state[MS][i] + c.eps)?.sqrt()?)? * c.lr)?;
-            state[MOM][i] = ((&state[MOM][i] * c.momentum)? + step)?;
-            w.set(&(&w.as_detached_tensor() - &state[MOM][i])?)?;
-            Ok(())
-        })?;
-        Ok(StepReport::at_lr(c.lr))
-    }
+    plumbing!(cfg.lr, per_parameter);
 }

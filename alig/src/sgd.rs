@@ -15,7 +15,7 @@
 
 use candle_core::{bail, Result, Tensor, Var};
 
-use crate::check::non_negative;
+use crate::check::fields;
 use crate::decay::{coupled, coupled_elem};
 use crate::ops::{self, Kernel, PairKernel, Real};
 use crate::optimizer::{plumbing, Hyper, Optimizer, StepReport};
@@ -122,15 +122,7 @@ impl Sgd {
     /// SGD over `params`; fails on a negative hyper-parameter, or Nesterov without momentum or with
     /// dampening (as torch).
     pub fn new(params: ParamSet, cfg: SgdConfig) -> Result<Self> {
-        non_negative(
-            "sgd",
-            &[
-                ("lr", cfg.lr),
-                ("momentum", cfg.momentum),
-                ("dampening", cfg.dampening),
-                ("weight_decay", cfg.weight_decay),
-            ],
-        )?;
+        fields!(non_negative, "sgd", cfg.lr, cfg.momentum, cfg.dampening, cfg.weight_decay)?;
         if cfg.nesterov && (cfg.momentum <= 0.0 || cfg.dampening != 0.0) {
             bail!("sgd: Nesterov momentum requires momentum > 0 and dampening 0")
         }

@@ -148,6 +148,15 @@ impl State {
         Ok(())
     }
 
+    /// Declares the buffers `key` as [`State::zeros`] when `wanted` (a momentum buffer exists only
+    /// with momentum, as in PyTorch).
+    pub fn zeros_if(&mut self, wanted: bool, key: Buffers, params: &ParamSet) -> Result<()> {
+        if wanted {
+            self.zeros(key, params)?;
+        }
+        Ok(())
+    }
+
     /// Declares the buffers `key`, each filled with `value`.
     pub fn fill(&mut self, key: Buffers, params: &ParamSet, value: f64) -> Result<()> {
         let filled = params.vars().iter().map(|v| v.ones_like()? * value).collect::<Result<_>>()?;
@@ -283,6 +292,26 @@ impl Core {
     pub fn loss(&self, loss: &Tensor) -> Result<Tensor> {
         loss.detach().to_device(self.params.device())?.to_dtype(self.params.dtype())?.reshape(())
     }
+
+    /// What a step that looks at the loss and all gradients at once starts from: the loss (as
+    /// [`Core::loss`]) and the gradients (as [`Core::checked_grads`]), beside the parameters and
+    /// the state to update.
+    pub fn inputs(&mut self, loss: &Tensor, grads: &[Option<Tensor>]) -> Result<Inputs<'_>> {
+        let (loss, grads) = (self.loss(loss)?, self.checked_grads(grads)?);
+        Ok(Inputs { params: &self.params, state: &mut self.state, loss, grads })
+    }
+}
+
+/// A step's inputs, from [`Core::inputs`].
+pub struct Inputs<'a> {
+    /// The parameters.
+    pub params: &'a ParamSet,
+    /// The state, to update.
+    pub state: &'a mut State,
+    /// The mini-batch loss, a detached 0-d tensor in the parameters' dtype and on their device.
+    pub loss: Tensor,
+    /// The gradients, checked against the parameters and detached.
+    pub grads: Vec<Option<Tensor>>,
 }
 
 struct Reader<'a> {

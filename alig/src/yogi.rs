@@ -13,13 +13,13 @@
 //! Same (2019 PyTorch) epsilon placement as AdamW. The reference's `amsgrad=True` crashes, so it is
 //! not offered. Unlike the reference, the caller's gradient is not modified in place.
 
-use candle_core::{Result, Tensor};
+use candle_core::{Result, Tensor, Var};
 
 use crate::decay::coupled;
 use crate::moments::{self, ema, old_adam_step_size, old_adam_update};
-use crate::optimizer::{plumbing, Hyper, Optimizer, StepReport};
+use crate::optimizer::{plumbing, Hyper, Optimizer};
 use crate::params::ParamSet;
-use crate::state::{Core, EXP_AVG, EXP_AVG_SQ, STEP};
+use crate::state::{Core, State, EXP_AVG, EXP_AVG_SQ, STEP};
 
 /// Yogi's hyper-parameters. `Default` is the reference's.
 #[derive(Clone, Debug, PartialEq)]
@@ -70,30 +70,21 @@ impl Yogi {
         let state = moments::state(&params, false)?;
         Ok(Self { core: Core::new("yogi", params, state), cfg })
     }
+
+    /// The update of parameter `i`, `w`, from its gradient `g`.
+    fn update(c: &YogiConfig, i: usize, w: &Var, g: &Tensor, state: &mut State) -> Result<()> {
+        state[STEP][i] += 1;
+        let g = coupled(g, w, c.weight_decay)?;
+        state[EXP_AVG][i] = ema(&state[EXP_AVG][i], &g, c.beta1)?;
+        let g2 = g.sqr()?;
+        let v = &state[EXP_AVG_SQ][i];
+        state[EXP_AVG_SQ][i] = (v - (((v - &g2)?.sign()? * (1.0 - c.beta2))? * g2)?)?;
+        let step_size = old_adam_step_size(c.lr, c.beta1, c.beta2, state[STEP][i]);
+        w.set(&old_adam_update(&w.as_detached_tensor(), &state[EXP_AVG][i], &state[EXP_AVG_SQ][i], step_size, c.eps)?)?;
+        Ok(())
+    }
 }
 
 impl Optimizer for Yogi {
-    plumbing!(cfg.lr);
-
-    fn step_with(&mut self, _loss: &Tensor, grads: &[Option<Tensor>]) -> Result<StepReport> {
-        let c = &self.cfg;
-        self.core.each_grad(grads, |i, w, g, state| {
-            state[STEP][i] += 1;
-            let g = coupled(g, w, c.weight_decay)?;
-            state[EXP_AVG][i] = ema(&state[EXP_AVG][i], &g, c.beta1)?;
-            let g2 = g.sqr()?;
-            let v = &state[EXP_AVG_SQ][i];
-            state[EXP_AVG_SQ][i] = (v - (((v - &g2)?.sign()? * (1.0 - c.beta2))? * g2)?)?;
-            let step_size = old_adam_step_size(c.lr, c.beta1, c.beta2, state[STEP][i]);
-            w.set(&old_adam_update(
-                &w.as_detached_tensor(),
-                &state[EXP_AVG][i],
-                &state[EXP_AVG_SQ][i],
-                step_size,
-                c.eps,
-            )?)?;
-            Ok(())
-        })?;
-        Ok(StepReport::at_lr(c.lr))
-    }
+    plumbing!(cfg.lr, per_parameter);
 }

@@ -200,127 +200,124 @@ fn bpgrad_mom0_expected(
     PARAMS.iter().map(|p| (*p, (&params[p] - (&grads[p] * (eta * step)).unwrap()).unwrap())).collect()
 }
 
-fn forced(dtype: &str, tol: (f64, f64)) {
+/// Every golden case of `dtype` on both kernel paths: `case(golden, run, deviant, mismatches)`,
+/// where `deviant` marks `bpgrad_eta1_mom0` (see the module docs); no mismatch may remain.
+fn each_case(dtype: &str, mut case: impl FnMut(&Golden, &mut Run, bool, &mut Vec<String>)) {
     let mut errs = vec![];
     for path in golden_files(dtype) {
         let g = Golden::load(&path);
         for kernels in [Kernels::Auto, Kernels::Tensor] {
             let mut run = build(&g, kernels);
-            let deviant = g.name.starts_with("bpgrad_eta1_mom0");
-            if g.t.contains_key("init_projected.w1") {
-                for p in PARAMS {
-                    if let Err(e) =
-                        check_close(p, run.vars[p].as_tensor(), g.get(&format!("init_projected.{p}")), tol.0, tol.1)
-                    {
-                        errs.push(format!("{} constructor projection: {e}", g.name));
-                    }
-                }
-            }
-            for t in 0..15 {
-                let prev: HashMap<&str, Tensor> =
-                    PARAMS.iter().map(|p| (*p, run.vars[p].as_tensor().copy().unwrap())).collect();
-                if t > 0 {
-                    for p in PARAMS {
-                        run.vars[p].set(g.get(&format!("step{:02}.param.{p}", t - 1))).unwrap();
-                    }
-                }
-                let prev = if t > 0 {
-                    PARAMS.iter().map(|p| (*p, run.vars[p].as_tensor().copy().unwrap())).collect()
-                } else {
-                    prev
-                };
-                let grads: HashMap<&str, Tensor> =
-                    PARAMS.iter().map(|p| (*p, g.get(&format!("step{t:02}.grad.{p}")).clone())).collect();
-                let loss = g.get(&format!("step{t:02}.loss")).clone();
-                let report = run.opt.step_with(&loss, &grads_in_order(&run, &grads)).unwrap();
-                if deviant {
-                    let want = bpgrad_mom0_expected(&g, t, &prev, &grads);
-                    for p in PARAMS {
-                        if let Err(e) = check_close(p, run.vars[p].as_tensor(), &want[p], tol.0, tol.1) {
-                            errs.push(format!("{} step{t:02} (documented deviation): {e}", g.name));
-                        }
-                        // ... and the reference itself did not move.
-                        assert!(check_close(p, &prev[p], g.get(&format!("step{t:02}.param.{p}")), 0.0, 0.0).is_ok());
-                        assert!(
-                            check_close(p, run.vars[p].as_tensor(), &prev[p], 0.0, 1e-3).is_err(),
-                            "bpgrad mom0 must move"
-                        );
-                    }
-                    let want = g.get(&format!("step{t:02}.step_size"));
-                    let got = Tensor::new(report.step_size.as_ref().unwrap().to_f64().unwrap(), &Device::Cpu).unwrap();
-                    if let Err(e) = check_close("step_size", &got, want, tol.0, tol.1) {
-                        errs.push(format!("{} step{t:02}: {e}", g.name));
-                    }
-                } else {
-                    compare_step(&g, &run, t, &report, tol, &mut errs);
-                }
-            }
+            case(&g, &mut run, g.name.starts_with("bpgrad_eta1_mom0"), &mut errs);
         }
     }
     assert!(errs.is_empty(), "{} mismatches:\n{}", errs.len(), errs.join("\n"));
+}
+
+fn forced(dtype: &str, tol: (f64, f64)) {
+    each_case(dtype, |g, run, deviant, errs| {
+        if g.t.contains_key("init_projected.w1") {
+            for p in PARAMS {
+                if let Err(e) =
+                    check_close(p, run.vars[p].as_tensor(), g.get(&format!("init_projected.{p}")), tol.0, tol.1)
+                {
+                    errs.push(format!("{} constructor projection: {e}", g.name));
+                }
+            }
+        }
+        for t in 0..15 {
+            let prev: HashMap<&str, Tensor> =
+                PARAMS.iter().map(|p| (*p, run.vars[p].as_tensor().copy().unwrap())).collect();
+            if t > 0 {
+                for p in PARAMS {
+                    run.vars[p].set(g.get(&format!("step{:02}.param.{p}", t - 1))).unwrap();
+                }
+            }
+            let prev = if t > 0 {
+                PARAMS.iter().map(|p| (*p, run.vars[p].as_tensor().copy().unwrap())).collect()
+            } else {
+                prev
+            };
+            let grads: HashMap<&str, Tensor> =
+                PARAMS.iter().map(|p| (*p, g.get(&format!("step{t:02}.grad.{p}")).clone())).collect();
+            let loss = g.get(&format!("step{t:02}.loss")).clone();
+            let report = run.opt.step_with(&loss, &grads_in_order(run, &grads)).unwrap();
+            if deviant {
+                let want = bpgrad_mom0_expected(g, t, &prev, &grads);
+                for p in PARAMS {
+                    if let Err(e) = check_close(p, run.vars[p].as_tensor(), &want[p], tol.0, tol.1) {
+                        errs.push(format!("{} step{t:02} (documented deviation): {e}", g.name));
+                    }
+                    // ... and the reference itself did not move.
+                    assert!(check_close(p, &prev[p], g.get(&format!("step{t:02}.param.{p}")), 0.0, 0.0).is_ok());
+                    assert!(
+                        check_close(p, run.vars[p].as_tensor(), &prev[p], 0.0, 1e-3).is_err(),
+                        "bpgrad mom0 must move"
+                    );
+                }
+                let want = g.get(&format!("step{t:02}.step_size"));
+                let got = Tensor::new(report.step_size.as_ref().unwrap().to_f64().unwrap(), &Device::Cpu).unwrap();
+                if let Err(e) = check_close("step_size", &got, want, tol.0, tol.1) {
+                    errs.push(format!("{} step{t:02}: {e}", g.name));
+                }
+            } else {
+                compare_step(g, run, t, &report, tol, errs);
+            }
+        }
+    });
 }
 
 fn free(dtype: &str, tol: (f64, f64)) {
-    let mut errs = vec![];
-    for path in golden_files(dtype) {
-        let g = Golden::load(&path);
-        for kernels in [Kernels::Auto, Kernels::Tensor] {
-            let mut run = build(&g, kernels);
-            let deviant = g.name.starts_with("bpgrad_eta1_mom0");
-            let mut losses = vec![];
-            for t in 0..15 {
-                let loss = loss_of(&g, &run.vars);
-                let store = loss.backward().unwrap();
-                let tag = format!("step{t:02}");
-                losses.push(loss.to_dtype(DType::F64).unwrap().to_scalar::<f64>().unwrap());
-                if !deviant || t == 0 {
-                    if let Err(e) = check_close(
-                        "loss",
-                        &loss.to_dtype(DType::F64).unwrap(),
-                        g.get(&format!("{tag}.loss")),
-                        tol.0,
-                        tol.1,
-                    ) {
+    each_case(dtype, |g, run, deviant, errs| {
+        let mut losses = vec![];
+        for t in 0..15 {
+            let loss = loss_of(g, &run.vars);
+            let store = loss.backward().unwrap();
+            let tag = format!("step{t:02}");
+            losses.push(loss.to_dtype(DType::F64).unwrap().to_scalar::<f64>().unwrap());
+            if !deviant || t == 0 {
+                if let Err(e) = check_close(
+                    "loss",
+                    &loss.to_dtype(DType::F64).unwrap(),
+                    g.get(&format!("{tag}.loss")),
+                    tol.0,
+                    tol.1,
+                ) {
+                    errs.push(format!("{} {tag}: {e}", g.name));
+                }
+                for p in PARAMS {
+                    let grad = store.get(run.vars[p].as_tensor()).expect("every parameter has a gradient");
+                    if let Err(e) =
+                        check_close(&format!("grad {p}"), grad, g.get(&format!("{tag}.grad.{p}")), tol.0, tol.1)
+                    {
                         errs.push(format!("{} {tag}: {e}", g.name));
                     }
-                    for p in PARAMS {
-                        let grad = store.get(run.vars[p].as_tensor()).expect("every parameter has a gradient");
-                        if let Err(e) =
-                            check_close(&format!("grad {p}"), grad, g.get(&format!("{tag}.grad.{p}")), tol.0, tol.1)
-                        {
-                            errs.push(format!("{} {tag}: {e}", g.name));
-                        }
-                    }
-                }
-                let report = run.opt.step(&loss, &store).unwrap();
-                if !deviant {
-                    compare_step(&g, &run, t, &report, tol, &mut errs);
                 }
             }
-            if deviant {
-                assert!(losses[14] < 0.5 * losses[0], "{}: our BPGrad with momentum 0 must train: {losses:?}", g.name);
+            let report = run.opt.step(&loss, &store).unwrap();
+            if !deviant {
+                compare_step(g, run, t, &report, tol, errs);
             }
         }
-    }
-    assert!(errs.is_empty(), "{} mismatches:\n{}", errs.len(), errs.join("\n"));
+        if deviant {
+            assert!(losses[14] < 0.5 * losses[0], "{}: our BPGrad with momentum 0 must train: {losses:?}", g.name);
+        }
+    });
 }
 
-#[test]
-fn forced_f64() {
-    forced("f64", (1e-13, 1e-11));
+/// A test per mode and dtype, with its tolerances `(atol, rtol)`.
+macro_rules! golden_tests {
+    ($($name:ident: $mode:ident($dtype:literal, $tol:expr);)*) => {$(
+        #[test]
+        fn $name() {
+            $mode($dtype, $tol);
+        }
+    )*};
 }
 
-#[test]
-fn forced_f32() {
-    forced("f32", (1e-6, 1e-5));
-}
-
-#[test]
-fn free_f64() {
-    free("f64", (1e-10, 1e-8));
-}
-
-#[test]
-fn free_f32() {
-    free("f32", (1e-4, 1e-3));
+golden_tests! {
+    forced_f64: forced("f64", (1e-13, 1e-11));
+    forced_f32: forced("f32", (1e-6, 1e-5));
+    free_f64: free("f64", (1e-10, 1e-8));
+    free_f32: free("f32", (1e-4, 1e-3));
 }

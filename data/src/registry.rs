@@ -390,11 +390,5 @@ pub static DATASETS: &[DatasetSpec] = &[
 
 /// The registry row named `name`; the error lists the valid names.
 pub fn find(name: &str) -> Result<&'static DatasetSpec> {
-    match DATASETS.iter().find(|d| d.name == name) {
-        Some(d) => Ok(d),
-        None => {
-            let names: Vec<&str> = DATASETS.iter().map(|d| d.name).collect();
-            bail!("unknown dataset {name:?}; expected one of: {}", names.join(", "))
-        }
-    }
+    alig::registry::lookup(DATASETS, "dataset", name, |d| d.name)
 }

@@ -15,6 +15,12 @@ fn picture(w: u32, h: u32) -> image::RgbImage {
     image::RgbImage::from_fn(w, h, |x, y| image::Rgb([(x * 13 + y * 3) as u8, (y * 17 + 5) as u8, (x * y) as u8]))
 }
 
+/// The folder's images in order, `batch_size` at a time, with the ImageNet normalisation.
+fn in_order(f: ImageFolder, batch_size: usize) -> Loader {
+    let cfg = LoaderConfig { batch_size, shuffle: false, ..Default::default() };
+    Loader::new(Arc::new(f), cfg, Normalize::imagenet(), Device::Cpu).unwrap()
+}
+
 #[test]
 fn classes_files_and_decoding() {
     let root = temp_dir("folder");
@@ -58,14 +64,7 @@ fn classes_files_and_decoding() {
         assert!(found, "trial {t}: {first_row:?}");
     }
     // Through the loader, normalised with the ImageNet constants.
-    let loader = Loader::new(
-        Arc::new(f),
-        LoaderConfig { batch_size: 2, shuffle: false, ..Default::default() },
-        Normalize::imagenet(),
-        Device::Cpu,
-    )
-    .unwrap();
-    let batches: Vec<_> = loader.epoch(0).map(|b| b.unwrap()).collect();
+    let batches: Vec<_> = in_order(f, 2).epoch(0).map(|b| b.unwrap()).collect();
     assert_eq!(batches[0].0.dims(), [2, 3, 8, 8]);
     assert_eq!(batches[1].1.to_vec1::<u32>().unwrap(), [1]);
 }
@@ -85,12 +84,5 @@ fn errors_name_the_folder_or_file() {
     let err = f.load(0, Augment::None, &mut Rng::new(0, 0), &mut [0u8; 192]).unwrap_err().to_string();
     assert!(err.contains("a.png") && err.contains("decode"), "{err}");
     // The loader hands the error over instead of panicking.
-    let loader = Loader::new(
-        Arc::new(f),
-        LoaderConfig { batch_size: 1, shuffle: false, ..Default::default() },
-        Normalize::imagenet(),
-        Device::Cpu,
-    )
-    .unwrap();
-    assert!(loader.epoch(0).next().unwrap().is_err());
+    assert!(in_order(f, 1).epoch(0).next().unwrap().is_err());
 }

@@ -13,7 +13,10 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use candle_core::{DType, Device, Tensor};
+use scratch::Scratch;
 
+#[path = "../common/scratch.rs"]
+mod scratch;
 #[path = "../common/snli.rs"]
 mod snli_fixture;
 
@@ -58,11 +61,20 @@ fn words(s: &str) -> Vec<String> {
     s.split_whitespace().map(String::from).collect()
 }
 
-fn temp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("train-dist-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+/// The test's scratch folder (removed when it passes).
+fn temp_dir(name: &str) -> Scratch {
+    Scratch::new("train-dist", name)
+}
+
+/// ALI-G with momentum, BatchNorm synchronised and f64 throughout: runs on one process and on
+/// several agree to 1e-9.
+const SYNCED_ALIG: &str = "--opt alig --lr 0.1 --momentum 0.9 --sync-bn --precision f64";
+
+/// `train FLAGS` in one process into `root/straight`, the run the others are compared against.
+fn straight_run(root: &Path, flags: &str) -> PathBuf {
+    let straight = root.join("straight");
+    run(0, &words(&format!("{flags} --out {}", straight.display())));
+    straight
 }
 
 /// 160 training digits in global batches of 16: 10 steps an epoch, 20 in two epochs.
@@ -126,7 +138,6 @@ fn equivalent(name: &str, flags: &str, precision: &str) {
     assert_close_checkpoints(&one, &two, tol);
     let summary = std::fs::read_to_string(two.join("summary.json")).unwrap();
     assert!(summary.contains("\"processes\": 2"), "{summary}");
-    std::fs::remove_dir_all(&root).ok();
 }
 
 #[test]
@@ -165,7 +176,6 @@ fn two_processes_train_as_one_bilstm_adam() {
     );
     equivalent("bilstm", &flags, "f64");
     equivalent("bilstm", &flags, "f32");
-    std::fs::remove_dir_all(&root).ok();
 }
 
 #[test]
@@ -181,15 +191,13 @@ fn per_process_batch_norm_is_not_the_single_process_run() {
         serde_json::from_str::<serde_json::Value>(text.lines().next().unwrap()).unwrap()["train_loss"].as_f64().unwrap()
     };
     assert!((loss("one") - loss("two")).abs() > 1e-6 * loss("one"), "{} {}", loss("one"), loss("two"));
-    std::fs::remove_dir_all(&root).ok();
 }
 
 #[test]
 fn a_checkpoint_resumes_on_another_number_of_processes() {
     let root = temp_dir("resume-world");
-    let flags = format!("{DIGITS} --opt alig --lr 0.1 --momentum 0.9 --sync-bn --precision f64");
-    let straight = root.join("straight");
-    run(0, &words(&format!("{flags} --epochs 2 --out {}", straight.display())));
+    let flags = format!("{DIGITS} {SYNCED_ALIG}");
+    let straight = straight_run(&root, &format!("{flags} --epochs 2"));
     for (first, then, name) in [(2, 0, "two-then-one"), (0, 2, "one-then-two")] {
         let dir = root.join(name);
         run(first, &words(&format!("{flags} --epochs 1 --out {}", dir.display())));
@@ -197,7 +205,6 @@ fn a_checkpoint_resumes_on_another_number_of_processes() {
         assert_close_metrics(&straight, &dir, 1e-9);
         assert_close_checkpoints(&straight, &dir, 1e-9);
     }
-    std::fs::remove_dir_all(&root).ok();
 }
 
 #[test]
@@ -223,15 +230,13 @@ fn a_diverging_job_ends_every_process_with_the_error() {
     assert!(start.elapsed() < Duration::from_secs(60));
     assert!(err.contains("error (rank 0 of 2): ") && err.contains("non-finite gradient"), "{err}");
     assert!(!err.contains("rank 1 of 2"), "one line for an error every process sees: {err}");
-    std::fs::remove_dir_all(&root).ok();
 }
 
 #[test]
 fn a_killed_rank_ends_the_job_and_the_run_resumes() {
     let root = temp_dir("kill-rank");
-    let flags = format!("{DIGITS} --opt alig --lr 0.1 --momentum 0.9 --sync-bn --precision f64 --epochs 4");
-    let straight = root.join("straight");
-    run(0, &words(&format!("{flags} --out {}", straight.display())));
+    let flags = format!("{DIGITS} {SYNCED_ALIG} --epochs 4");
+    let straight = straight_run(&root, &flags);
     let killed = root.join("killed");
     let mut job = command(2, &words(&format!("{flags} --out {}", killed.display())))
         .stdout(Stdio::null())
@@ -264,7 +269,6 @@ fn a_killed_rank_ends_the_job_and_the_run_resumes() {
     run(0, &words(&format!("--resume {} --quiet", killed.display())));
     assert_close_metrics(&straight, &killed, 1e-9);
     assert_close_checkpoints(&straight, &killed, 1e-9);
-    std::fs::remove_dir_all(&root).ok();
 }
 
 /// The process ids whose parent is `pid` (from /proc).
@@ -308,7 +312,6 @@ fn a_sweep_under_mpirun_runs_each_point_on_every_process() {
     assert!(out.join("summary.md").is_file());
     // The sweep's SGD point is the single-process run of the same flags.
     assert_close_metrics(&one, &out.join("sgd-lr0.1-s0"), 1e-9);
-    std::fs::remove_dir_all(&root).ok();
 }
 
 /// A class-folder dataset (`--data imagenet`) of 6 training images in 2 classes, one of which
@@ -355,7 +358,6 @@ fn a_rank_that_reads_a_broken_file_ends_the_job_naming_it() {
     assert!(start.elapsed() < Duration::from_secs(60), "{:?}", start.elapsed());
     let line = err.lines().find(|l| l.starts_with("error (rank ")).unwrap_or_else(|| panic!("no error line: {err}"));
     assert!(line.contains("of 2): ") && line.contains("broken.ppm") && line.contains("cannot decode"), "{line}");
-    std::fs::remove_dir_all(&root).ok();
 }
 
 #[test]
@@ -379,5 +381,4 @@ fn a_rank_that_panics_ends_the_job_and_the_last_checkpoint_stays() {
     run(0, &words(&format!("--resume {} --quiet", run_dir.display())));
     let summary = std::fs::read_to_string(run_dir.join("summary.json")).unwrap();
     assert!(summary.contains("\"test_acc\""), "{summary}");
-    std::fs::remove_dir_all(&root).ok();
 }

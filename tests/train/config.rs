@@ -66,7 +66,6 @@ fn a_run_directory_with_a_0_1_config_resumes_exactly() {
     for f in ["model.safetensors", "optimizer.safetensors"] {
         assert_same_tensors(&straight.join("checkpoints/last").join(f), &legacy.join("checkpoints/last").join(f));
     }
-    std::fs::remove_dir_all(&root).ok();
 }
 
 /// Every preset row, and flags that are easy to drop on the way (`none` values, switches, L4's

@@ -117,5 +117,4 @@ fn bad_requests_fail_with_one_line() {
     }
     fails_with(&["--resume", root.join("nothing").to_str().unwrap()], &["--resume", "nothing"]);
     std::fs::remove_dir_all(root.join("out")).ok();
-    std::fs::remove_dir_all(&root).ok();
 }

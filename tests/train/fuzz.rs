@@ -13,7 +13,7 @@ use candle_nn::VarMap;
 use data::rng::Rng;
 use fuzz_mutate::mutate;
 
-use crate::{temp_dir, train_tiny};
+use crate::tiny_run;
 
 /// Loads the checkpoint in `dir` the way `--resume` does: model tensors strictly, then the
 /// optimizer state. True when everything loaded.
@@ -33,9 +33,7 @@ fn load_like_resume(dir: &Path) -> bool {
 
 #[test]
 fn mutated_checkpoints_load_or_fail_cleanly() {
-    let root = temp_dir("fuzz-ckpt");
-    let run = root.join("run");
-    train_tiny(&["--out", run.to_str().unwrap()]).unwrap();
+    let (root, run) = tiny_run("fuzz-ckpt");
     let good = run.join("checkpoints/last");
     assert!(load_like_resume(&good));
     let iters: usize = std::env::var("FUZZ_ITERS").ok().and_then(|v| v.parse().ok()).unwrap_or(100);
@@ -61,7 +59,6 @@ fn mutated_checkpoints_load_or_fail_cleanly() {
         }
     }
     assert!(rejected > 0 || iters == 0);
-    std::fs::remove_dir_all(&root).ok();
 }
 
 #[test]

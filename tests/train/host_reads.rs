@@ -52,7 +52,6 @@ fn a_training_step_reads_the_device_once() {
         assert_eq!(train_reads, steps + 1, "{flags:?}: {train_reads} reads for {steps} steps");
         assert_eq!(eval_reads, 1, "{flags:?}: an evaluation read {eval_reads} times");
     }
-    std::fs::remove_dir_all(&root).ok();
 }
 
 /// The count above sees only reads made through `host`: the step loop's code (trainer, tasks,

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use crate::{golden, read_json, temp_dir, tensors, train, train_tiny};
+use crate::{assert_refused, evaluate, golden, read_json, temp_dir, tensors, tiny_run, train};
 
 const SHA: &str = "0123456789abcdef0123456789abcdef01234567";
 
@@ -41,34 +41,18 @@ fn the_reference_state_dict_reproduces_the_reference_logits() {
     let hub = ["--offline", "--hub-cache", cache.to_str().unwrap()];
     predict_and_compare("hf:golden/wrn-16-2", &hub, &root.join("hub-main"));
     predict_and_compare(&format!("hf:golden/wrn-16-2@{SHA}/model.safetensors"), &hub, &root.join("hub-sha"));
-    let err = train(&["--init", "hf:golden/absent", "--offline", "--hub-cache", cache.to_str().unwrap()]).unwrap_err();
-    assert!(format!("{err:#}").contains("golden/absent"), "{err:#}");
-    std::fs::remove_dir_all(&root).ok();
+    assert_refused(
+        &["--init", "hf:golden/absent", "--offline", "--hub-cache", cache.to_str().unwrap()],
+        "golden/absent",
+    );
 }
 
 #[test]
 fn a_checkpoint_rebuilds_its_model_without_flags() {
-    let root = temp_dir("rebuild");
-    let run = root.join("run");
-    train_tiny(&["--out", run.to_str().unwrap()]).unwrap();
+    let (root, run) = tiny_run("rebuild");
     let best = run.join("checkpoints/best");
-    let eval = root.join("eval");
     // No --model, --depth, --width or --data: the checkpoint's metadata supplies them.
-    train(&[
-        "--init",
-        best.to_str().unwrap(),
-        "--eval-only",
-        "--test-size",
-        "16",
-        "--val-size",
-        "16",
-        "--quiet",
-        "--out",
-        eval.to_str().unwrap(),
-    ])
-    .unwrap();
-    let (summary, report) = (read_json(&run.join("summary.json")), read_json(&eval.join("eval.json")));
+    let (summary, report) = (read_json(&run.join("summary.json")), evaluate(&best, &root.join("eval")));
     assert_eq!(report["model"], "wrn");
     assert_eq!(summary["test_acc"], report["test_acc"]);
-    std::fs::remove_dir_all(&root).ok();
 }

@@ -13,6 +13,8 @@ mod interop;
 mod mixed;
 mod presets;
 mod resume;
+#[path = "../common/scratch.rs"]
+mod scratch;
 mod smoke;
 #[path = "../common/snli.rs"]
 mod snli_fixture;
@@ -23,6 +25,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use candle_core::{Device, Tensor};
+use scratch::Scratch;
 
 const CHILD_ENV: &str = "TRAIN_TEST_CHILD_ARGS";
 
@@ -59,6 +62,14 @@ pub fn train(args: &[&str]) -> anyhow::Result<()> {
     train::run(&full)
 }
 
+/// `train ARGS...` in this process must fail, with an error (and its causes) that names `needle`.
+pub fn assert_refused(args: &[&str], needle: &str) {
+    match train(args) {
+        Ok(()) => panic!("train {} succeeded", args.join(" ")),
+        Err(e) => assert!(format!("{e:#}").contains(needle), "train {}: {e:#}", args.join(" ")),
+    }
+}
+
 /// The tests' smallest real run: WRN-10-1 on a slice of the digits, one epoch, quiet. Flags given
 /// after it win.
 pub const TINY: [&str; 17] = [
@@ -81,6 +92,23 @@ pub const TINY: [&str; 17] = [
     "--quiet",
 ];
 
+/// A scratch folder `name` holding `run/`, a finished [`TINY`] run.
+pub fn tiny_run(name: &str) -> (Scratch, PathBuf) {
+    let root = temp_dir(name);
+    let run = root.join("run");
+    train_tiny(&["--out", run.to_str().unwrap()]).unwrap();
+    (root, run)
+}
+
+/// `train --init INIT --eval-only` with TINY's validation and test sizes and no model flag (the
+/// checkpoint's metadata supplies them) into `out`: its `eval.json`.
+pub fn evaluate(init: &Path, out: &Path) -> serde_json::Value {
+    let (init, out_s) = (init.to_str().unwrap(), out.to_str().unwrap());
+    train(&["--init", init, "--eval-only", "--val-size", "16", "--test-size", "16", "--quiet", "--out", out_s])
+        .unwrap();
+    read_json(&out.join("eval.json"))
+}
+
 /// `train TINY... extra...` in this process.
 pub fn train_tiny(extra: &[&str]) -> anyhow::Result<()> {
     train(&[&TINY[..], extra].concat())
@@ -91,11 +119,9 @@ pub fn read_json(path: &Path) -> serde_json::Value {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-pub fn temp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("train-test-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+/// The test's scratch folder (removed when it passes).
+pub fn temp_dir(name: &str) -> Scratch {
+    Scratch::new("train-test", name)
 }
 
 pub fn golden() -> PathBuf {

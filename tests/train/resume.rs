@@ -39,7 +39,6 @@ fn two_epochs_straight_equal_one_epoch_resume_one_epoch() {
         train(&["--resume", split.to_str().unwrap(), "--epochs", "2", "--quiet"]).unwrap();
         assert_same_runs(&straight, &split);
     }
-    std::fs::remove_dir_all(&root).ok();
 }
 
 /// f16 with a loss scale that overflows in the first epoch: the resumed run must continue from
@@ -58,7 +57,6 @@ fn an_f16_run_resumes_with_its_master_weights_and_loss_scale() {
     assert!(scaler["scale"].as_f64().unwrap() < 1048576.0, "no overflow in the first epoch: {scaler}");
     train(&["--resume", split.to_str().unwrap(), "--epochs", "2", "--quiet"]).unwrap();
     assert_same_runs(&straight, &split);
-    std::fs::remove_dir_all(&root).ok();
 }
 
 #[test]
@@ -86,7 +84,6 @@ fn a_run_killed_during_a_checkpoint_write_resumes_from_the_last_complete_one() {
     train(&["--resume", killed.to_str().unwrap(), "--quiet"]).unwrap();
     assert!(!ckpt.join("last.tmp").exists() || epoch(&ckpt.join("last")) == 3);
     assert_same_runs(&straight, &killed);
-    std::fs::remove_dir_all(&root).ok();
 }
 
 /// SIGKILL at random moments of the run (with and without checkpoint writes held open), then `--resume`
@@ -146,5 +143,4 @@ fn twenty_random_kills_then_resume_equal_the_uninterrupted_run() {
         std::fs::remove_dir_all(&dir).ok();
     }
     assert!(killed_mid_run >= 10, "only {killed_mid_run} of 20 kills hit a running process");
-    std::fs::remove_dir_all(&root).ok();
 }

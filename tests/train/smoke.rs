@@ -63,7 +63,6 @@ fn every_model_with_every_optimizer_writes_a_complete_run() {
             std::fs::remove_dir_all(&out).ok();
         }
     }
-    std::fs::remove_dir_all(&root).ok();
 }
 
 #[test]

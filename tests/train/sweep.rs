@@ -1,7 +1,7 @@
 //! `train sweep`: a tiny grid writes every run and the summary; an interrupted sweep skips the
 //! runs that finished.
 
-use crate::{read_json, temp_dir, train, train_tiny, TINY};
+use crate::{assert_refused, evaluate, read_json, temp_dir, train, train_tiny, TINY};
 
 #[test]
 fn a_tiny_sweep_writes_every_run_and_resumes_without_redoing_them() {
@@ -50,9 +50,7 @@ fn a_tiny_sweep_writes_every_run_and_resumes_without_redoing_them() {
     check_svg(&l4.join("final_objective_vs_fraction.svg"), 1);
     assert!(!l4.join("final_objective_vs_lr.svg").exists(), "a learning-rate chart without learning rates");
     // The flags the sweep owns cannot be passed to its runs.
-    let err = train(&["sweep", "--opts", "alig", "--out", out.to_str().unwrap(), "--", "--lr", "1"]).unwrap_err();
-    assert!(format!("{err:#}").contains("--lr"), "{err:#}");
-    std::fs::remove_dir_all(&root).ok();
+    assert_refused(&["sweep", "--opts", "alig", "--out", out.to_str().unwrap(), "--", "--lr", "1"], "--lr");
 }
 
 /// Three seeds per point: the summary gives each point's mean, spread and count, the grid its
@@ -96,7 +94,6 @@ fn a_sweep_over_seeds_reports_their_mean_and_spread() {
     assert!(grid_md.lines().any(|l| l.starts_with("| alig |") && l.contains(" ± ") && l.contains("(3)")), "{grid_md}");
     let svg = std::fs::read_to_string(out.join("final_objective_vs_lr.svg")).unwrap();
     assert!(svg.contains("alig (mean ± std, 3 seeds)") && svg.contains("<polygon"), "no band in the chart");
-    std::fs::remove_dir_all(&root).ok();
 }
 
 /// Width and height from a PNG's IHDR chunk, after checking the signature.
@@ -155,24 +152,9 @@ fn plots_and_an_export_that_round_trips_through_init() {
     }
     let card = std::fs::read_to_string(export.join("README.md")).unwrap();
     assert!(card.contains("train --model wrn --data digits --opt alig") && card.contains("--depth 10"), "{card}");
-    let eval = root.join("eval");
-    train(&[
-        "--init",
-        export.to_str().unwrap(),
-        "--eval-only",
-        "--val-size",
-        "16",
-        "--test-size",
-        "16",
-        "--quiet",
-        "--out",
-        eval.to_str().unwrap(),
-    ])
-    .unwrap();
-    assert_eq!(read_json(&eval.join("eval.json"))["test_acc"], read_json(&runs[0].join("summary.json"))["test_acc"]);
+    assert_eq!(evaluate(&export, &root.join("eval"))["test_acc"], read_json(&runs[0].join("summary.json"))["test_acc"]);
     // An export never overwrites weights already there.
     assert!(train(&["export", runs[1].to_str().unwrap(), "--to", export.to_str().unwrap()]).is_err());
-    std::fs::remove_dir_all(&root).ok();
 }
 
 #[test]
@@ -195,5 +177,4 @@ fn a_diverged_run_is_reported_and_not_run_again() {
     let grid = std::fs::read_to_string(out.join("summary_grid.md")).unwrap();
     assert!(grid.contains("| optimizer \\ learning rate | 1e-2 | 1e30 |"), "{grid}");
     assert!(grid.lines().any(|l| l.starts_with("| sgd s0 | ") && l.ends_with(" | diverged |")), "{grid}");
-    std::fs::remove_dir_all(&root).ok();
 }

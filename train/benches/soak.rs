@@ -8,8 +8,7 @@
 use std::time::Instant;
 
 use alig::ParamSet;
-use candle_core::{DType, Device};
-use candle_nn::VarMap;
+use candle_core::Device;
 
 #[path = "../../zoo/benches/common.rs"]
 mod common;
@@ -31,14 +30,11 @@ fn main() {
     let cfg =
         data::LoaderConfig { batch_size: 32, augment: data::Augment::CropFlip { padding: 1 }, ..Default::default() };
     let loader = data::Loader::new(d.splits.train.clone(), cfg, d.normalize.clone(), dev.clone()).unwrap();
-    let varmap = VarMap::new();
     let args = zoo::ModelArgs { depth: Some(10), width: Some(1), input: Some(1), ..zoo::ModelArgs::classes(10) };
-    let model = zoo::registry::find("wrn")
-        .unwrap()
-        .build_seeded(&args, &varmap, DType::F32, &dev, 0)
-        .unwrap()
-        .into_image()
-        .unwrap();
+    // As `train` builds it: from the registry, seeded, in f32.
+    let wrn = zoo::registry::find("wrn").unwrap();
+    let (model, varmap, _) = train::mixed::build_model(wrn, &args, train::mixed::Precision::F32, &dev, 0).unwrap();
+    let model = model.into_image().unwrap();
     let params = ParamSet::trainable(&varmap.data().lock().unwrap()).unwrap();
     let hyper = alig::Hyper { lr: Some(1.0), momentum: 0.9, max_norm: Some(50.0), ..alig::Hyper::default() };
     let mut opt = alig::registry::build("alig", params, &hyper).unwrap();

@@ -39,11 +39,5 @@ fn main() {
             times.push(t.elapsed().as_secs_f64() * 1e3);
         }
     }
-    times.sort_by(f64::total_cmp);
-    println!(
-        "{{\"what\": \"bilstm\", \"median_ms\": {:.1}, \"min_ms\": {:.1}, \"rounds\": {rounds}, \"peak_rss_mib\": {:.0}}}",
-        times[times.len() / 2],
-        times[0],
-        common::peak_rss_mib()
-    );
+    common::print_timings("what", "bilstm", times);
 }

@@ -16,3 +16,16 @@ pub fn status_mib(key: &str) -> f64 {
 pub fn peak_rss_mib() -> f64 {
     status_mib("VmHWM")
 }
+
+/// Prints the JSON line of a timed benchmark: `{"<key>": "<name>", "median_ms", "min_ms",
+/// "rounds", "peak_rss_mib"}` from the rounds' `times` in milliseconds.
+pub fn print_timings(key: &str, name: &str, mut times: Vec<f64>) {
+    times.sort_by(f64::total_cmp);
+    println!(
+        "{{\"{key}\": \"{name}\", \"median_ms\": {:.1}, \"min_ms\": {:.1}, \"rounds\": {}, \"peak_rss_mib\": {:.0}}}",
+        times[times.len() / 2],
+        times[0],
+        times.len(),
+        peak_rss_mib()
+    );
+}

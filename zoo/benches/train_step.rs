@@ -29,7 +29,7 @@ fn model(name: &str) -> (&'static str, ModelArgs, usize, usize) {
 
 #[path = "common.rs"]
 mod common;
-use common::peak_rss_mib;
+use common::print_timings;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
@@ -71,11 +71,5 @@ fn main() {
             times.push(t.elapsed().as_secs_f64() * 1e3);
         }
     }
-    times.sort_by(f64::total_cmp);
-    println!(
-        "{{\"model\": \"{name}\", \"median_ms\": {:.1}, \"min_ms\": {:.1}, \"rounds\": {rounds}, \"peak_rss_mib\": {:.0}}}",
-        times[times.len() / 2],
-        times[0],
-        peak_rss_mib()
-    );
+    print_timings("model", name, times);
 }

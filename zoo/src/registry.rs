@@ -224,13 +224,7 @@ pub static MODELS: &[ModelSpec] = &[
 
 /// The registry row named `name`; the error lists the valid names.
 pub fn find(name: &str) -> Result<&'static ModelSpec> {
-    match MODELS.iter().find(|m| m.name == name) {
-        Some(m) => Ok(m),
-        None => {
-            let names: Vec<&str> = MODELS.iter().map(|m| m.name).collect();
-            bail!("unknown model {name:?}; expected one of: {}", names.join(", "))
-        }
-    }
+    alig::registry::lookup(MODELS, "model", name, |m| m.name)
 }
 
 macro_rules! module_t {

@@ -4,12 +4,10 @@
 
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
+use common::max_rel;
 use zoo::bn::BatchNorm2d;
 
-fn max_rel(a: &Tensor, b: &Tensor) -> f32 {
-    let scale = b.abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap().max(1e-6);
-    (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap() / scale
-}
+mod common;
 
 #[test]
 fn fused_training_batch_norm_matches_candle_nn() {

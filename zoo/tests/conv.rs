@@ -3,11 +3,9 @@
 //! convolution in the zoo's models.
 
 use candle_core::{Device, Tensor, Var};
+use common::max_rel;
 
-fn max_rel(a: &Tensor, b: &Tensor) -> f32 {
-    let scale = b.abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap().max(1e-6);
-    (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap() / scale
-}
+mod common;
 
 #[test]
 fn outputs_and_both_gradients_match_candle() {

@@ -16,15 +16,7 @@ fn check_dnc_tiny(fused: bool) {
     let dir = golden_dir().join("zoo/dnc-tiny");
     let io = load(dir.join("io.safetensors"));
     let varmap = VarMap::new();
-    let cfg = DncConfig {
-        input_size: 6,
-        output_size: 5,
-        hidden: 10,
-        memory_size: 6,
-        word_size: 4,
-        read_heads: 2,
-        clip: 20.0,
-    };
+    let cfg = DncConfig { hidden: 10, memory_size: 6, word_size: 4, read_heads: 2, ..DncConfig::default() };
     let dnc = Dnc::new(&cfg, VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu)).unwrap();
     let report = checkpoint::load(&varmap, dir.join("state_dict.safetensors")).unwrap();
     assert_eq!(report.loaded, 24);

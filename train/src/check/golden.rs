@@ -87,15 +87,7 @@ fn image_case(dir: &Path, model: &str, args: ModelArgs, device: &Device) -> Resu
 
 fn dnc_case(dir: &Path, device: &Device) -> Result<Outcome> {
     let varmap = VarMap::new();
-    let cfg = DncConfig {
-        input_size: 6,
-        output_size: 5,
-        hidden: 10,
-        memory_size: 6,
-        word_size: 4,
-        read_heads: 2,
-        clip: 20.0,
-    };
+    let cfg = DncConfig { hidden: 10, memory_size: 6, word_size: 4, read_heads: 2, ..DncConfig::default() };
     let dnc = Dnc::new(&cfg, VarBuilder::from_varmap(&varmap, DType::F32, device))?;
     zoo::checkpoint::load_tensors(&varmap, load(&dir.join("state_dict.safetensors"), device)?)?;
     let io = load(&dir.join("io.safetensors"), device)?;

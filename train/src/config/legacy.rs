@@ -111,10 +111,7 @@ impl FlatConfig {
             init: self.init.clone(),
             offline: self.offline,
             hub_cache: self.hub_cache.clone(),
-            on_nonfinite: match self.on_nonfinite.as_deref() {
-                None => OnNonFinite::Stop,
-                Some(s) => s.parse().map_err(|e| anyhow::anyhow!("on_nonfinite: {e}"))?,
-            },
+            on_nonfinite: OnNonFinite::from_flag(self.on_nonfinite.as_deref(), "on_nonfinite")?,
             sync_bn: false,
             tf32: false,
             precision: Default::default(),

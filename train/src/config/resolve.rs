@@ -137,10 +137,7 @@ impl RunConfig {
                 init: a.init.clone(),
                 offline: a.offline,
                 hub_cache: a.hub_cache.clone(),
-                on_nonfinite: match a.on_nonfinite.as_deref() {
-                    None => OnNonFinite::Stop,
-                    Some(s) => s.parse().map_err(|e| anyhow::anyhow!("--on-nonfinite {s}: {e}"))?,
-                },
+                on_nonfinite: OnNonFinite::from_flag(a.on_nonfinite.as_deref(), "--on-nonfinite")?,
                 sync_bn: a.sync_bn,
                 tf32: a.tf32,
                 precision: match a.precision.as_deref() {

@@ -65,6 +65,13 @@ impl std::str::FromStr for OnNonFinite {
     }
 }
 
+impl OnNonFinite {
+    /// The value given to `flag` (a command-line flag or a config key), the default when absent.
+    pub fn from_flag(value: Option<&str>, flag: &str) -> anyhow::Result<Self> {
+        value.map_or(Ok(Self::default()), |s| s.parse().map_err(|e| anyhow::anyhow!("{flag} {s}: {e}")))
+    }
+}
+
 /// What an epoch of training measured.
 #[derive(Clone, Debug, Default)]
 pub struct EpochResult {

@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::{contiguous_slice, host_f32};
+use super::{contiguous_slices, host_f32};
 
 /// The batch statistics of one call: per channel mean and biased variance.
 #[derive(Clone, Debug, Default)]
@@ -76,11 +76,7 @@ impl CustomOp3 for BatchNormTrain {
         bs: &CpuStorage,
         bl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (x, gamma, beta) = (
-            contiguous_slice::<f32>(xs, xl, "batch_norm")?,
-            contiguous_slice::<f32>(gs, gl, "batch_norm")?,
-            contiguous_slice::<f32>(bs, bl, "batch_norm")?,
-        );
+        let [x, gamma, beta] = contiguous_slices::<f32, 3>("batch_norm", [(xs, xl), (gs, gl), (bs, bl)])?;
         let (_, ch, h, w) = xl.shape().dims4()?;
         let hw = h * w;
         let stats: Vec<(f64, f64)> = (0..ch).into_par_iter().map(|c| moments(x, c, ch, hw)).collect();

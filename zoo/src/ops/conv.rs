@@ -19,7 +19,7 @@ use candle_nn::{Conv2dConfig, VarBuilder};
 use rayon::prelude::*;
 
 use super::gemm::{matmul_into_serial, View};
-use super::{contiguous_slice, custom_ops, host_f32};
+use super::{contiguous_slices, custom_ops, host_f32};
 
 /// `conv2d(x [N, C, H, W], w [O, C, k, k])` with `stride` and zero `padding`.
 pub fn conv2d(x: &Tensor, w: &Tensor, stride: usize, padding: usize) -> Result<Tensor> {
@@ -187,7 +187,7 @@ impl CustomOp2 for Conv {
     }
 
     fn cpu_fwd(&self, xs: &CpuStorage, xl: &Layout, ws: &CpuStorage, wl: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (x, w) = (contiguous_slice::<f32>(xs, xl, "conv2d")?, contiguous_slice::<f32>(ws, wl, "conv2d")?);
+        let [x, w] = contiguous_slices::<f32, 2>("conv2d", [(xs, xl), (ws, wl)])?;
         let g = Geometry::new(xl.dims(), wl.dims(), self.stride, self.padding);
         let (ckk, p) = (g.ckk(), g.pixels());
         let mut y = vec![0f32; g.n * g.o * p];

@@ -9,7 +9,7 @@
 use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Tensor, D};
 
 use super::gemm::{matmul, matmul_into, View};
-use super::{contiguous_slice, host_f32};
+use super::{contiguous_slices, host_f32};
 
 /// `x [.., K] W^T + b` with `w [N, K]` and `b [N]`.
 pub fn linear(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
@@ -46,11 +46,7 @@ impl CustomOp3 for Linear {
         bs: &CpuStorage,
         bl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (x, w, b) = (
-            contiguous_slice::<f32>(xs, xl, "linear")?,
-            contiguous_slice::<f32>(ws, wl, "linear")?,
-            contiguous_slice::<f32>(bs, bl, "linear")?,
-        );
+        let [x, w, b] = contiguous_slices::<f32, 3>("linear", [(xs, xl), (ws, wl), (bs, bl)])?;
         let (n, k) = wl.shape().dims2()?;
         let rows = x.len() / k;
         // Start from the bias in every row, then add the product.

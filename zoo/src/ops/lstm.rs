@@ -19,7 +19,7 @@ use candle_core::{bail, CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::gemm::{matmul, matmul_into, View};
-use super::{contiguous_slice, host_f32};
+use super::{contiguous_slices, host_f32};
 
 /// See the module docs. `reverse` runs from the last step to the first.
 pub fn lstm_direction(xw: &Tensor, w_hh: &Tensor, mask: Vec<f32>, reverse: bool) -> Result<Tensor> {
@@ -73,8 +73,7 @@ impl CustomOp2 for LstmDirection {
     fn cpu_fwd(&self, xs: &CpuStorage, xl: &Layout, ws: &CpuStorage, wl: &Layout) -> Result<(CpuStorage, Shape)> {
         let (t_max, b, g) = xl.shape().dims3()?;
         let h = g / 4;
-        let (xw, w) =
-            (contiguous_slice::<f32>(xs, xl, "lstm_direction")?, contiguous_slice::<f32>(ws, wl, "lstm_direction")?);
+        let [xw, w] = contiguous_slices::<f32, 2>("lstm_direction", [(xs, xl), (ws, wl)])?;
         let w_t = View::new(w, g, h).t(); // [H, 4H]
         let mut out = vec![0f32; t_max * b * h];
         let (mut hs, mut cs) = (vec![0f32; b * h], vec![0f32; b * h]);

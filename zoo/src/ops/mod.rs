@@ -57,6 +57,18 @@ pub(crate) fn contiguous_slice<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout, 
     }
 }
 
+/// [`contiguous_slice`] of each operand of the op `op`.
+pub(crate) fn contiguous_slices<'a, T: WithDType, const N: usize>(
+    op: &str,
+    operands: [(&'a CpuStorage, &Layout); N],
+) -> Result<[&'a [T]; N]> {
+    let mut slices = [&[][..]; N];
+    for (slice, (s, l)) in slices.iter_mut().zip(operands) {
+        *slice = contiguous_slice(s, l, op)?;
+    }
+    Ok(slices)
+}
+
 /// Locks a custom op's cache, a poisoned lock becoming an error that names `what`.
 pub(crate) fn lock<'a, T>(m: &'a std::sync::Mutex<T>, what: &str) -> Result<std::sync::MutexGuard<'a, T>> {
     m.lock().map_err(|_| candle_core::Error::Msg(format!("{what} poisoned")))

@@ -18,7 +18,7 @@ use std::sync::Mutex;
 use candle_core::{bail, CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 
 use super::DncConfig;
-use crate::ops::{contiguous_slice, host_f32, lock};
+use crate::ops::{contiguous_slices, host_f32, lock};
 
 mod backward;
 mod content;
@@ -127,23 +127,22 @@ struct Params<'a> {
 }
 
 fn split<'a>(sz: &Sizes, theta: &'a [f32]) -> Params<'a> {
-    let [a, b, c, d, e, _] = sz.blocks();
-    let (cw, rest) = theta.split_at(a);
-    let (cb, rest) = rest.split_at(b);
-    let (iw, rest) = rest.split_at(c);
-    let (ib, rest) = rest.split_at(d);
-    let (ow, ob) = rest.split_at(e);
+    let mut rest = theta;
+    let [cw, cb, iw, ib, ow, ob] = sz.blocks().map(|n| {
+        let (block, tail) = rest.split_at(n);
+        rest = tail;
+        block
+    });
     Params { cw, cb, iw, ib, ow, ob }
 }
 
 fn split_mut<'a>(sz: &Sizes, theta: &'a mut [f32]) -> [&'a mut [f32]; 6] {
-    let [a, b, c, d, e, _] = sz.blocks();
-    let (cw, rest) = theta.split_at_mut(a);
-    let (cb, rest) = rest.split_at_mut(b);
-    let (iw, rest) = rest.split_at_mut(c);
-    let (ib, rest) = rest.split_at_mut(d);
-    let (ow, ob) = rest.split_at_mut(e);
-    [cw, cb, iw, ib, ow, ob]
+    let mut rest = theta;
+    sz.blocks().map(|n| {
+        let (block, tail) = std::mem::take(&mut rest).split_at_mut(n);
+        rest = tail;
+        block
+    })
 }
 
 #[inline]
@@ -213,8 +212,7 @@ impl CustomOp2 for DncSequence {
 
     fn cpu_fwd(&self, os: &CpuStorage, ol: &Layout, ts: &CpuStorage, tl: &Layout) -> Result<(CpuStorage, Shape)> {
         let (t_max, b, _) = ol.shape().dims3()?;
-        let obs = contiguous_slice::<f32>(os, ol, "dnc_sequence")?;
-        let theta = contiguous_slice::<f32>(ts, tl, "dnc_sequence")?;
+        let [obs, theta] = contiguous_slices::<f32, 2>("dnc_sequence", [(os, ol), (ts, tl)])?;
         let (logits, states, tapes) = forward(&self.sz, &split(&self.sz, theta), obs, t_max, b);
         *lock(&self.tape, "dnc tape")? = Some((states, tapes));
         Ok((CpuStorage::F32(logits), Shape::from((t_max, b, self.sz.o))))
