@@ -16,7 +16,7 @@
 use candle_core::{bail, Module, Result, Tensor};
 use candle_nn::{linear, Conv2dConfig, Linear, VarBuilder};
 
-use crate::ops::{conv2d_no_bias, Conv2d};
+use crate::ops::{conv2d_no_bias, relu, Conv2d};
 
 use crate::bn::BatchNorm2d;
 use crate::init::Init;
@@ -69,13 +69,13 @@ impl Block {
     }
 
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let h = self.bn1.forward_t(&self.conv1.forward(x)?, train)?.relu()?;
+        let h = relu(&self.bn1.forward_t(&self.conv1.forward(x)?, train)?)?;
         let h = self.bn2.forward_t(&self.conv2.forward(&h)?, train)?;
         let shortcut = match &self.downsample {
             Some((c, bn)) => bn.forward_t(&c.forward(x)?, train)?,
             None => x.clone(),
         };
-        (h + shortcut)?.relu()
+        relu(&(h + shortcut)?)
     }
 }
 
@@ -117,7 +117,7 @@ impl Resnet {
 
     /// Logits `[N, classes]` of images `[N, 3, H, W]`.
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let h = self.bn1.forward_t(&self.conv1.forward(x)?, train)?.relu()?;
+        let h = relu(&self.bn1.forward_t(&self.conv1.forward(x)?, train)?)?;
         let mut h = max_pool2d(&h, 3, 2, 1)?;
         for b in &self.blocks {
             h = b.forward_t(&h, train)?;

@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::{contiguous_slices, host_f32};
+use super::{contiguous_slices, with_host_f32};
 
 /// The batch statistics of one call: per channel mean and biased variance.
 #[derive(Clone, Debug, Default)]
@@ -111,41 +111,42 @@ impl CustomOp3 for BatchNormTrain {
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let (_, ch, h, w) = x.dims4()?;
         let hw = h * w;
-        let (xv, gv, dy) = (host_f32(x)?, host_f32(gamma)?, host_f32(grad)?);
-        let m = (xv.len() / ch) as f64;
-        // Per channel: mean, inverse std, dbeta, dgamma (the statistics recomputed from x).
-        let sums: Vec<(f64, f64, f64, f64)> = (0..ch)
-            .into_par_iter()
-            .map(|c| {
-                let (mean, var) = moments(&xv, c, ch, hw);
-                let inv = 1.0 / (var + self.eps).sqrt();
-                let (mut db, mut dg) = (0f64, 0f64);
-                for (xb, db_) in blocks(&xv, c, ch, hw).zip(blocks(&dy, c, ch, hw)) {
-                    for (&x, &d) in xb.iter().zip(db_) {
-                        db += d as f64;
-                        dg += d as f64 * (x as f64 - mean) * inv;
+        with_host_f32([x, gamma, grad], "batch_norm", |[xv, gv, dy]| {
+            let m = (xv.len() / ch) as f64;
+            // Per channel: mean, inverse std, dbeta, dgamma (the statistics recomputed from x).
+            let sums: Vec<(f64, f64, f64, f64)> = (0..ch)
+                .into_par_iter()
+                .map(|c| {
+                    let (mean, var) = moments(xv, c, ch, hw);
+                    let inv = 1.0 / (var + self.eps).sqrt();
+                    let (mut db, mut dg) = (0f64, 0f64);
+                    for (xb, db_) in blocks(xv, c, ch, hw).zip(blocks(dy, c, ch, hw)) {
+                        for (&x, &d) in xb.iter().zip(db_) {
+                            db += d as f64;
+                            dg += d as f64 * (x as f64 - mean) * inv;
+                        }
                     }
-                }
-                (mean, inv, db, dg)
-            })
-            .collect();
-        let mut dx = vec![0f32; xv.len()];
-        dx.par_chunks_mut(hw).zip(xv.par_chunks(hw).zip(dy.par_chunks(hw))).enumerate().for_each(
-            |(k, (dx, (x, dy)))| {
-                let c = k % ch;
-                let (mean, inv, db, dg) = sums[c];
-                let scale = gv[c] as f64 * inv;
-                let (mean, inv, db_m, dg_m) = (mean as f32, inv as f32, (db / m) as f32, (dg / m) as f32);
-                let scale = scale as f32;
-                for ((dx, &x), &d) in dx.iter_mut().zip(x).zip(dy) {
-                    let xhat = (x - mean) * inv;
-                    *dx = scale * (d - db_m - xhat * dg_m);
-                }
-            },
-        );
-        let dev = x.device();
-        let dgamma = Tensor::from_vec(sums.iter().map(|s| s.3 as f32).collect::<Vec<_>>(), ch, dev)?;
-        let dbeta = Tensor::from_vec(sums.iter().map(|s| s.2 as f32).collect::<Vec<_>>(), ch, dev)?;
-        Ok((Some(Tensor::from_vec(dx, x.shape(), dev)?), Some(dgamma), Some(dbeta)))
+                    (mean, inv, db, dg)
+                })
+                .collect();
+            let mut dx = vec![0f32; xv.len()];
+            dx.par_chunks_mut(hw).zip(xv.par_chunks(hw).zip(dy.par_chunks(hw))).enumerate().for_each(
+                |(k, (dx, (x, dy)))| {
+                    let c = k % ch;
+                    let (mean, inv, db, dg) = sums[c];
+                    let scale = gv[c] as f64 * inv;
+                    let (mean, inv, db_m, dg_m) = (mean as f32, inv as f32, (db / m) as f32, (dg / m) as f32);
+                    let scale = scale as f32;
+                    for ((dx, &x), &d) in dx.iter_mut().zip(x).zip(dy) {
+                        let xhat = (x - mean) * inv;
+                        *dx = scale * (d - db_m - xhat * dg_m);
+                    }
+                },
+            );
+            let dev = x.device();
+            let dgamma = Tensor::from_vec(sums.iter().map(|s| s.3 as f32).collect::<Vec<_>>(), ch, dev)?;
+            let dbeta = Tensor::from_vec(sums.iter().map(|s| s.2 as f32).collect::<Vec<_>>(), ch, dev)?;
+            Ok((Some(Tensor::from_vec(dx, x.shape(), dev)?), Some(dgamma), Some(dbeta)))
+        })
     }
 }

@@ -19,7 +19,7 @@ use candle_nn::{Conv2dConfig, VarBuilder};
 use rayon::prelude::*;
 
 use super::gemm::{matmul_into_serial, View};
-use super::{contiguous_slices, custom_ops, host_f32};
+use super::{contiguous_slices, custom_ops, with_host_f32};
 
 /// `conv2d(x [N, C, H, W], w [O, C, k, k])` with `stride` and zero `padding`.
 pub fn conv2d(x: &Tensor, w: &Tensor, stride: usize, padding: usize) -> Result<Tensor> {
@@ -117,6 +117,17 @@ impl Geometry {
         (out * self.stride + k).checked_sub(self.padding).filter(|&i| i < size)
     }
 
+    /// The outputs `lo..hi` (of `0..outs`) whose input `out * stride + k - padding` lies inside
+    /// `0..size`: a row's taps with kernel offset `k`, as one contiguous range.
+    fn inside(&self, k: usize, outs: usize, size: usize) -> (usize, usize) {
+        let lo = self.padding.saturating_sub(k).div_ceil(self.stride).min(outs);
+        let hi = match (size + self.padding).checked_sub(k + 1) {
+            Some(last) => (last / self.stride + 1).min(outs).max(lo),
+            None => lo,
+        };
+        (lo, hi)
+    }
+
     /// `col [C k k, OH OW]` of one image `x [C, H, W]`.
     fn im2col(&self, x: &[f32], col: &mut [f32]) {
         let p = self.pixels();
@@ -141,8 +152,14 @@ impl Geometry {
                             dst[lo..hi].copy_from_slice(&src[lo + j - self.padding..hi + j - self.padding]);
                             dst[hi..].fill(0.0);
                         } else {
-                            for (ox, d) in dst.iter_mut().enumerate() {
-                                *d = self.source(ox, j, self.w).map_or(0.0, |ix| src[ix]);
+                            let (lo, hi) = self.inside(j, self.ow, self.w);
+                            dst[..lo].fill(0.0);
+                            dst[hi..].fill(0.0);
+                            if lo < hi {
+                                let first = lo * self.stride + j - self.padding;
+                                for (d, s) in dst[lo..hi].iter_mut().zip(src[first..].iter().step_by(self.stride)) {
+                                    *d = *s;
+                                }
                             }
                         }
                     }
@@ -163,9 +180,19 @@ impl Geometry {
                         let Some(iy) = self.source(oy, i, self.h) else { continue };
                         let src = &row[oy * self.ow..(oy + 1) * self.ow];
                         let dst = &mut plane[iy * self.w..(iy + 1) * self.w];
-                        for (ox, v) in src.iter().enumerate() {
-                            if let Some(ix) = self.source(ox, j, self.w) {
-                                dst[ix] += v;
+                        // Output columns lo..hi land on input columns ox stride + j - padding.
+                        let (lo, hi) = self.inside(j, self.ow, self.w);
+                        if lo == hi {
+                            continue;
+                        }
+                        let first = lo * self.stride + j - self.padding;
+                        if self.stride == 1 {
+                            for (d, v) in dst[first..first + hi - lo].iter_mut().zip(&src[lo..hi]) {
+                                *d += v;
+                            }
+                        } else {
+                            for (d, v) in dst[first..].iter_mut().step_by(self.stride).zip(&src[lo..hi]) {
+                                *d += v;
                             }
                         }
                     }
@@ -211,54 +238,56 @@ impl CustomOp2 for Conv {
     fn bwd(&self, x: &Tensor, w: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let g = Geometry::new(x.dims(), w.dims(), self.stride, self.padding);
         let (ckk, p, image) = (g.ckk(), g.pixels(), g.c * g.h * g.w);
-        let (xv, wv, dy) = (host_f32(x)?, host_f32(w)?, host_f32(grad)?);
-        // dW: each chunk of images sums dy_n col_n^T into its own buffer; the buffers are then
-        // added in chunk order.
-        let chunk = chunk_len(g.n);
-        let partials: Vec<Vec<f32>> = (0..g.n.div_ceil(chunk))
-            .into_par_iter()
-            .map(|k| {
-                let mut dw = vec![0f32; g.o * ckk];
-                let mut col = vec![0f32; if g.is_pointwise() { 0 } else { ckk * p }];
-                for i in k * chunk..((k + 1) * chunk).min(g.n) {
-                    let x_i = &xv[i * image..(i + 1) * image];
-                    let cols: &[f32] = if g.is_pointwise() {
-                        x_i
-                    } else {
-                        g.im2col(x_i, &mut col);
-                        &col
-                    };
-                    let dy_i = View::new(&dy[i * g.o * p..(i + 1) * g.o * p], g.o, p);
-                    matmul_into_serial(dy_i, View::new(cols, ckk, p).t(), &mut dw, true);
+        with_host_f32([x, w, grad], "conv2d", |[xv, wv, dy]| {
+            // dW: each chunk of images sums dy_n col_n^T into its own buffer; the buffers are then
+            // added in chunk order.
+            let chunk = chunk_len(g.n);
+            let partials: Vec<Vec<f32>> = (0..g.n.div_ceil(chunk))
+                .into_par_iter()
+                .map(|k| {
+                    let mut dw = vec![0f32; g.o * ckk];
+                    let mut col = vec![0f32; if g.is_pointwise() { 0 } else { ckk * p }];
+                    for i in k * chunk..((k + 1) * chunk).min(g.n) {
+                        let x_i = &xv[i * image..(i + 1) * image];
+                        let cols: &[f32] = if g.is_pointwise() {
+                            x_i
+                        } else {
+                            g.im2col(x_i, &mut col);
+                            &col
+                        };
+                        let dy_i = View::new(&dy[i * g.o * p..(i + 1) * g.o * p], g.o, p);
+                        matmul_into_serial(dy_i, View::new(cols, ckk, p).t(), &mut dw, true);
+                    }
+                    dw
+                })
+                .collect();
+            let mut partials = partials.into_iter();
+            let mut dw = partials.next().unwrap_or_else(|| vec![0f32; g.o * ckk]);
+            for part in partials {
+                for (d, v) in dw.iter_mut().zip(&part) {
+                    *d += v;
                 }
-                dw
-            })
-            .collect();
-        let mut dw = vec![0f32; g.o * ckk];
-        for part in &partials {
-            for (d, v) in dw.iter_mut().zip(part) {
-                *d += v;
             }
-        }
-        let dw = Tensor::from_vec(dw, w.shape(), w.device())?;
-        if !x.track_op() {
-            return Ok((None, Some(dw)));
-        }
-        // dx_n = col2im(W^T dy_n), images in parallel.
-        let w_t = View::new(&wv, g.o, ckk).t();
-        let mut dx = vec![0f32; g.n * image];
-        dx.par_chunks_mut(image).enumerate().for_each_init(
-            || vec![0f32; ckk * p],
-            |dcol, (i, dx_i)| {
-                let dy_i = View::new(&dy[i * g.o * p..(i + 1) * g.o * p], g.o, p);
-                if g.is_pointwise() {
-                    matmul_into_serial(w_t, dy_i, dx_i, false);
-                } else {
-                    matmul_into_serial(w_t, dy_i, dcol, false);
-                    g.col2im(dcol, dx_i);
-                }
-            },
-        );
-        Ok((Some(Tensor::from_vec(dx, x.shape(), x.device())?), Some(dw)))
+            let dw = Tensor::from_vec(dw, w.shape(), w.device())?;
+            if !x.track_op() {
+                return Ok((None, Some(dw)));
+            }
+            // dx_n = col2im(W^T dy_n), images in parallel.
+            let w_t = View::new(wv, g.o, ckk).t();
+            let mut dx = vec![0f32; g.n * image];
+            dx.par_chunks_mut(image).enumerate().for_each_init(
+                || vec![0f32; ckk * p],
+                |dcol, (i, dx_i)| {
+                    let dy_i = View::new(&dy[i * g.o * p..(i + 1) * g.o * p], g.o, p);
+                    if g.is_pointwise() {
+                        matmul_into_serial(w_t, dy_i, dx_i, false);
+                    } else {
+                        matmul_into_serial(w_t, dy_i, dcol, false);
+                        g.col2im(dcol, dx_i);
+                    }
+                },
+            );
+            Ok((Some(Tensor::from_vec(dx, x.shape(), x.device())?), Some(dw)))
+        })
     }
 }

@@ -9,7 +9,7 @@
 use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Tensor, D};
 
 use super::gemm::{matmul, matmul_into, View};
-use super::{contiguous_slices, host_f32};
+use super::{contiguous_slices, with_host_f32};
 
 /// `x [.., K] W^T + b` with `w [N, K]` and `b [N]`.
 pub fn linear(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
@@ -67,22 +67,22 @@ impl CustomOp3 for Linear {
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let (n, k) = w.dims2()?;
         let rows = x.elem_count() / k;
-        let (g, xv) = (host_f32(grad)?, host_f32(x)?);
-        let (gv, xv_) = (View::new(&g, rows, n), View::new(&xv, rows, k));
-        let dw = Tensor::from_vec(matmul(gv.t(), xv_), (n, k), x.device())?;
-        let mut db = vec![0f32; n];
-        for row in g.chunks_exact(n) {
-            for (d, v) in db.iter_mut().zip(row) {
-                *d += v;
+        with_host_f32([grad, x, w], "linear", |[g, xv, wv]| {
+            let (gv, xv_) = (View::new(g, rows, n), View::new(xv, rows, k));
+            let dw = Tensor::from_vec(matmul(gv.t(), xv_), (n, k), x.device())?;
+            let mut db = vec![0f32; n];
+            for row in g.chunks_exact(n) {
+                for (d, v) in db.iter_mut().zip(row) {
+                    *d += v;
+                }
             }
-        }
-        let db = Tensor::from_vec(db, n, x.device())?;
-        let dx = if x.track_op() {
-            let wv = host_f32(w)?;
-            Some(Tensor::from_vec(matmul(gv, View::new(&wv, n, k)), x.shape(), x.device())?)
-        } else {
-            None
-        };
-        Ok((dx, Some(dw), Some(db)))
+            let db = Tensor::from_vec(db, n, x.device())?;
+            let dx = if x.track_op() {
+                Some(Tensor::from_vec(matmul(gv, View::new(wv, n, k)), x.shape(), x.device())?)
+            } else {
+                None
+            };
+            Ok((dx, Some(dw), Some(db)))
+        })
     }
 }

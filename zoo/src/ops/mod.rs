@@ -8,6 +8,7 @@ pub mod linear;
 pub mod lstm;
 pub mod malloc;
 pub mod maxpool;
+pub mod relu;
 pub mod threads;
 
 pub use conv::{conv2d, conv2d_no_bias, Conv2d};
@@ -16,6 +17,7 @@ pub use linear::linear;
 pub use lstm::lstm_direction;
 pub use malloc::keep_freed_memory;
 pub use maxpool::{max_pool2d, max_pool2d_composite};
+pub use relu::relu;
 pub use threads::cache_thread_count;
 
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -26,7 +28,7 @@ use candle_core::{bail, CpuStorage, Layout, Result, Tensor, WithDType};
 static CUSTOM_OPS: AtomicU8 = AtomicU8::new(0);
 
 /// Turns the zoo's CPU custom ops on or off: convolutions, training BatchNorm, linear layers, the
-/// LSTM recurrence, max pooling, the cumulative product and the DNC's fused step. Off, the CPU
+/// LSTM recurrence, ReLU, max pooling, the cumulative product and the DNC's fused step. Off, the CPU
 /// runs candle's own ops, the code path CUDA and Metal take (for `train check` and comparisons;
 /// default on, or `ZOO_CUSTOM_OPS=0` in the environment).
 pub fn set_custom_ops(on: bool) {
@@ -77,4 +79,22 @@ pub(crate) fn lock<'a, T>(m: &'a std::sync::Mutex<T>, what: &str) -> Result<std:
 /// A tensor's elements in row-major order on the host, for the custom ops' backward passes.
 pub(crate) fn host_f32(t: &Tensor) -> Result<Vec<f32>> {
     t.contiguous()?.flatten_all()?.to_vec1::<f32>()
+}
+
+/// Calls `f` with the elements of f32 CPU tensors, borrowed from their storage (a tensor that is
+/// not contiguous is made so first): a backward pass reads its inputs without copying them to
+/// host vectors. The storages stay read-locked while `f` runs.
+pub(crate) fn with_host_f32<const N: usize, R>(
+    ts: [&Tensor; N],
+    op: &str,
+    f: impl FnOnce([&[f32]; N]) -> Result<R>,
+) -> Result<R> {
+    let owned: Vec<Tensor> = ts.iter().map(|t| t.contiguous()).collect::<Result<_>>()?;
+    let guards: Vec<_> = owned.iter().map(|t| t.storage_and_layout()).collect();
+    let mut slices = [&[][..]; N];
+    for (slice, (storage, layout)) in slices.iter_mut().zip(&guards) {
+        let candle_core::Storage::Cpu(cpu) = &**storage else { bail!("{op}: not a CPU tensor") };
+        *slice = contiguous_slice(cpu, layout, op)?;
+    }
+    f(slices)
 }
