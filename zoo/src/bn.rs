@@ -57,16 +57,27 @@ impl BatchNorm2d {
 
     /// Batch statistics and a running-statistics update when `train`, running statistics otherwise.
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        self.forward_maybe_relu(x, train, false)
+    }
+
+    /// `relu(self.forward_t(x, train))`; in training on the CPU one fused op (see
+    /// [`crate::ops::batch_norm`]).
+    pub fn forward_relu_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        self.forward_maybe_relu(x, train, true)
+    }
+
+    fn forward_maybe_relu(&self, x: &Tensor, train: bool, relu: bool) -> Result<Tensor> {
+        let unfused = |y: Tensor| if relu { crate::ops::relu(&y) } else { Ok(y) };
         if x.dtype() != self.weight.dtype() && is_half(x.dtype()) {
-            return self.forward_t(&x.to_dtype(self.weight.dtype())?, train)?.to_dtype(x.dtype());
+            return self.forward_maybe_relu(&x.to_dtype(self.weight.dtype())?, train, relu)?.to_dtype(x.dtype());
         }
         if !train {
-            return self.inner.forward_t(x, false);
+            return unfused(self.inner.forward_t(x, false)?);
         }
         let n = self.num_batches_tracked.as_tensor();
         self.num_batches_tracked.set(&(n + 1.0)?)?;
         if let Some(sum) = cross_replica_sum() {
-            return self.forward_synchronised(x, &sum);
+            return unfused(self.forward_synchronised(x, &sum)?);
         }
         let fused = x.device().is_cpu()
             && x.dtype() == DType::F32
@@ -74,9 +85,9 @@ impl BatchNorm2d {
             && x.rank() == 4
             && crate::ops::custom_ops();
         if !fused {
-            return self.inner.forward_t(x, true);
+            return unfused(self.inner.forward_t(x, true)?);
         }
-        let (y, stats) = batch_norm_train(x, &self.weight, &self.bias, EPS)?;
+        let (y, stats) = batch_norm_train(x, &self.weight, &self.bias, EPS, relu)?;
         let (b, _, h, w) = x.dims4()?;
         let count = (b * h * w) as f64;
         let unbiased = if count > 1.0 { count / (count - 1.0) } else { 1.0 };

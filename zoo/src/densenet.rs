@@ -19,7 +19,7 @@
 use candle_core::{bail, Module, Result, Tensor};
 use candle_nn::{linear_no_bias, Conv2dConfig, Linear, VarBuilder};
 
-use crate::ops::{conv2d_no_bias, relu, Conv2d};
+use crate::ops::{conv2d_no_bias, Conv2d};
 
 use crate::bn::BatchNorm2d;
 use crate::init::Init;
@@ -70,9 +70,9 @@ struct Layer {
 
 impl Layer {
     fn forward_t(&self, x: &Tensor, train: bool, p: f64) -> Result<Tensor> {
-        let h = dropout(self.conv1.forward(&relu(&self.bn1.forward_t(x, train)?)?)?, p, train)?;
+        let h = dropout(self.conv1.forward(&self.bn1.forward_relu_t(x, train)?)?, p, train)?;
         match &self.bottleneck {
-            Some((bn2, conv2)) => dropout(conv2.forward(&relu(&bn2.forward_t(&h, train)?)?)?, p, train),
+            Some((bn2, conv2)) => dropout(conv2.forward(&bn2.forward_relu_t(&h, train)?)?, p, train),
             None => Ok(h),
         }
     }
@@ -162,7 +162,7 @@ impl Densenet {
                 h = t.forward_t(&h, train, self.dropout)?.avg_pool2d(2)?;
             }
         }
-        let h = relu(&self.bn1.forward_t(&h, train)?)?.mean((2, 3))?;
+        let h = self.bn1.forward_relu_t(&h, train)?.mean((2, 3))?;
         self.fc.forward(&h)
     }
 

@@ -69,7 +69,7 @@ impl Block {
     }
 
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let h = relu(&self.bn1.forward_t(&self.conv1.forward(x)?, train)?)?;
+        let h = self.bn1.forward_relu_t(&self.conv1.forward(x)?, train)?;
         let h = self.bn2.forward_t(&self.conv2.forward(&h)?, train)?;
         let shortcut = match &self.downsample {
             Some((c, bn)) => bn.forward_t(&c.forward(x)?, train)?,
@@ -117,7 +117,7 @@ impl Resnet {
 
     /// Logits `[N, classes]` of images `[N, 3, H, W]`.
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let h = relu(&self.bn1.forward_t(&self.conv1.forward(x)?, train)?)?;
+        let h = self.bn1.forward_relu_t(&self.conv1.forward(x)?, train)?;
         let mut h = max_pool2d(&h, 3, 2, 1)?;
         for b in &self.blocks {
             h = b.forward_t(&h, train)?;

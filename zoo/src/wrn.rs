@@ -19,7 +19,7 @@
 use candle_core::{bail, Module, Result, Tensor};
 use candle_nn::{linear, Conv2dConfig, Linear, VarBuilder};
 
-use crate::ops::{conv2d_no_bias, relu, Conv2d};
+use crate::ops::{conv2d_no_bias, Conv2d};
 
 use crate::bn::BatchNorm2d;
 use crate::init::Init;
@@ -72,8 +72,8 @@ impl Unit {
     }
 
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let a = relu(&self.bn1.forward_t(x, train)?)?;
-        let mut h = relu(&self.bn2.forward_t(&self.conv1.forward(&a)?, train)?)?;
+        let a = self.bn1.forward_relu_t(x, train)?;
+        let mut h = self.bn2.forward_relu_t(&self.conv1.forward(&a)?, train)?;
         if train && self.dropout > 0.0 {
             h = crate::dropout::dropout(&h, self.dropout)?;
         }
@@ -131,7 +131,7 @@ impl Wrn {
         for u in &self.units {
             h = u.forward_t(&h, train)?;
         }
-        let h = relu(&self.bn1.forward_t(&h, train)?)?.mean((2, 3))?;
+        let h = self.bn1.forward_relu_t(&h, train)?.mean((2, 3))?;
         self.fc.forward(&h)
     }
 

@@ -13,6 +13,10 @@
 //!
 //! Sums are accumulated in f64. The batch mean and biased variance are handed back to the caller
 //! for the running statistics.
+//!
+//! With `relu`, the op is `max(y, 0)`: the forward clamps as it writes, and the backward reads
+//! `dy` only where the output is positive (PyTorch's ReLU rule), so a BatchNorm followed by a ReLU
+//! is one op and one activation instead of two.
 
 use std::sync::{Arc, Mutex};
 
@@ -30,15 +34,21 @@ pub struct BatchStats {
     pub var: Vec<f64>,
 }
 
-/// `y = batch_norm(x)` in training mode for `x [N, C, H, W]` (f32, CPU), with the batch
-/// statistics. Callers check the device and dtype first (see `crate::bn`).
-pub fn batch_norm_train(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64) -> Result<(Tensor, BatchStats)> {
+/// `y = batch_norm(x)` in training mode for `x [N, C, H, W]` (f32, CPU), followed by a ReLU when
+/// `relu`, with the batch statistics. Callers check the device and dtype first (see `crate::bn`).
+pub fn batch_norm_train(
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    eps: f64,
+    relu: bool,
+) -> Result<(Tensor, BatchStats)> {
     let (_, c, _, _) = x.dims4()?;
     if gamma.dims() != [c] || beta.dims() != [c] {
         bail!("batch_norm: input {:?} with weight {:?} and bias {:?}", x.dims(), gamma.dims(), beta.dims())
     }
     let stats = Arc::new(Mutex::new(BatchStats::default()));
-    let op = BatchNormTrain { eps, stats: stats.clone() };
+    let op = BatchNormTrain { eps, relu, stats: stats.clone() };
     let y = x.contiguous()?.apply_op3(&gamma.contiguous()?, &beta.contiguous()?, op)?;
     let stats = super::lock(&stats, "batch_norm stats")?.clone();
     Ok((y, stats))
@@ -46,6 +56,7 @@ pub fn batch_norm_train(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64) -> 
 
 struct BatchNormTrain {
     eps: f64,
+    relu: bool,
     stats: Arc<Mutex<BatchStats>>,
 }
 
@@ -92,8 +103,10 @@ impl CustomOp3 for BatchNormTrain {
         let mut y = vec![0f32; x.len()];
         y.par_chunks_mut(hw).zip(x.par_chunks(hw)).enumerate().for_each(|(k, (y, x))| {
             let (a, b) = coef[k % ch];
-            for (y, x) in y.iter_mut().zip(x) {
-                *y = a * x + b;
+            if self.relu {
+                y.iter_mut().zip(x).for_each(|(y, x)| *y = (a * x + b).max(0.0));
+            } else {
+                y.iter_mut().zip(x).for_each(|(y, x)| *y = a * x + b);
             }
         });
         let mut shared = super::lock(&self.stats, "batch_norm stats")?;
@@ -106,12 +119,15 @@ impl CustomOp3 for BatchNormTrain {
         x: &Tensor,
         gamma: &Tensor,
         _beta: &Tensor,
-        _res: &Tensor,
+        res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let (_, ch, h, w) = x.dims4()?;
         let hw = h * w;
-        with_host_f32([x, gamma, grad], "batch_norm", |[xv, gv, dy]| {
+        // With the ReLU, the gradient reaching the BatchNorm: dy where the output is positive.
+        let relu = self.relu;
+        let through = move |d: f32, y: f32| if !relu || y > 0.0 { d } else { 0.0 };
+        with_host_f32([x, gamma, grad, res], "batch_norm", |[xv, gv, dy, yv]| {
             let m = (xv.len() / ch) as f64;
             // Per channel: mean, inverse std, dbeta, dgamma (the statistics recomputed from x).
             let sums: Vec<(f64, f64, f64, f64)> = (0..ch)
@@ -120,8 +136,9 @@ impl CustomOp3 for BatchNormTrain {
                     let (mean, var) = moments(xv, c, ch, hw);
                     let inv = 1.0 / (var + self.eps).sqrt();
                     let (mut db, mut dg) = (0f64, 0f64);
-                    for (xb, db_) in blocks(xv, c, ch, hw).zip(blocks(dy, c, ch, hw)) {
-                        for (&x, &d) in xb.iter().zip(db_) {
+                    for ((xb, db_), yb) in blocks(xv, c, ch, hw).zip(blocks(dy, c, ch, hw)).zip(blocks(yv, c, ch, hw)) {
+                        for ((&x, &d), &y) in xb.iter().zip(db_).zip(yb) {
+                            let d = through(d, y);
                             db += d as f64;
                             dg += d as f64 * (x as f64 - mean) * inv;
                         }
@@ -130,19 +147,18 @@ impl CustomOp3 for BatchNormTrain {
                 })
                 .collect();
             let mut dx = vec![0f32; xv.len()];
-            dx.par_chunks_mut(hw).zip(xv.par_chunks(hw).zip(dy.par_chunks(hw))).enumerate().for_each(
-                |(k, (dx, (x, dy)))| {
-                    let c = k % ch;
-                    let (mean, inv, db, dg) = sums[c];
-                    let scale = gv[c] as f64 * inv;
-                    let (mean, inv, db_m, dg_m) = (mean as f32, inv as f32, (db / m) as f32, (dg / m) as f32);
-                    let scale = scale as f32;
-                    for ((dx, &x), &d) in dx.iter_mut().zip(x).zip(dy) {
-                        let xhat = (x - mean) * inv;
-                        *dx = scale * (d - db_m - xhat * dg_m);
-                    }
-                },
-            );
+            let inputs = xv.par_chunks(hw).zip(dy.par_chunks(hw)).zip(yv.par_chunks(hw));
+            dx.par_chunks_mut(hw).zip(inputs).enumerate().for_each(|(k, (dx, ((x, dy), y)))| {
+                let c = k % ch;
+                let (mean, inv, db, dg) = sums[c];
+                let scale = gv[c] as f64 * inv;
+                let (mean, inv, db_m, dg_m) = (mean as f32, inv as f32, (db / m) as f32, (dg / m) as f32);
+                let scale = scale as f32;
+                for (((dx, &x), &d), &y) in dx.iter_mut().zip(x).zip(dy).zip(y) {
+                    let xhat = (x - mean) * inv;
+                    *dx = scale * (through(d, y) - db_m - xhat * dg_m);
+                }
+            });
             let dev = x.device();
             let dgamma = Tensor::from_vec(sums.iter().map(|s| s.3 as f32).collect::<Vec<_>>(), ch, dev)?;
             let dbeta = Tensor::from_vec(sums.iter().map(|s| s.2 as f32).collect::<Vec<_>>(), ch, dev)?;
