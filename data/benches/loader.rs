@@ -4,16 +4,38 @@
 //! when each step takes 20 ms. Prints JSON lines (read by `bench/loader.py`, which runs
 //! torchvision's DataLoader on the same data in the same run).
 //!
-//! `cargo bench -p data --bench loader [-- WORKERS EPOCHS]`
+//! With a FOLDER of class folders of JPEGs, also the ImageNet pipeline on it: decode, the shorter
+//! side resized to 224, a random 224 x 224 crop, a flip, normalisation, batch 64 (a `jpeg` row).
+//!
+//! `cargo bench -p data --bench loader [-- WORKERS EPOCHS [FOLDER]]`
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use candle_core::Device;
 use data::rng::Rng;
-use data::{Augment, ImageSet, Loader, LoaderConfig, Normalize};
+use data::{Augment, ImageFolder, ImageSet, Loader, LoaderConfig, Normalize};
+
+/// Median images/s of `loader` over `epochs` epochs after a warm-up epoch.
+fn rate(loader: &Loader, epochs: usize) -> f64 {
+    let mut rates = vec![];
+    for e in 0..=epochs {
+        let start = Instant::now();
+        let mut images = 0;
+        for b in loader.epoch(e) {
+            let (x, _) = b.unwrap();
+            images += x.dims()[0];
+        }
+        if e > 0 {
+            rates.push(images as f64 / start.elapsed().as_secs_f64());
+        }
+    }
+    rates.sort_by(f64::total_cmp);
+    rates[rates.len() / 2]
+}
 
 fn main() {
+    let folder = std::env::args().skip(1).find(|a| a.parse::<usize>().is_err());
     let args: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
     let workers = args.first().copied().unwrap_or(2);
     let epochs = args.get(1).copied().unwrap_or(5);
@@ -29,25 +51,20 @@ fn main() {
         prefetch: 4,
         ..Default::default()
     };
-    let loader = Loader::new(set, cfg, Normalize::cifar(), Device::Cpu).unwrap();
-
-    let mut rates = vec![];
-    for e in 0..=epochs {
-        let start = Instant::now();
-        let mut images = 0;
-        for b in loader.epoch(e) {
-            let (x, _) = b.unwrap();
-            images += x.dims()[0];
-        }
-        if e > 0 {
-            rates.push(images as f64 / start.elapsed().as_secs_f64());
-        }
-    }
-    rates.sort_by(f64::total_cmp);
+    let loader = Loader::new(set, cfg.clone(), Normalize::cifar(), Device::Cpu).unwrap();
     println!(
         "{{\"what\": \"loader\", \"workers\": {workers}, \"images_per_s\": {:.0}, \"epochs\": {epochs}}}",
-        rates[rates.len() / 2]
+        rate(&loader, epochs)
     );
+    if let Some(dir) = &folder {
+        let photos = Arc::new(ImageFolder::scan(std::path::Path::new(dir), 224).unwrap());
+        let cfg = LoaderConfig { batch_size: 64, ..cfg.clone() };
+        let jpeg = Loader::new(photos, cfg, Normalize::imagenet(), Device::Cpu).unwrap();
+        println!(
+            "{{\"what\": \"jpeg\", \"workers\": {workers}, \"images_per_s\": {:.1}, \"epochs\": {epochs}}}",
+            rate(&jpeg, epochs)
+        );
+    }
 
     // A training loop whose step takes 20 ms: how long does it wait for each batch?
     let step = Duration::from_millis(20);
