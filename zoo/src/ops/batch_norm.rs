@@ -1,5 +1,5 @@
 //! BatchNorm in training mode as one op on the CPU: batch statistics, normalisation, scale and
-//! shift in two passes over the input, and a hand-written backward in two passes. candle-nn's
+//! shift in three passes over the input, and a hand-written backward in two. candle-nn's
 //! training BatchNorm is about ten tensor ops (transposes, reductions, broadcasts), each keeping its
 //! output alive for the backward pass.
 //!
@@ -12,7 +12,7 @@
 //! ```
 //!
 //! Sums are accumulated in f64. The batch mean and biased variance are handed back to the caller
-//! for the running statistics.
+//! for the running statistics, and kept for the backward pass.
 //!
 //! With `relu`, the op is `max(y, 0)`: the forward clamps as it writes, and the backward reads
 //! `dy` only where the output is positive (PyTorch's ReLU rule), so a BatchNorm followed by a ReLU
@@ -129,11 +129,17 @@ impl CustomOp3 for BatchNormTrain {
         let through = move |d: f32, y: f32| if !relu || y > 0.0 { d } else { 0.0 };
         with_host_f32([x, gamma, grad, res], "batch_norm", |[xv, gv, dy, yv]| {
             let m = (xv.len() / ch) as f64;
-            // Per channel: mean, inverse std, dbeta, dgamma (the statistics recomputed from x).
+            // The forward's batch statistics (the same x, so the same values recomputing them
+            // would give, without two more passes over it).
+            let stats = super::lock(&self.stats, "batch_norm stats")?.clone();
+            if stats.mean.len() != ch {
+                bail!("batch_norm: backward without its forward's statistics")
+            }
+            // Per channel: mean, inverse std, dbeta, dgamma.
             let sums: Vec<(f64, f64, f64, f64)> = (0..ch)
                 .into_par_iter()
                 .map(|c| {
-                    let (mean, var) = moments(xv, c, ch, hw);
+                    let (mean, var) = (stats.mean[c], stats.var[c]);
                     let inv = 1.0 / (var + self.eps).sqrt();
                     let (mut db, mut dg) = (0f64, 0f64);
                     for ((xb, db_), yb) in blocks(xv, c, ch, hw).zip(blocks(dy, c, ch, hw)).zip(blocks(yv, c, ch, hw)) {
