@@ -57,6 +57,17 @@ def ours(folder):
     return {r["what"]: r for r in map(json.loads, filter(None, out.splitlines()))}
 
 
+def median_rate(loader):
+    """Median images/s of a torch DataLoader over EPOCHS epochs after a warm-up epoch."""
+    rates = []
+    for e in range(EPOCHS + 1):
+        t = time.perf_counter()
+        n = sum(x.shape[0] for x, _ in loader)
+        if e > 0:
+            rates.append(n / (time.perf_counter() - t))
+    return statistics.median(rates)
+
+
 def torchvision_jpeg_rate(folder):
     import torch
     import torchvision
@@ -66,13 +77,7 @@ def torchvision_jpeg_rate(folder):
                     T.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))])
     loader = torch.utils.data.DataLoader(torchvision.datasets.ImageFolder(folder, tf), batch_size=64, shuffle=True,
                                          num_workers=WORKERS, persistent_workers=WORKERS > 0)
-    rates = []
-    for e in range(EPOCHS + 1):
-        t = time.perf_counter()
-        n = sum(x.shape[0] for x, _ in loader)
-        if e > 0:
-            rates.append(n / (time.perf_counter() - t))
-    return statistics.median(rates)
+    return median_rate(loader)
 
 
 def torchvision_rate():
@@ -97,13 +102,7 @@ def torchvision_rate():
 
     loader = torch.utils.data.DataLoader(Cifar(), batch_size=128, shuffle=True, num_workers=WORKERS,
                                          persistent_workers=WORKERS > 0)
-    rates = []
-    for e in range(EPOCHS + 1):
-        t = time.perf_counter()
-        n = sum(x.shape[0] for x, _ in loader)
-        if e > 0:
-            rates.append(n / (time.perf_counter() - t))
-    return statistics.median(rates), torch.__version__
+    return median_rate(loader), torch.__version__
 
 
 def main():

@@ -143,23 +143,20 @@ impl Geometry {
                             continue;
                         };
                         let src = &plane[iy * self.w..(iy + 1) * self.w];
+                        // Output columns lo..hi read input columns ox stride + j - padding,
+                        // between two zero borders.
+                        let (lo, hi) = self.inside(j, self.ow, self.w);
+                        dst[..lo].fill(0.0);
+                        dst[hi..].fill(0.0);
+                        if lo == hi {
+                            continue;
+                        }
+                        let first = lo * self.stride + j - self.padding;
                         if self.stride == 1 {
-                            // Output columns ox read input columns ox + j - padding: one copy
-                            // between two zero borders.
-                            let lo = self.padding.saturating_sub(j).min(self.ow);
-                            let hi = (self.w + self.padding).saturating_sub(j).min(self.ow).max(lo);
-                            dst[..lo].fill(0.0);
-                            dst[lo..hi].copy_from_slice(&src[lo + j - self.padding..hi + j - self.padding]);
-                            dst[hi..].fill(0.0);
+                            dst[lo..hi].copy_from_slice(&src[first..first + hi - lo]);
                         } else {
-                            let (lo, hi) = self.inside(j, self.ow, self.w);
-                            dst[..lo].fill(0.0);
-                            dst[hi..].fill(0.0);
-                            if lo < hi {
-                                let first = lo * self.stride + j - self.padding;
-                                for (d, s) in dst[lo..hi].iter_mut().zip(src[first..].iter().step_by(self.stride)) {
-                                    *d = *s;
-                                }
+                            for (d, s) in dst[lo..hi].iter_mut().zip(src[first..].iter().step_by(self.stride)) {
+                                *d = *s;
                             }
                         }
                     }

@@ -19,7 +19,7 @@ use candle_core::{bail, CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::gemm::{matmul, matmul_into, View};
-use super::{contiguous_slices, host_f32};
+use super::{contiguous_slices, with_host_f32};
 
 /// See the module docs. `reverse` runs from the last step to the first.
 pub fn lstm_direction(xw: &Tensor, w_hh: &Tensor, mask: Vec<f32>, reverse: bool) -> Result<Tensor> {
@@ -129,45 +129,47 @@ impl CustomOp2 for LstmDirection {
         let h = g / 4;
         let guard = super::lock(&self.cache, "lstm cache")?;
         let Some(cache) = guard.as_ref() else { bail!("lstm_direction: backward without a forward") };
-        let dout = host_f32(grad)?;
-        let w = host_f32(w_hh)?; // [4H, H]
-        let w = View::new(&w, g, h);
-        let mut dxw = vec![0f32; t_max * b * g];
-        // The previous h of every step, in time order, for one product dW_hh = dZ^T H_prev at the end.
-        let mut h_prev_all = vec![0f32; t_max * b * h];
-        let (mut dh_state, mut dc_state) = (vec![0f32; b * h], vec![0f32; b * h]);
-        // Walk the processed steps backwards; `s` indexes the cache in processing order.
-        for (s, t) in self.order(t_max).into_iter().enumerate().rev() {
-            let (act, c_new, c_prev) = (&cache.gates[s], &cache.c_new[s], &cache.c_prev[s]);
-            let mut dz = vec![0f32; b * g];
-            let (mut dh_prev, mut dc_prev) = (vec![0f32; b * h], vec![0f32; b * h]);
-            dz.par_chunks_mut(g).zip(dh_prev.par_chunks_mut(h)).zip(dc_prev.par_chunks_mut(h)).enumerate().for_each(
-                |(n, ((d, dh_p), dc_p))| {
-                    let m = self.mask[t * b + n];
-                    let a = &act[n * g..(n + 1) * g];
-                    for k in 0..h {
-                        let j = n * h + k;
-                        let (i, f, gg, o) = (a[k], a[h + k], a[2 * h + k], a[3 * h + k]);
-                        let tc = tanh(c_new[j]);
-                        let dh_new = m * (dout[(t * b + n) * h + k] + dh_state[j]);
-                        let dc = m * dc_state[j] + dh_new * o * (1.0 - tc * tc);
-                        d[k] = dc * gg * i * (1.0 - i);
-                        d[h + k] = dc * c_prev[j] * f * (1.0 - f);
-                        d[2 * h + k] = dc * i * (1.0 - gg * gg);
-                        d[3 * h + k] = dh_new * tc * o * (1.0 - o);
-                        dc_p[k] = dc * f + (1.0 - m) * dc_state[j];
-                        dh_p[k] = (1.0 - m) * dh_state[j];
-                    }
-                },
-            );
-            dxw[t * b * g..(t + 1) * b * g].copy_from_slice(&dz);
-            // dh_prev += dz W_hh (dW_hh = dZ^T H_prev after the loop)
-            matmul_into(View::new(&dz, b, g), w, &mut dh_prev, true);
-            h_prev_all[t * b * h..(t + 1) * b * h].copy_from_slice(&cache.h_prev[s]);
-            (dh_state, dc_state) = (dh_prev, dc_prev);
-        }
-        let dw = matmul(View::new(&dxw, t_max * b, g).t(), View::new(&h_prev_all, t_max * b, h));
-        let dw = Tensor::from_vec(dw, (g, h), w_hh.device())?;
-        Ok((Some(Tensor::from_vec(dxw, (t_max, b, g), xw.device())?), Some(dw)))
+        with_host_f32([grad, w_hh], "lstm_direction", |[dout, w]| {
+            let w = View::new(w, g, h); // [4H, H]
+            let mut dxw = vec![0f32; t_max * b * g];
+            // The previous h of every step, in time order, for one product dW_hh = dZ^T H_prev at the end.
+            let mut h_prev_all = vec![0f32; t_max * b * h];
+            let (mut dh_state, mut dc_state) = (vec![0f32; b * h], vec![0f32; b * h]);
+            // Walk the processed steps backwards; `s` indexes the cache in processing order.
+            for (s, t) in self.order(t_max).into_iter().enumerate().rev() {
+                let (act, c_new, c_prev) = (&cache.gates[s], &cache.c_new[s], &cache.c_prev[s]);
+                let mut dz = vec![0f32; b * g];
+                let (mut dh_prev, mut dc_prev) = (vec![0f32; b * h], vec![0f32; b * h]);
+                dz.par_chunks_mut(g)
+                    .zip(dh_prev.par_chunks_mut(h))
+                    .zip(dc_prev.par_chunks_mut(h))
+                    .enumerate()
+                    .for_each(|(n, ((d, dh_p), dc_p))| {
+                        let m = self.mask[t * b + n];
+                        let a = &act[n * g..(n + 1) * g];
+                        for k in 0..h {
+                            let j = n * h + k;
+                            let (i, f, gg, o) = (a[k], a[h + k], a[2 * h + k], a[3 * h + k]);
+                            let tc = tanh(c_new[j]);
+                            let dh_new = m * (dout[(t * b + n) * h + k] + dh_state[j]);
+                            let dc = m * dc_state[j] + dh_new * o * (1.0 - tc * tc);
+                            d[k] = dc * gg * i * (1.0 - i);
+                            d[h + k] = dc * c_prev[j] * f * (1.0 - f);
+                            d[2 * h + k] = dc * i * (1.0 - gg * gg);
+                            d[3 * h + k] = dh_new * tc * o * (1.0 - o);
+                            dc_p[k] = dc * f + (1.0 - m) * dc_state[j];
+                            dh_p[k] = (1.0 - m) * dh_state[j];
+                        }
+                    });
+                dxw[t * b * g..(t + 1) * b * g].copy_from_slice(&dz);
+                // dh_prev += dz W_hh (dW_hh = dZ^T H_prev after the loop)
+                matmul_into(View::new(&dz, b, g), w, &mut dh_prev, true);
+                h_prev_all[t * b * h..(t + 1) * b * h].copy_from_slice(&cache.h_prev[s]);
+                (dh_state, dc_state) = (dh_prev, dc_prev);
+            }
+            let dw = matmul(View::new(&dxw, t_max * b, g).t(), View::new(&h_prev_all, t_max * b, h));
+            let dw = Tensor::from_vec(dw, (g, h), w_hh.device())?;
+            Ok((Some(Tensor::from_vec(dxw, (t_max, b, g), xw.device())?), Some(dw)))
+        })
     }
 }

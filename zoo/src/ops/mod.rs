@@ -76,11 +76,6 @@ pub(crate) fn lock<'a, T>(m: &'a std::sync::Mutex<T>, what: &str) -> Result<std:
     m.lock().map_err(|_| candle_core::Error::Msg(format!("{what} poisoned")))
 }
 
-/// A tensor's elements in row-major order on the host, for the custom ops' backward passes.
-pub(crate) fn host_f32(t: &Tensor) -> Result<Vec<f32>> {
-    t.contiguous()?.flatten_all()?.to_vec1::<f32>()
-}
-
 /// Calls `f` with the elements of f32 CPU tensors, borrowed from their storage (a tensor that is
 /// not contiguous is made so first): a backward pass reads its inputs without copying them to
 /// host vectors. The storages stay read-locked while `f` runs.

@@ -18,7 +18,7 @@ use std::sync::Mutex;
 use candle_core::{bail, CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 
 use super::DncConfig;
-use crate::ops::{contiguous_slices, host_f32, lock};
+use crate::ops::{contiguous_slices, lock, with_host_f32};
 
 mod backward;
 mod content;
@@ -228,8 +228,9 @@ impl CustomOp2 for DncSequence {
         let (_, b, _) = obs.dims3()?;
         let guard = lock(&self.tape, "dnc tape")?;
         let Some((states, tapes)) = guard.as_ref() else { bail!("dnc_sequence: backward without a forward") };
-        let theta_host = host_f32(theta)?;
-        let dtheta = backward(&self.sz, &split(&self.sz, &theta_host), states, tapes, &host_f32(grad)?, b);
-        Ok((None, Some(Tensor::from_vec(dtheta, theta.dims(), theta.device())?)))
+        with_host_f32([theta, grad], "dnc_sequence", |[theta_host, dy]| {
+            let dtheta = backward(&self.sz, &split(&self.sz, theta_host), states, tapes, dy, b);
+            Ok((None, Some(Tensor::from_vec(dtheta, theta.dims(), theta.device())?)))
+        })
     }
 }
