@@ -23,7 +23,8 @@ use crate::optimizer::{plumbing, Hyper, Optimizer, StepReport};
 use crate::params::{Kernels, ParamSet};
 use crate::state::{Core, State, EXP_AVG, EXP_AVG_SQ, MAX_EXP_AVG_SQ, STEP};
 
-/// Adam's hyper-parameters. `Default` is `torch.optim.Adam`'s.
+/// Adam's hyper-parameters, and AdamW's inside [`crate::AdamwConfig`]. `Default` is
+/// `torch.optim.Adam`'s.
 #[derive(Clone, Debug, PartialEq)]
 pub struct AdamConfig {
     /// `lr`: the learning rate.
@@ -32,9 +33,9 @@ pub struct AdamConfig {
     pub beta1: f64,
     /// `beta2`: the decay of the second moment `v`.
     pub beta2: f64,
-    /// `eps`: added to the bias-corrected `sqrt(v)`.
+    /// `eps`: added to the bias-corrected `sqrt(v)` (AdamW: to the raw `sqrt(v)`).
     pub eps: f64,
-    /// `lambda`, coupled (added to the gradient).
+    /// `lambda`: Adam couples it (adds `lambda w` to the gradient), AdamW decouples it.
     pub weight_decay: f64,
     /// AMSGrad: divide by the running maximum of `v` instead of `v`.
     pub amsgrad: bool,
@@ -69,38 +70,24 @@ pub struct Adam {
     cfg: AdamConfig,
 }
 
-/// `m <- m + (1 - beta1) (d - m)`, `d = g + lambda w`.
-struct FirstMoment {
-    beta1: f64,
+/// One moment estimate from `d = g + lambda w`: the first, `m <- m + (1 - beta) (d - m)`, or the
+/// second, `v <- beta v + (1 - beta) d^2`.
+struct Moment {
+    beta: f64,
     wd: f64,
+    second: bool,
 }
 
-impl Kernel<2> for FirstMoment {
-    const NAME: &'static str = "adam-m";
+impl Kernel<2> for Moment {
+    const NAME: &'static str = "adam-moment";
     #[inline(always)]
-    fn run<T: Real>(&self, m: &mut [T], [g, w]: [&[T]; 2]) {
-        let a = T::of(1.0 - self.beta1);
-        for ((m, &g), &w) in m.iter_mut().zip(g).zip(w) {
-            let d = coupled_elem(g, w, self.wd);
-            *m = *m + a * (d - *m);
-        }
-    }
-}
-
-/// `v <- beta2 v + (1 - beta2) d^2`, `d = g + lambda w`.
-struct SecondMoment {
-    beta2: f64,
-    wd: f64,
-}
-
-impl Kernel<2> for SecondMoment {
-    const NAME: &'static str = "adam-v";
-    #[inline(always)]
-    fn run<T: Real>(&self, v: &mut [T], [g, w]: [&[T]; 2]) {
-        let (b2, a) = (T::of(self.beta2), T::of(1.0 - self.beta2));
-        for ((v, &g), &w) in v.iter_mut().zip(g).zip(w) {
-            let d = coupled_elem(g, w, self.wd);
-            *v = b2 * *v + a * d * d;
+    fn run<T: Real>(&self, e: &mut [T], [g, w]: [&[T]; 2]) {
+        let (b, a) = (T::of(self.beta), T::of(1.0 - self.beta));
+        let pairs = e.iter_mut().zip(g.iter().zip(w).map(|(&g, &w)| coupled_elem(g, w, self.wd)));
+        if self.second {
+            pairs.for_each(|(v, d)| *v = b * *v + a * d * d);
+        } else {
+            pairs.for_each(|(m, d)| *m = *m + a * (d - *m));
         }
     }
 }
@@ -154,8 +141,9 @@ fn update(c: &AdamConfig, kernels: Kernels, i: usize, w: &Var, g: &Tensor, state
     let u_key = if c.amsgrad { MAX_EXP_AVG_SQ } else { EXP_AVG_SQ };
     if ops::fused(kernels, &[w.as_tensor(), g]) {
         let wt = w.as_tensor();
-        ops::launch2(&FirstMoment { beta1: c.beta1, wd: c.weight_decay }, &state[EXP_AVG][i], g, wt)?;
-        ops::launch2(&SecondMoment { beta2: c.beta2, wd: c.weight_decay }, &state[EXP_AVG_SQ][i], g, wt)?;
+        let moment = |beta, second| Moment { beta, wd: c.weight_decay, second };
+        ops::launch2(&moment(c.beta1, false), &state[EXP_AVG][i], g, wt)?;
+        ops::launch2(&moment(c.beta2, true), &state[EXP_AVG_SQ][i], g, wt)?;
         if c.amsgrad {
             ops::launch1(&RunningMax, &state[MAX_EXP_AVG_SQ][i], &state[EXP_AVG_SQ][i], ops::Norms::NONE)?;
         }

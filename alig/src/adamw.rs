@@ -15,45 +15,35 @@
 
 use candle_core::{Result, Tensor};
 
+use crate::adam::AdamConfig;
 use crate::moments::{self, ema, old_adam_step_size, old_adam_update};
 use crate::optimizer::{plumbing, Hyper, Optimizer, StepReport};
 use crate::params::ParamSet;
 use crate::state::{Core, EXP_AVG, EXP_AVG_SQ, MAX_EXP_AVG_SQ, STEP};
 
-/// AdamW's hyper-parameters. `Default` is the reference's (weight decay 1e-2).
+/// AdamW's hyper-parameters: Adam's fields, read AdamW's way. `weight_decay` is decoupled,
+/// `w <- w (1 - lr lambda)`, and `eps` is added to the raw `sqrt(v)` (the 2019 placement).
+/// `Default` is the reference's: Adam's, with weight decay 1e-2.
 #[derive(Clone, Debug, PartialEq)]
-pub struct AdamwConfig {
-    /// `lr`: the learning rate (it also scales the decay).
-    pub lr: f64,
-    /// `beta1`: the decay of the first moment `m`.
-    pub beta1: f64,
-    /// `beta2`: the decay of the second moment `v`.
-    pub beta2: f64,
-    /// `eps`: added to the raw `sqrt(v)` (the 2019 placement).
-    pub eps: f64,
-    /// `lambda`, decoupled: `w <- w (1 - lr lambda)`.
-    pub weight_decay: f64,
-    /// AMSGrad's running maximum of `v` in the denominator.
-    pub amsgrad: bool,
-}
+pub struct AdamwConfig(pub AdamConfig);
 
 impl Default for AdamwConfig {
     fn default() -> Self {
-        Self { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 1e-2, amsgrad: false }
+        Self(AdamConfig { weight_decay: 1e-2, ..AdamConfig::default() })
     }
 }
 
 impl AdamwConfig {
     /// The configuration of the registry's hyper-parameters (`lr`, `betas`, `eps`, `weight_decay`).
     pub fn from_hyper(h: &Hyper) -> Self {
-        let d = Self::default();
+        let d = Self::default().0;
         let [lr, beta1, beta2, eps] = moments::read_hyper(h, [d.lr, d.beta1, d.beta2, d.eps]);
-        Self { lr, beta1, beta2, eps, weight_decay: h.weight_decay, ..d }
+        Self(AdamConfig { lr, beta1, beta2, eps, weight_decay: h.weight_decay, ..d })
     }
 
     /// The registry's hyper-parameters of this configuration (`from_hyper`'s inverse).
     pub fn to_hyper(&self) -> Hyper {
-        moments::to_hyper([self.lr, self.beta1, self.beta2, self.eps], self.weight_decay)
+        self.0.to_hyper()
     }
 }
 
@@ -61,12 +51,12 @@ impl AdamwConfig {
 /// moments `m`, `v` (and AMSGrad's `v_max`) and the step count `t`.
 pub struct Adamw {
     core: Core,
-    cfg: AdamwConfig,
+    cfg: AdamConfig,
 }
 
 impl Adamw {
     /// AdamW over `params`; fails on betas outside `[0, 1)` or a negative `lr`, `eps` or weight decay.
-    pub fn new(params: ParamSet, cfg: AdamwConfig) -> Result<Self> {
+    pub fn new(params: ParamSet, AdamwConfig(cfg): AdamwConfig) -> Result<Self> {
         moments::check("adamw", [cfg.lr, cfg.beta1, cfg.beta2, cfg.eps], cfg.weight_decay)?;
         let state = moments::state(&params, cfg.amsgrad)?;
         Ok(Self { core: Core::new("adamw", params, state), cfg })

@@ -20,7 +20,7 @@ use crate::decay::regularised;
 use crate::ops;
 use crate::optimizer::{plumbing, Optimizer, Scalar, StepReport};
 use crate::params::{grad_sq_norm, ParamSet};
-use crate::state::{Buffers, Core, Inputs, State};
+use crate::state::{Buffers, Core, Inputs};
 
 /// The velocity `v`.
 const V: Buffers = Buffers("v");
@@ -40,10 +40,7 @@ pub struct Bpgrad {
 impl Bpgrad {
     /// BPGrad over `params`; fails on a non-positive `eta` or a negative momentum, weight decay or `eps`.
     pub fn new(params: ParamSet, cfg: BpgradConfig) -> Result<Self> {
-        cfg.check("bpgrad")?;
-        let mut state = State::new();
-        state.zeros_if(cfg.momentum > 0.0, V, &params)?;
-        Ok(Self { core: Core::new("bpgrad", params, state), cfg })
+        Ok(Self { core: cfg.core("bpgrad", params, V)?, cfg })
     }
 }
 

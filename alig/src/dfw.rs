@@ -19,7 +19,7 @@ use crate::check::fields;
 use crate::ops;
 use crate::optimizer::{plumbing, Hyper, Optimizer, Scalar, StepReport};
 use crate::params::{grad_sq_norm, ParamSet};
-use crate::state::{Core, Inputs, State, MOMENTUM_BUFFER};
+use crate::state::{Buffers, Core, Inputs, State, MOMENTUM_BUFFER};
 
 /// DFW's hyper-parameters, and BPGrad's ([`crate::BpgradConfig`]). `Default`: `eta` 0.1 (the
 /// experiments' default; both references require it), the rest as the references.
@@ -65,11 +65,15 @@ impl DfwConfig {
         }
     }
 
-    /// Fails, naming the optimizer `who`, on a non-positive `eta` or a negative momentum, weight
-    /// decay or `eps`.
-    pub(crate) fn check(&self, who: &str) -> Result<()> {
+    /// The optimizer `who`'s core over `params`, with its buffer `buf` at zeros when there is
+    /// momentum. Fails, naming `who`, on a non-positive `eta` or a negative momentum, weight decay
+    /// or `eps`.
+    pub(crate) fn core(&self, who: &'static str, params: ParamSet, buf: Buffers) -> Result<Core> {
         fields!(positive, who, self.eta)?;
-        fields!(non_negative, who, self.momentum, self.weight_decay, self.eps)
+        fields!(non_negative, who, self.momentum, self.weight_decay, self.eps)?;
+        let mut state = State::new();
+        state.zeros_if(self.momentum > 0.0, buf, &params)?;
+        Ok(Core::new(who, params, state))
     }
 }
 
@@ -83,10 +87,7 @@ pub struct Dfw {
 impl Dfw {
     /// DFW over `params`; fails on a non-positive `eta` or a negative momentum, weight decay or `eps`.
     pub fn new(params: ParamSet, cfg: DfwConfig) -> Result<Self> {
-        cfg.check("dfw")?;
-        let mut state = State::new();
-        state.zeros_if(cfg.momentum > 0.0, MOMENTUM_BUFFER, &params)?;
-        Ok(Self { core: Core::new("dfw", params, state), cfg })
+        Ok(Self { core: cfg.core("dfw", params, MOMENTUM_BUFFER)?, cfg })
     }
 }
 

@@ -502,7 +502,8 @@ fn every_configuration_round_trips_through_the_registry_hyper_parameters() {
         let d = AdamConfig { amsgrad, ..Default::default() };
         assert_eq!(AdamConfig::from_hyper(&d.to_hyper(), amsgrad), d);
     }
-    let adamw = AdamwConfig { lr: 0.2, beta1: 0.8, beta2: 0.99, eps: 1e-6, weight_decay: 0.0, amsgrad: false };
+    let adamw =
+        AdamwConfig(AdamConfig { lr: 0.2, beta1: 0.8, beta2: 0.99, eps: 1e-6, weight_decay: 0.0, amsgrad: false });
     for c in [AdamwConfig::default(), adamw] {
         assert_eq!(AdamwConfig::from_hyper(&c.to_hyper()), c);
     }

@@ -110,17 +110,8 @@ fn check(a: &crate::cli::CheckArgs) -> Result<()> {
 
 /// `train bench`: one line per model as it finishes, then the table (and JSON on request).
 fn bench(a: &crate::cli::BenchArgs) -> Result<()> {
-    let opts = crate::bench::BenchOptions {
-        device: crate::device::parse(&a.device)?,
-        models: a.model.clone(),
-        precision: a.precision.clone(),
-        batch_size: a.batch_size,
-        optimizer: a.opt.clone(),
-        warmup: a.warmup,
-        steps: a.steps,
-    };
     let report =
-        crate::bench::run(&opts, |r| eprintln!("{}: {:.1} ms per step (batch {})", r.model, r.median_ms, r.batch))?;
+        crate::bench::run(a, |r| eprintln!("{}: {:.1} ms per step (batch {})", r.model, r.median_ms, r.batch))?;
     print!("{}", report.table());
     if let Some(path) = &a.json {
         write_json(path, &report)?;

@@ -11,29 +11,13 @@ use serde::Serialize;
 use zoo::ModelArgs;
 
 use crate::check::cases::Case;
-use crate::device::{self, DeviceSpec};
+use crate::cli::BenchArgs;
+use crate::device;
 use crate::mixed::Precision;
 use crate::trainer::Learner;
 
 /// The models `train bench` knows, with the paper's configuration and batch size.
 pub const MODELS: [&str; 5] = ["wrn-40-4", "densenet-bc-40-40", "resnet18", "bilstm", "dnc"];
-
-/// What `train bench` runs.
-#[derive(Clone, Debug)]
-pub struct BenchOptions {
-    pub device: DeviceSpec,
-    /// Names from [`MODELS`].
-    pub models: Vec<String>,
-    /// `f32`, `tf32` (CUDA: fp32 matrix products on tensor cores), or the mixed precisions
-    /// `bf16` and `f16` (as `train --precision`: half-precision passes, f32 master weights).
-    pub precision: String,
-    /// Overrides every model's paper batch size.
-    pub batch_size: Option<usize>,
-    /// The optimizer of the registry that steps (default `sgd`, as `bench/train_step.py`).
-    pub optimizer: String,
-    pub warmup: usize,
-    pub steps: usize,
-}
 
 /// One model's timing.
 #[derive(Clone, Debug, Serialize)]
@@ -118,16 +102,16 @@ fn memory_mib(dev: &Device) -> Result<f64> {
 }
 
 /// The model of `case` in `precision` with the optimizer of `opts` (and the loss scaler of f16).
-fn learner(case: &Case, precision: Precision, opts: &BenchOptions, dev: &Device) -> Result<(zoo::Model, Learner)> {
+fn learner(case: &Case, precision: Precision, opts: &BenchArgs, dev: &Device) -> Result<(zoo::Model, Learner)> {
     let (model, varmap, master) = crate::mixed::build_model(case.spec, &case.args, precision, dev, 0)?;
-    let spec = alig::registry::find(&opts.optimizer)?;
+    let spec = alig::registry::find(&opts.opt)?;
     let mut hyper = (spec.experiment_defaults)();
     hyper.lr = hyper.lr.or(Some(0.1));
     let learner = Learner::new(&varmap, master, precision, None, |params| Ok(spec.build(params, &hyper)?))?;
     Ok((model, learner))
 }
 
-fn bench_one(name: &str, opts: &BenchOptions, precision: Precision, dev: &Device) -> Result<BenchRow> {
+fn bench_one(name: &str, opts: &BenchArgs, precision: Precision, dev: &Device) -> Result<BenchRow> {
     let case = case(name, opts.batch_size)?.to_device(dev)?.with_inputs_in(precision.compute())?;
     let (model, mut learner) = learner(&case, precision, opts, dev)?;
     let (mut times, mut memory) = (vec![], 0.0f64);
@@ -156,15 +140,15 @@ fn bench_one(name: &str, opts: &BenchOptions, precision: Precision, dev: &Device
     })
 }
 
-/// Times every model of `opts` (see the module docs); `progress` hears each row as it is done.
-pub fn run(opts: &BenchOptions, mut progress: impl FnMut(&BenchRow)) -> Result<BenchReport> {
+/// Times every model of `opts` (`train bench`'s flags; see the module docs); `progress` hears each row as it is done.
+pub fn run(opts: &BenchArgs, mut progress: impl FnMut(&BenchRow)) -> Result<BenchReport> {
     if opts.steps == 0 {
         bail!("--steps must be at least 1")
     }
-    if let Some(other) = opts.models.iter().find(|m| !MODELS.contains(&m.as_str())) {
+    if let Some(other) = opts.model.iter().find(|m| !MODELS.contains(&m.as_str())) {
         return Err(not_a_bench_model(other));
     }
-    let dev = device::open(opts.device)?;
+    let dev = device::open(device::parse(&opts.device)?)?;
     let precision = match opts.precision.as_str() {
         "tf32" => {
             device::enable_tf32(&dev, "--precision tf32")?;
@@ -174,7 +158,7 @@ pub fn run(opts: &BenchOptions, mut progress: impl FnMut(&BenchRow)) -> Result<B
         other => other.parse().map_err(|_| anyhow::anyhow!("--precision {other}: one of f32, tf32, bf16, f16"))?,
     };
     let mut rows = vec![];
-    for name in &opts.models {
+    for name in &opts.model {
         let row = bench_one(name, opts, precision, &dev)?;
         progress(&row);
         rows.push(row);
@@ -183,7 +167,7 @@ pub fn run(opts: &BenchOptions, mut progress: impl FnMut(&BenchRow)) -> Result<B
     Ok(BenchReport {
         device,
         precision: opts.precision.clone(),
-        optimizer: opts.optimizer.clone(),
+        optimizer: opts.opt.clone(),
         warmup: opts.warmup,
         steps: opts.steps,
         rows,

@@ -35,7 +35,9 @@ pub struct TrainerState {
     pub step: u64,
     /// The learning rate of the last completed epoch (schedules that depend on the past).
     pub lr: Option<f64>,
+    /// The best validation accuracy so far (`None` before the first validation).
     pub best_val_acc: Option<f64>,
+    /// The epoch that scored it (its weights are the `best` checkpoint).
     pub best_epoch: Option<usize>,
     /// Whether the last completed epoch set a new best validation score.
     pub improved: bool,

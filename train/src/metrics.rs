@@ -11,14 +11,23 @@ use serde::{Deserialize, Serialize};
 /// that report them); `weight_norm` is the l2 norm of all trainable parameters at the epoch's end.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EpochMetrics {
+    /// The epoch, from 1.
     pub epoch: usize,
+    /// The mean mini-batch training loss.
     pub train_loss: f64,
+    /// The accuracy over the epoch's training batches (as they were trained on).
     pub train_acc: f64,
+    /// The validation accuracy after the epoch.
     pub val_acc: f64,
+    /// The mean effective step size.
     pub step_size: Option<f64>,
+    /// ALI-G: the mean step size before clipping at `max_lr`.
     pub step_size_unclipped: Option<f64>,
+    /// The scheduled learning rate of the epoch (optimizers with one).
     pub lr: Option<f64>,
+    /// The l2 norm of all trainable parameters at the epoch's end.
     pub weight_norm: f64,
+    /// Wall-clock seconds of the epoch's training (validation not included).
     pub seconds: f64,
     /// Steps skipped for a non-finite loss or gradient (`--on-nonfinite skip`).
     #[serde(default)]

@@ -60,16 +60,23 @@ pub struct ModelConfig {
 pub struct DataConfig {
     /// The registry name (`--data`).
     pub name: String,
+    /// The folder with the dataset's files (`--data-dir`).
     pub data_dir: Option<PathBuf>,
+    /// SNLI: the GloVe vectors file (`--glove`).
     pub glove: Option<PathBuf>,
+    /// Samples per optimizer step (over all processes of a data-parallel run).
     pub batch_size: usize,
     /// Generated data only (the DNC task).
     pub steps_per_epoch: usize,
+    /// Use at most this many training samples (`--train-size`).
     pub train_size: Option<usize>,
+    /// Use at most this many validation samples.
     pub val_size: Option<usize>,
+    /// Use at most this many test samples.
     pub test_size: Option<usize>,
     /// The paper's training augmentation (off with `--no-augment`).
     pub augment: bool,
+    /// Loader threads that decode and augment ahead of the step (`--workers`).
     pub workers: usize,
     /// Gradient accumulation (`--accumulate`): each step's batch is split into this many
     /// micro-batches, run one after the other, their gradients summed.
@@ -94,7 +101,9 @@ pub struct OptimizerConfig {
     pub loss: LossKind,
     /// The learning rate (ALI-G: `max_lr`, `None` = unclipped; DFW/BPGrad: `eta`; `None` for L4).
     pub lr: Option<f64>,
+    /// The momentum coefficient (0: none).
     pub momentum: f64,
+    /// The l2 regularisation (ALI-G: use `max_norm` instead, as the paper).
     pub weight_decay: f64,
     /// ALI-G's l2-ball radius (`None`: no projection).
     pub max_norm: Option<f64>,
@@ -119,8 +128,11 @@ fn is_zero(v: &f64) -> bool {
 /// How long, where and from what the run goes.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RunSettings {
+    /// Epochs to train (a resumed run counts the ones it has).
     pub epochs: usize,
+    /// `--device`: cpu, cuda[:N] or metal[:N].
     pub device: DeviceSpec,
+    /// Fixes the initialisation, the data order, augmentation and dropout.
     pub seed: u64,
     /// The run directory.
     pub out: PathBuf,
@@ -128,7 +140,9 @@ pub struct RunSettings {
     pub init: Option<String>,
     /// Read the hub cache only.
     pub offline: bool,
+    /// The hub cache (`None`: `$HF_HUB_CACHE`, `$HF_HOME/hub`, `~/.cache/huggingface/hub`).
     pub hub_cache: Option<PathBuf>,
+    /// What a non-finite loss or gradient does (`--on-nonfinite`).
     pub on_nonfinite: OnNonFinite,
     /// Data-parallel runs: BatchNorm statistics over the whole global batch (`--sync-bn`).
     #[serde(default)]

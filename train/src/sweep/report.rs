@@ -43,11 +43,17 @@ impl fmt::Display for Status {
 /// What became of one run.
 #[derive(Clone, Debug)]
 pub struct Outcome {
+    /// The grid point the run trained.
     pub point: Point,
+    /// How it ended.
     pub status: Status,
+    /// The training loss of its last logged epoch (`None` before the first).
     pub final_train_loss: Option<f64>,
+    /// The best validation accuracy over its logged epochs.
     pub best_val_acc: Option<f64>,
+    /// The test accuracy of its `summary.json`, when it finished and had a test split.
     pub test_acc: Option<f64>,
+    /// Epochs in its metrics log.
     pub epochs: usize,
 }
 

@@ -75,10 +75,15 @@ impl OnNonFinite {
 /// What an epoch of training measured.
 #[derive(Clone, Debug, Default)]
 pub struct EpochResult {
+    /// The mean mini-batch loss.
     pub loss: f64,
+    /// The accuracy over the epoch's batches.
     pub acc: f64,
+    /// The mean effective step size (optimizers that report one).
     pub step_size: Option<f64>,
+    /// ALI-G: the mean step size before clipping.
     pub step_size_unclipped: Option<f64>,
+    /// Optimizer steps taken.
     pub steps: u64,
     /// Steps skipped for a non-finite loss or gradient (`--on-nonfinite skip`).
     pub skipped: u64,
@@ -98,7 +103,9 @@ pub struct StepPoint {
     pub step: u64,
     /// The mini-batch loss the step minimised.
     pub loss: f64,
+    /// The step size it took (optimizers that report one).
     pub step_size: Option<f64>,
+    /// ALI-G: its step size before clipping.
     pub step_size_unclipped: Option<f64>,
 }
 

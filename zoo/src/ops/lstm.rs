@@ -118,13 +118,7 @@ impl CustomOp2 for LstmDirection {
         Ok((CpuStorage::F32(out), Shape::from((t_max, b, h))))
     }
 
-    fn bwd(
-        &self,
-        xw: &Tensor,
-        w_hh: &Tensor,
-        _res: &Tensor,
-        grad: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    fn bwd(&self, xw: &Tensor, w_hh: &Tensor, _: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let (t_max, b, g) = xw.dims3()?;
         let h = g / 4;
         let guard = super::lock(&self.cache, "lstm cache")?;

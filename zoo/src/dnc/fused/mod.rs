@@ -218,13 +218,7 @@ impl CustomOp2 for DncSequence {
         Ok((CpuStorage::F32(logits), Shape::from((t_max, b, self.sz.o))))
     }
 
-    fn bwd(
-        &self,
-        obs: &Tensor,
-        theta: &Tensor,
-        _res: &Tensor,
-        grad: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    fn bwd(&self, obs: &Tensor, theta: &Tensor, _: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let (_, b, _) = obs.dims3()?;
         let guard = lock(&self.tape, "dnc tape")?;
         let Some((states, tapes)) = guard.as_ref() else { bail!("dnc_sequence: backward without a forward") };
