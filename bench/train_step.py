@@ -6,7 +6,7 @@ Median of ROUNDS steps after WARMUP, same thread count; each model runs in its o
 its peak resident memory is its own. FLOPs per step are counted by torch's FlopCounterMode
 (forward + backward); the fraction of peak uses cores x FMA width x clock from /proc/cpuinfo.
 
-usage: bench/.venv/bin/python bench/train_step.py [ROUNDS] [WARMUP] [MODEL...]
+usage: bench/.venv/bin/python bench/train_step.py [--features onednn] [ROUNDS] [WARMUP] [MODEL...]
        python3 bench/train_step.py --torch-all --device cuda [--precision f32|tf32|bf16] [--models a,b]
                                    [--batch-size N] [ROUNDS WARMUP]
 The second form times PyTorch alone on the models and batch sizes of `train bench` (the paper's:
@@ -252,28 +252,33 @@ def main():
                                 a.models.split(",") if a.models else None, a.batch_size)
     if args and args[0] == "--torch-lstm":
         return torch_lstm(int(args[1]), int(args[2]))
+    features = []
+    if "--features" in args:
+        i = args.index("--features")
+        features = ["--features", args[i + 1]]
+        del args[i:i + 2]
     numbers = [int(a) for a in args if a.isdigit()]
     rounds = numbers[0] if numbers else 5
     warmup = numbers[1] if len(numbers) > 1 else 2
     models = [a for a in args if not a.isdigit()] or CNNS + ["bilstm"]
     env = dict(os.environ, RAYON_NUM_THREADS=str(THREADS))
-    subprocess.run(["cargo", "bench", "-q", "-p", "zoo", "--no-run"], cwd=ROOT, env=env, check=True)
+    cargo = ["cargo", "bench", "-q", "-p", "zoo"] + features
+    subprocess.run(cargo + ["--no-run"], cwd=ROOT, env=env, check=True)
     peak = peak_gflops()
     rows, version = [], "?"
     for m in models:
         if m == "bilstm":
-            ours = run_json(["cargo", "bench", "-q", "-p", "zoo", "--bench", "bilstm", "--", str(rounds)], env)
+            ours = run_json(cargo + ["--bench", "bilstm", "--", str(rounds)], env)
             theirs = run_json([sys.executable, __file__, "--torch-lstm", str(rounds), str(warmup)], env)
             ours.setdefault("peak_rss_mib", float("nan"))
         else:
-            ours = run_json(["cargo", "bench", "-q", "-p", "zoo", "--bench", "train_step", "--", m, str(rounds),
-                             str(warmup)], env)
+            ours = run_json(cargo + ["--bench", "train_step", "--", m, str(rounds), str(warmup)], env)
             theirs = run_json([sys.executable, __file__, "--torch-one", m, str(rounds), str(warmup)], env)
         version = theirs["version"]
         gf = theirs["flops"] / 1e9
         rows.append((m, ours, theirs, gf))
         print(f"# {m}: ours {ours['median_ms']:.0f} ms, PyTorch {theirs['median_ms']:.0f} ms", file=sys.stderr)
-    print(f"Training step, {THREADS} threads, median of {rounds} after {warmup} warm-up; PyTorch {version}; "
+    print(f"Training step{' (' + ' '.join(features) + ')' if features else ''}, {THREADS} threads, median of {rounds} after {warmup} warm-up; PyTorch {version}; "
           f"peak {peak:.0f} GFLOP/s (cores x FMA width x clock)\n")
     print("| model (batch) | GFLOP/step | ours (ms) | PyTorch (ms) | ours / PyTorch | ours GFLOP/s (% peak) "
           "| PyTorch GFLOP/s (% peak) | peak RSS ours / PyTorch (MiB) |")

@@ -19,6 +19,8 @@ use candle_nn::{Conv2dConfig, VarBuilder};
 use rayon::prelude::*;
 
 use super::gemm::{matmul_into_serial, View};
+#[cfg(feature = "onednn")]
+use super::onednn::Pass;
 use super::{contiguous_slices, custom_ops, with_host_f32};
 
 /// `conv2d(x [N, C, H, W], w [O, C, k, k])` with `stride` and zero `padding`.
@@ -95,6 +97,12 @@ impl Geometry {
         let oh = (h + 2 * padding - kh) / stride + 1;
         let ow = (wd + 2 * padding - kw) / stride + 1;
         Self { n, c, h, w: wd, o, kh, kw, oh, ow, stride, padding }
+    }
+
+    /// The shapes in the order oneDNN's shim reads them.
+    #[cfg(feature = "onednn")]
+    fn dims(&self) -> super::onednn::Dims {
+        [self.n, self.c, self.h, self.w, self.o, self.kh, self.kw, self.oh, self.ow, self.stride, self.padding]
     }
 
     /// Rows of the columns: `C k k`.
@@ -214,6 +222,11 @@ impl CustomOp2 for Conv {
         let [x, w] = contiguous_slices::<f32, 2>("conv2d", [(xs, xl), (ws, wl)])?;
         let g = Geometry::new(xl.dims(), wl.dims(), self.stride, self.padding);
         let (ckk, p) = (g.ckk(), g.pixels());
+        #[cfg(feature = "onednn")]
+        if super::onednn::onednn() {
+            let y = super::onednn::run(Pass::Forward, g.dims(), x, w)?;
+            return Ok((CpuStorage::F32(y), Shape::from((g.n, g.o, g.oh, g.ow))));
+        }
         let mut y = vec![0f32; g.n * g.o * p];
         let wv = View::new(w, g.o, ckk);
         y.par_chunks_mut(g.o * p).enumerate().for_each_init(
@@ -236,6 +249,16 @@ impl CustomOp2 for Conv {
         let g = Geometry::new(x.dims(), w.dims(), self.stride, self.padding);
         let (ckk, p, image) = (g.ckk(), g.pixels(), g.c * g.h * g.w);
         with_host_f32([x, w, grad], "conv2d", |[xv, wv, dy]| {
+            #[cfg(feature = "onednn")]
+            if super::onednn::onednn() {
+                let dw = super::onednn::run(Pass::BackwardWeights, g.dims(), xv, dy)?;
+                let dw = Tensor::from_vec(dw, w.shape(), w.device())?;
+                if !x.track_op() {
+                    return Ok((None, Some(dw)));
+                }
+                let dx = super::onednn::run(Pass::BackwardData, g.dims(), dy, wv)?;
+                return Ok((Some(Tensor::from_vec(dx, x.shape(), x.device())?), Some(dw)));
+            }
             // dW: each chunk of images sums dy_n col_n^T into its own buffer; the buffers are then
             // added in chunk order.
             let chunk = chunk_len(g.n);

@@ -8,6 +8,8 @@ pub mod linear;
 pub mod lstm;
 pub mod malloc;
 pub mod maxpool;
+#[cfg(feature = "onednn")]
+pub mod onednn;
 pub mod relu;
 pub mod threads;
 

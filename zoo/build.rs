@@ -1,0 +1,24 @@
+//! Feature `onednn`: compiles `src/ops/onednn/shim.c` against oneDNN's headers (Debian's
+//! `libdnnl-dev` by default, or `DNNL_ROOT/include`). The library itself is opened at run time.
+
+fn main() {
+    println!("cargo:rerun-if-changed=build.rs");
+    #[cfg(feature = "onednn")]
+    onednn();
+}
+
+#[cfg(feature = "onednn")]
+fn onednn() {
+    println!("cargo:rerun-if-changed=src/ops/onednn/shim.c");
+    println!("cargo:rerun-if-env-changed=DNNL_ROOT");
+    let mut build = cc::Build::new();
+    build.file("src/ops/onednn/shim.c").opt_level(2).warnings(true).extra_warnings(true);
+    if let Some(root) = std::env::var_os("DNNL_ROOT") {
+        let root = std::path::PathBuf::from(root);
+        build.include(root.join("include"));
+        // Where the run time looks first (then the loader's own search path).
+        println!("cargo:rustc-env=ZOO_DNNL_LIB={}", root.join("lib").join("libdnnl.so.2").display());
+    }
+    build.compile("zoo_dnnl_shim");
+    println!("cargo:rustc-link-lib=dylib=dl");
+}

@@ -1,0 +1,174 @@
+//! The convolution's three passes through oneDNN (feature `onednn`), the library PyTorch's CPU
+//! convolutions run on: the forward pass, the input gradient and the weight gradient of a 2-D f32
+//! convolution, each on oneDNN's own blocked layouts (the plain NCHW / OIHW tensors reordered in
+//! and out), with JIT-compiled AVX2 / AVX-512 kernels chosen for the CPU at run time.
+//!
+//! The C side is `shim.c` next to this file, built by `zoo/build.rs` against the headers of
+//! Debian's `libdnnl-dev` (oneDNN 2.x; `DNNL_ROOT` points elsewhere). The library is opened on
+//! first use (`libdnnl.so.2`; `ZOO_DNNL_LIBRARY` names another file); where it cannot be, a
+//! warning says so once and the im2col op runs. One primitive per geometry and pass is made on
+//! first use and kept.
+//!
+//! oneDNN threads with OpenMP, beside candle's rayon pool. Before opening it, unless the user set
+//! them: `OMP_NUM_THREADS` = rayon's thread count, and `OMP_WAIT_POLICY=passive`, because OpenMP
+//! threads that spin after each convolution take the cores from the rayon ops that follow (a
+//! WRN-40-4 step: 2112 -> 1808 ms on 2 cores, measured). Its sums are in another order than the
+//! im2col op's, so the two agree to rounding, not to the bit; each is deterministic run to run for
+//! a given thread count.
+
+use std::collections::HashMap;
+use std::ffi::{c_char, c_int, CStr};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Mutex, OnceLock};
+
+use candle_core::{bail, Result};
+
+#[repr(C)]
+struct RawConv {
+    _opaque: [u8; 0],
+}
+
+extern "C" {
+    fn zoo_dnnl_load(path: *const c_char, err: *mut c_char, err_len: usize) -> c_int;
+    fn zoo_dnnl_conv_new(pass: c_int, geometry: *const i64, err: *mut c_char, err_len: usize) -> *mut RawConv;
+    fn zoo_dnnl_conv_run(
+        conv: *mut RawConv,
+        a: *const f32,
+        b: *const f32,
+        out: *mut f32,
+        err: *mut c_char,
+        err_len: usize,
+    ) -> c_int;
+    fn zoo_dnnl_conv_free(conv: *mut RawConv);
+}
+
+/// Which pass of the convolution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Pass {
+    /// `x, w -> y`.
+    Forward = 0,
+    /// `dy, w -> dx`.
+    BackwardData = 1,
+    /// `x, dy -> dw`.
+    BackwardWeights = 2,
+}
+
+/// A convolution's shapes: `n, c, h, w, o, kh, kw, oh, ow, stride, padding`.
+pub(crate) type Dims = [usize; 11];
+
+/// One primitive, owned; the C object is used by one thread at a time (under [`cache`]'s lock).
+struct Primitive(*mut RawConv);
+
+// SAFETY: the object holds no thread-local state; every use is under the cache's mutex.
+unsafe impl Send for Primitive {}
+
+impl Drop for Primitive {
+    fn drop(&mut self) {
+        // SAFETY: made by zoo_dnnl_conv_new, freed once.
+        unsafe { zoo_dnnl_conv_free(self.0) }
+    }
+}
+
+fn cache() -> &'static Mutex<HashMap<(Pass, Dims), Primitive>> {
+    static CACHE: OnceLock<Mutex<HashMap<(Pass, Dims), Primitive>>> = OnceLock::new();
+    CACHE.get_or_init(Default::default)
+}
+
+/// 0: not decided yet (read `ZOO_ONEDNN`), 1: on, 2: off.
+static ON: AtomicU8 = AtomicU8::new(0);
+
+/// Turns the oneDNN convolution on or off (default on, or `ZOO_ONEDNN=0` in the environment); off,
+/// the im2col + GEMM op runs, the reference oneDNN is tested against.
+pub fn set_onednn(on: bool) {
+    ON.store(if on { 1 } else { 2 }, Ordering::Relaxed);
+}
+
+/// Whether convolutions run through oneDNN: on (see [`set_onednn`]) and the library loaded.
+pub fn onednn() -> bool {
+    let on = match ON.load(Ordering::Relaxed) {
+        0 => {
+            let on = std::env::var("ZOO_ONEDNN").map_or(true, |v| v != "0");
+            set_onednn(on);
+            on
+        }
+        v => v == 1,
+    };
+    on && loaded()
+}
+
+/// Opens oneDNN once (see the module docs); false, after one warning, where it cannot.
+fn loaded() -> bool {
+    static LOADED: OnceLock<bool> = OnceLock::new();
+    *LOADED.get_or_init(|| {
+        if std::env::var_os("OMP_NUM_THREADS").is_none() {
+            std::env::set_var("OMP_NUM_THREADS", rayon::current_num_threads().to_string());
+        }
+        if std::env::var_os("OMP_WAIT_POLICY").is_none() {
+            std::env::set_var("OMP_WAIT_POLICY", "passive");
+        }
+        let mut tried = vec![];
+        let candidates =
+            std::env::var("ZOO_DNNL_LIBRARY").ok().into_iter().chain(option_env!("ZOO_DNNL_LIB").map(String::from));
+        for path in candidates.chain(["libdnnl.so.2".to_string()]) {
+            let mut err: [c_char; 512] = [0; 512];
+            let Ok(c_path) = std::ffi::CString::new(path.clone()) else { continue };
+            // SAFETY: a NUL-terminated path and a writable buffer of its length.
+            if unsafe { zoo_dnnl_load(c_path.as_ptr(), err.as_mut_ptr(), err.len()) } == 0 {
+                return true;
+            }
+            tried.push(message(&err));
+        }
+        eprintln!("zoo: oneDNN could not be opened ({}); convolutions run through im2col", tried.join("; "));
+        false
+    })
+}
+
+/// The element counts of a pass's two inputs and its output.
+fn lengths(pass: Pass, d: &Dims) -> [usize; 3] {
+    let [n, c, h, w, o, kh, kw, oh, ow, _, _] = *d;
+    let (x, wt, y) = (n * c * h * w, o * c * kh * kw, n * o * oh * ow);
+    match pass {
+        Pass::Forward => [x, wt, y],
+        Pass::BackwardData => [y, wt, x],
+        Pass::BackwardWeights => [x, y, wt],
+    }
+}
+
+fn message(err: &[c_char]) -> String {
+    // SAFETY: the C side writes a NUL-terminated string into the zeroed buffer.
+    unsafe { CStr::from_ptr(err.as_ptr()) }.to_string_lossy().into_owned()
+}
+
+/// Runs `pass` of the convolution `dims` on plain tensors `a` and `b` (see [`Pass`]) and returns
+/// its output, written by oneDNN into a fresh buffer (never zero-filled first).
+pub(crate) fn run(pass: Pass, dims: Dims, a: &[f32], b: &[f32]) -> Result<Vec<f32>> {
+    let [la, lb, lout] = lengths(pass, &dims);
+    if [a.len(), b.len()] != [la, lb] {
+        bail!("onednn conv2d {pass:?}: operands of {:?} elements for {dims:?}", [a.len(), b.len()])
+    }
+    let mut out: Vec<f32> = Vec::with_capacity(lout);
+    let mut err: [c_char; 256] = [0; 256];
+    let mut prims = super::lock(cache(), "onednn cache")?;
+    let prim = match prims.get(&(pass, dims)) {
+        Some(p) => p,
+        None => {
+            let g = dims.map(|v| v as i64);
+            // SAFETY: g has the 11 entries the shim reads; err is a writable buffer of its length.
+            let raw = unsafe { zoo_dnnl_conv_new(pass as c_int, g.as_ptr(), err.as_mut_ptr(), err.len()) };
+            if raw.is_null() {
+                bail!("onednn conv2d {pass:?} {dims:?}: {}", message(&err))
+            }
+            prims.entry((pass, dims)).or_insert(Primitive(raw))
+        }
+    };
+    // SAFETY: the input lengths were checked against the primitive's geometry and `out` has room
+    // for its whole output; the lock is held.
+    let status =
+        unsafe { zoo_dnnl_conv_run(prim.0, a.as_ptr(), b.as_ptr(), out.as_mut_ptr(), err.as_mut_ptr(), err.len()) };
+    if status != 0 {
+        bail!("onednn conv2d {pass:?} {dims:?}: {}", message(&err))
+    }
+    // SAFETY: a successful run wrote every one of the `lout` elements.
+    unsafe { out.set_len(lout) };
+    Ok(out)
+}

@@ -1,0 +1,247 @@
+/* The three passes of a 2-D convolution (f32, no bias, groups 1, dilation 1) through oneDNN's C API
+ * (2.x, as Debian's libdnnl-dev ships it), for zoo/src/ops/onednn/mod.rs.
+ *
+ * The library is opened at run time (`zoo_dnnl_load`), not linked: the Rust side first sets
+ * OpenMP's environment (libgomp reads it once, when it is loaded), and a binary built with the
+ * feature still runs where oneDNN is not installed.
+ *
+ * One `zoo_dnnl_conv` is one primitive of one geometry: the library picks its own (blocked)
+ * layouts, and the plain NCHW / OIHW tensors of the caller are reordered into and out of buffers
+ * shared by all objects (three, grown to the largest operand seen, so the blocked copies do not
+ * stay allocated per layer). Objects are made once per geometry and pass and reused; runs must not
+ * overlap (the Rust side holds one lock around every run). */
+
+#include <dlfcn.h>
+#include <oneapi/dnnl/dnnl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Every oneDNN function used, called through a pointer of its own type found by dlsym. */
+#define DNNL_FUNCTIONS(X)                                                                             \
+    X(dnnl_engine_create)                                                                             \
+    X(dnnl_stream_create)                                                                             \
+    X(dnnl_stream_wait)                                                                               \
+    X(dnnl_memory_desc_init_by_tag)                                                                   \
+    X(dnnl_memory_desc_equal)                                                                         \
+    X(dnnl_memory_desc_get_size)                                                                      \
+    X(dnnl_memory_create)                                                                             \
+    X(dnnl_memory_set_data_handle)                                                                    \
+    X(dnnl_memory_destroy)                                                                            \
+    X(dnnl_convolution_forward_desc_init)                                                             \
+    X(dnnl_convolution_backward_data_desc_init)                                                       \
+    X(dnnl_convolution_backward_weights_desc_init)                                                    \
+    X(dnnl_reorder_primitive_desc_create)                                                             \
+    X(dnnl_primitive_desc_create)                                                                     \
+    X(dnnl_primitive_desc_query_md)                                                                   \
+    X(dnnl_primitive_desc_destroy)                                                                    \
+    X(dnnl_primitive_create)                                                                          \
+    X(dnnl_primitive_execute)                                                                         \
+    X(dnnl_primitive_destroy)
+
+#define DECLARE(f) static __typeof__(&f) p_##f;
+DNNL_FUNCTIONS(DECLARE)
+#undef DECLARE
+
+/* Opens oneDNN (`path`, e.g. "libdnnl.so.2") and finds its functions; 0 on success. */
+int zoo_dnnl_load(const char *path, char *err, size_t err_len) {
+    void *lib = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (!lib) {
+        snprintf(err, err_len, "%s", dlerror());
+        return -1;
+    }
+#define FIND(f)                                                                                       \
+    if (!(p_##f = (__typeof__(&f))dlsym(lib, #f))) {                                                  \
+        snprintf(err, err_len, "%s: no symbol %s", path, #f);                                         \
+        return -1;                                                                                    \
+    }
+    DNNL_FUNCTIONS(FIND)
+#undef FIND
+    return 0;
+}
+
+enum { ZOO_FORWARD = 0, ZOO_BACKWARD_DATA = 1, ZOO_BACKWARD_WEIGHTS = 2 };
+
+/* One operand of the primitive: the caller's plain memory, and the primitive's own layout when it
+ * differs (then `reorder` copies between them). */
+typedef struct {
+    int arg;
+    int output;
+    dnnl_memory_t user;
+    dnnl_memory_t inner;
+    size_t inner_bytes;
+    dnnl_primitive_t reorder;
+} operand;
+
+/* The buffers of the blocked copies, one per operand slot, shared by every object. */
+static void *scratch[3];
+static size_t scratch_bytes[3];
+
+static int scratch_for(int slot, size_t bytes) {
+    if (scratch_bytes[slot] >= bytes) return 0;
+    free(scratch[slot]);
+    scratch_bytes[slot] = 0;
+    if (posix_memalign(&scratch[slot], 64, bytes) != 0) {
+        scratch[slot] = NULL;
+        return -1;
+    }
+    scratch_bytes[slot] = bytes;
+    return 0;
+}
+
+typedef struct {
+    dnnl_primitive_t conv;
+    operand ops[3];
+} zoo_dnnl_conv;
+
+static dnnl_engine_t engine;
+static dnnl_stream_t stream;
+static dnnl_status_t engine_status = dnnl_success;
+static pthread_once_t engine_once = PTHREAD_ONCE_INIT;
+
+static void make_engine(void) {
+    engine_status = p_dnnl_engine_create(&engine, dnnl_cpu, 0);
+    if (engine_status == dnnl_success) engine_status = p_dnnl_stream_create(&stream, engine, dnnl_stream_default_flags);
+}
+
+#define TRY(call)                                                                   \
+    do {                                                                            \
+        dnnl_status_t s_ = (call);                                                  \
+        if (s_ != dnnl_success) {                                                   \
+            snprintf(err, err_len, "%s: oneDNN status %d", #call, (int)s_);         \
+            goto fail;                                                              \
+        }                                                                           \
+    } while (0)
+
+void zoo_dnnl_conv_free(zoo_dnnl_conv *c) {
+    if (!c) return;
+    if (c->conv) p_dnnl_primitive_destroy(c->conv);
+    for (int i = 0; i < 3; i++) {
+        operand *o = &c->ops[i];
+        if (o->reorder) p_dnnl_primitive_destroy(o->reorder);
+        if (o->inner) p_dnnl_memory_destroy(o->inner);
+        if (o->user) p_dnnl_memory_destroy(o->user);
+    }
+    free(c);
+}
+
+/* The operand `arg` of `pd`, whose plain descriptor is `plain`. */
+static dnnl_status_t make_operand(operand *o, const_dnnl_primitive_desc_t pd, dnnl_query_t what, int arg,
+                                  int output, const dnnl_memory_desc_t *plain) {
+    o->arg = arg;
+    o->output = output;
+    const dnnl_memory_desc_t *want = p_dnnl_primitive_desc_query_md(pd, what, 0);
+    dnnl_status_t s = p_dnnl_memory_create(&o->user, plain, engine, DNNL_MEMORY_NONE);
+    if (s != dnnl_success || p_dnnl_memory_desc_equal(want, plain)) return s;
+    o->inner_bytes = p_dnnl_memory_desc_get_size(want);
+    s = p_dnnl_memory_create(&o->inner, want, engine, DNNL_MEMORY_NONE);
+    if (s != dnnl_success) return s;
+    dnnl_primitive_desc_t rpd;
+    s = output ? p_dnnl_reorder_primitive_desc_create(&rpd, want, engine, plain, engine, NULL)
+               : p_dnnl_reorder_primitive_desc_create(&rpd, plain, engine, want, engine, NULL);
+    if (s != dnnl_success) return s;
+    s = p_dnnl_primitive_create(&o->reorder, rpd);
+    p_dnnl_primitive_desc_destroy(rpd);
+    return s;
+}
+
+/* Geometry `g`: n, c, h, w, o, kh, kw, oh, ow, stride, padding. */
+zoo_dnnl_conv *zoo_dnnl_conv_new(int pass, const long long g[11], char *err, size_t err_len) {
+    dnnl_primitive_desc_t fwd_pd = NULL, pd = NULL;
+    zoo_dnnl_conv *c = calloc(1, sizeof *c);
+    if (!c) {
+        snprintf(err, err_len, "out of memory");
+        return NULL;
+    }
+    pthread_once(&engine_once, make_engine);
+    TRY(engine_status);
+    const dnnl_dims_t x_dims = {g[0], g[1], g[2], g[3]}, w_dims = {g[4], g[1], g[5], g[6]},
+                      y_dims = {g[0], g[4], g[7], g[8]};
+    const dnnl_dims_t strides = {g[9], g[9]}, pad_l = {g[10], g[10]};
+    /* PyTorch's output size floors; oneDNN wants the right padding that makes it exact. */
+    const dnnl_dims_t pad_r = {(g[7] - 1) * g[9] + g[5] - g[2] - g[10], (g[8] - 1) * g[9] + g[6] - g[3] - g[10]};
+    dnnl_memory_desc_t x_plain, w_plain, y_plain, x_any, w_any, y_any;
+    TRY(p_dnnl_memory_desc_init_by_tag(&x_plain, 4, x_dims, dnnl_f32, dnnl_nchw));
+    TRY(p_dnnl_memory_desc_init_by_tag(&w_plain, 4, w_dims, dnnl_f32, dnnl_oihw));
+    TRY(p_dnnl_memory_desc_init_by_tag(&y_plain, 4, y_dims, dnnl_f32, dnnl_nchw));
+    TRY(p_dnnl_memory_desc_init_by_tag(&x_any, 4, x_dims, dnnl_f32, dnnl_format_tag_any));
+    TRY(p_dnnl_memory_desc_init_by_tag(&w_any, 4, w_dims, dnnl_f32, dnnl_format_tag_any));
+    TRY(p_dnnl_memory_desc_init_by_tag(&y_any, 4, y_dims, dnnl_f32, dnnl_format_tag_any));
+
+    dnnl_convolution_desc_t fwd, bwd;
+    TRY(p_dnnl_convolution_forward_desc_init(&fwd, dnnl_forward_training, dnnl_convolution_direct, &x_any, &w_any,
+                                           NULL, &y_any, strides, pad_l, pad_r));
+    TRY(p_dnnl_primitive_desc_create(&fwd_pd, &fwd, NULL, engine, NULL));
+    switch (pass) {
+    case ZOO_FORWARD:
+        pd = fwd_pd;
+        fwd_pd = NULL;
+        TRY(make_operand(&c->ops[0], pd, dnnl_query_src_md, DNNL_ARG_SRC, 0, &x_plain));
+        TRY(make_operand(&c->ops[1], pd, dnnl_query_weights_md, DNNL_ARG_WEIGHTS, 0, &w_plain));
+        TRY(make_operand(&c->ops[2], pd, dnnl_query_dst_md, DNNL_ARG_DST, 1, &y_plain));
+        break;
+    case ZOO_BACKWARD_DATA:
+        TRY(p_dnnl_convolution_backward_data_desc_init(&bwd, dnnl_convolution_direct, &x_any, &w_any, &y_any, strides,
+                                                     pad_l, pad_r));
+        TRY(p_dnnl_primitive_desc_create(&pd, &bwd, NULL, engine, fwd_pd));
+        TRY(make_operand(&c->ops[0], pd, dnnl_query_diff_dst_md, DNNL_ARG_DIFF_DST, 0, &y_plain));
+        TRY(make_operand(&c->ops[1], pd, dnnl_query_weights_md, DNNL_ARG_WEIGHTS, 0, &w_plain));
+        TRY(make_operand(&c->ops[2], pd, dnnl_query_diff_src_md, DNNL_ARG_DIFF_SRC, 1, &x_plain));
+        break;
+    case ZOO_BACKWARD_WEIGHTS:
+        TRY(p_dnnl_convolution_backward_weights_desc_init(&bwd, dnnl_convolution_direct, &x_any, &w_any, NULL, &y_any,
+                                                        strides, pad_l, pad_r));
+        TRY(p_dnnl_primitive_desc_create(&pd, &bwd, NULL, engine, fwd_pd));
+        TRY(make_operand(&c->ops[0], pd, dnnl_query_src_md, DNNL_ARG_SRC, 0, &x_plain));
+        TRY(make_operand(&c->ops[1], pd, dnnl_query_diff_dst_md, DNNL_ARG_DIFF_DST, 0, &y_plain));
+        TRY(make_operand(&c->ops[2], pd, dnnl_query_diff_weights_md, DNNL_ARG_DIFF_WEIGHTS, 1, &w_plain));
+        break;
+    default:
+        snprintf(err, err_len, "unknown pass %d", pass);
+        goto fail;
+    }
+    TRY(p_dnnl_primitive_create(&c->conv, pd));
+    p_dnnl_primitive_desc_destroy(pd);
+    if (fwd_pd) p_dnnl_primitive_desc_destroy(fwd_pd);
+    return c;
+fail:
+    if (pd) p_dnnl_primitive_desc_destroy(pd);
+    if (fwd_pd) p_dnnl_primitive_desc_destroy(fwd_pd);
+    zoo_dnnl_conv_free(c);
+    return NULL;
+}
+
+/* Runs the pass: `a` and `b` are its inputs and `out` its output, all plain (forward: x, w -> y;
+ * backward data: dy, w -> dx; backward weights: x, dy -> dw). */
+int zoo_dnnl_conv_run(zoo_dnnl_conv *c, const float *a, const float *b, float *out, char *err, size_t err_len) {
+    void *ptrs[3] = {(void *)a, (void *)b, out};
+    dnnl_exec_arg_t args[3];
+    for (int i = 0; i < 3; i++) {
+        operand *o = &c->ops[i];
+        TRY(p_dnnl_memory_set_data_handle(o->user, ptrs[i]));
+        if (o->reorder) {
+            if (scratch_for(i, o->inner_bytes) != 0) {
+                snprintf(err, err_len, "out of memory for a %zu-byte blocked copy", o->inner_bytes);
+                return -1;
+            }
+            TRY(p_dnnl_memory_set_data_handle(o->inner, scratch[i]));
+        }
+        args[i].arg = o->arg;
+        args[i].memory = o->reorder ? o->inner : o->user;
+        if (o->reorder && !o->output) {
+            dnnl_exec_arg_t r[2] = {{DNNL_ARG_FROM, o->user}, {DNNL_ARG_TO, o->inner}};
+            TRY(p_dnnl_primitive_execute(o->reorder, stream, 2, r));
+        }
+    }
+    TRY(p_dnnl_primitive_execute(c->conv, stream, 3, args));
+    operand *o = &c->ops[2];
+    if (o->reorder) {
+        dnnl_exec_arg_t r[2] = {{DNNL_ARG_FROM, o->inner}, {DNNL_ARG_TO, o->user}};
+        TRY(p_dnnl_primitive_execute(o->reorder, stream, 2, r));
+    }
+    TRY(p_dnnl_stream_wait(stream));
+    return 0;
+fail:
+    return -1;
+}

@@ -1,0 +1,59 @@
+//! Feature `onednn`: the oneDNN convolution against the im2col + GEMM op (itself tested against
+//! candle's `conv2d` in `conv.rs`) on every convolution geometry of the zoo's models, at the
+//! models' real channel counts: outputs, input and weight gradients, and the same bits on a rerun.
+#![cfg(feature = "onednn")]
+
+use candle_core::{Device, Tensor, Var};
+use common::max_rel;
+
+mod common;
+
+/// The output, `dx` and `dw` of a convolution under a loss weighting every output differently.
+fn passes(x: &Var, w: &Var, s: usize, p: usize, weights: &Tensor) -> [Tensor; 3] {
+    let y = zoo::ops::conv2d(x, w, s, p).unwrap();
+    let g = (&y * weights).unwrap().sum_all().unwrap().backward().unwrap();
+    [y, g.get(x).unwrap().clone(), g.get(w).unwrap().clone()]
+}
+
+#[test]
+fn onednn_matches_the_im2col_op_on_the_zoo_geometries() {
+    let dev = Device::Cpu;
+    // (x shape, out channels, kernel, stride, padding)
+    let cases = [
+        // WRN-40-4 on CIFAR: the stem, 3x3 s1 and s2 in each group, the 1x1 shortcuts.
+        ((2, 3, 32, 32), 16, 3, 1, 1),
+        ((2, 64, 32, 32), 64, 3, 1, 1),
+        ((2, 64, 32, 32), 128, 3, 2, 1),
+        ((2, 256, 8, 8), 256, 3, 1, 1),
+        ((2, 16, 32, 32), 64, 1, 1, 0),
+        ((2, 128, 16, 16), 256, 1, 2, 0),
+        // DenseNet-BC-40-40: the bottleneck 1x1 to 4k and the 3x3 to k, a transition.
+        ((2, 200, 16, 16), 160, 1, 1, 0),
+        ((2, 160, 16, 16), 40, 3, 1, 1),
+        // ResNet-18: the 7x7 s2 p3 stem (at 64x64 instead of 224) and a strided 3x3.
+        ((2, 3, 64, 64), 64, 7, 2, 3),
+        ((2, 64, 14, 14), 128, 3, 2, 1),
+        // Odd edges: stride 3, no padding with a remainder, C == H == W.
+        ((1, 2, 7, 7), 3, 3, 3, 1),
+        ((2, 3, 9, 9), 4, 3, 2, 0),
+        ((1, 5, 5, 5), 3, 3, 1, 1),
+    ];
+    for (xs, o, k, s, p) in cases {
+        let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, xs, &dev).unwrap()).unwrap();
+        let w = Var::from_tensor(&Tensor::randn(0f32, 0.1, (o, xs.1, k, k), &dev).unwrap()).unwrap();
+        let (oh, ow) = ((xs.2 + 2 * p - k) / s + 1, (xs.3 + 2 * p - k) / s + 1);
+        let weights = Tensor::randn(0f32, 1.0, (xs.0, o, oh, ow), &dev).unwrap();
+        zoo::ops::onednn::set_onednn(true);
+        assert!(zoo::ops::onednn::onednn(), "oneDNN did not load (see the warning above)");
+        let ours = passes(&x, &w, s, p, &weights);
+        let again = passes(&x, &w, s, p, &weights);
+        zoo::ops::onednn::set_onednn(false);
+        let reference = passes(&x, &w, s, p, &weights);
+        for (i, name) in ["y", "dx", "dw"].iter().enumerate() {
+            let d = max_rel(&ours[i], &reference[i]);
+            assert!(d < 1e-5, "{name} {xs:?} o{o} k{k} s{s} p{p}: relative difference {d}");
+            let same = (&ours[i] - &again[i]).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+            assert_eq!(same, 0.0, "{name} {xs:?} o{o} k{k} s{s} p{p}: a rerun differs");
+        }
+    }
+}
