@@ -97,3 +97,25 @@ fn bad_windows_are_errors() {
         assert!(max_pool2d(&x, k, s, p).is_err(), "k{k} s{s} p{p}");
     }
 }
+
+/// PyTorch's rules where values repeat: the first maximum of a window in row-major order takes
+/// the gradient, and a NaN wins its window (value and gradient).
+#[test]
+fn ties_go_to_the_first_maximum_and_nan_propagates() {
+    let dev = Device::Cpu;
+    let grads = |v: Vec<f32>| {
+        let x = Var::from_tensor(&Tensor::from_vec(v, (1, 1, 3, 3), &dev).unwrap()).unwrap();
+        let y = max_pool2d(&x, 2, 1, 0).unwrap();
+        let g = y.sum_all().unwrap().backward().unwrap();
+        (
+            y.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            g.get(&x).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+        )
+    };
+    let (y, dx) = grads(vec![1., 5., 5., 5., 0., 2., 3., 4., 1.]);
+    assert_eq!(y, [5., 5., 5., 4.]);
+    assert_eq!(dx, [0., 2., 0., 1., 0., 0., 0., 1., 0.]);
+    let (y, dx) = grads(vec![1., 5., 5., 5., f32::NAN, 2., 3., 4., 1.]);
+    assert!(y.iter().all(|v| v.is_nan()), "{y:?}");
+    assert_eq!(dx, [0., 0., 0., 0., 4., 0., 0., 0., 0.]);
+}

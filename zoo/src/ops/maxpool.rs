@@ -5,12 +5,15 @@
 //! padding is `-inf`, each output takes the first maximum of its window in row-major order, and
 //! the backward routes each output gradient to that element (accumulating where windows overlap).
 //!
-//! On the CPU it is a custom op (f32, f64); on other devices it is composed from candle ops that
+//! On the CPU it is a custom op (f32, f64; planes in parallel, the backward finding each window's
+//! maximum again rather than keeping indices); on other devices it is composed from candle ops that
 //! have a backward (`index_select` of the window offsets, then `maximum`), which agrees with it
 //! except on exact ties inside a window.
 
 use candle_core::backend::BackendStorage;
 use candle_core::{bail, CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor};
+
+use rayon::prelude::*;
 
 use super::contiguous_slice;
 
@@ -53,38 +56,33 @@ impl MaxPool {
         (n + 2 * self.padding - self.kernel) / self.stride + 1
     }
 
-    /// For each output position along one axis and window offset `d`: the input index, or `None`
-    /// in the padding.
-    fn source(&self, out: usize, d: usize, len: usize) -> Option<usize> {
-        (out * self.stride + d).checked_sub(self.padding).filter(|&i| i < len)
+    /// The input rows (or columns) `lo..hi` of output row `out`'s window, clipped to `0..len`.
+    fn window(&self, out: usize, len: usize) -> (usize, usize) {
+        let start = out * self.stride;
+        (start.saturating_sub(self.padding), (start + self.kernel - self.padding).min(len))
     }
 
-    /// Index of the first maximum of every window, per output element (flat index in `[H*W]`).
-    fn argmax<T: candle_core::WithDType>(&self, x: &[T], h: usize, w: usize, planes: usize) -> Vec<usize> {
-        let (ho, wo) = (self.out_size(h), self.out_size(w));
-        let mut out = Vec::with_capacity(planes * ho * wo);
-        for p in 0..planes {
-            let plane = &x[p * h * w..(p + 1) * h * w];
-            for oi in 0..ho {
-                for oj in 0..wo {
-                    let mut best: Option<(usize, T)> = None;
-                    for di in 0..self.kernel {
-                        let Some(i) = self.source(oi, di, h) else { continue };
-                        for dj in 0..self.kernel {
-                            let Some(j) = self.source(oj, dj, w) else { continue };
-                            let v = plane[i * w + j];
-                            // `v > max or v is NaN`, as PyTorch: NaN propagates.
-                            if best.is_none_or(|(_, m)| v > m || v.to_f64().is_nan()) {
-                                best = Some((i * w + j, v));
-                            }
+    /// Calls `f(k, idx)` for every output `k` of one `[h, w]` plane with `idx`, the flat index of
+    /// its window's maximum: the first in row-major order, or the last NaN (as PyTorch: NaN
+    /// propagates). A window always holds an input element (padding <= kernel / 2).
+    fn each_max<T: candle_core::WithDType>(&self, plane: &[T], h: usize, w: usize, mut f: impl FnMut(usize, usize)) {
+        let wo = self.out_size(w);
+        let cols: Vec<(usize, usize)> = (0..wo).map(|oj| self.window(oj, w)).collect();
+        for oi in 0..self.out_size(h) {
+            let (r0, r1) = self.window(oi, h);
+            for (oj, &(c0, c1)) in cols.iter().enumerate() {
+                let (mut best, mut max) = (r0 * w + c0, plane[r0 * w + c0]);
+                for i in r0..r1 {
+                    for (j, &v) in plane[i * w + c0..i * w + c1].iter().enumerate() {
+                        #[allow(clippy::eq_op)] // v != v: NaN
+                        if v > max || v != v {
+                            (best, max) = (i * w + c0 + j, v);
                         }
                     }
-                    // A window always holds at least one input element (padding <= kernel / 2).
-                    out.push(best.map_or(0, |(idx, _)| idx));
                 }
+                f(oi * wo + oj, best);
             }
         }
-        out
     }
 
     /// The device-generic composition (any device, differentiable through candle ops).
@@ -127,11 +125,12 @@ impl CustomOp1 for MaxPool {
         let (n, c, h, w) = l.shape().dims4()?;
         let shape = Shape::from((n, c, self.out_size(h), self.out_size(w)));
         fn go<T: candle_core::WithDType>(op: &MaxPool, x: &[T], h: usize, w: usize, planes: usize) -> Vec<T> {
-            op.argmax(x, h, w, planes)
-                .into_iter()
-                .enumerate()
-                .map(|(k, idx)| x[(k / op.plane_out(h, w)) * h * w + idx])
-                .collect()
+            let per = op.plane_out(h, w);
+            let mut y = vec![T::zero(); planes * per];
+            y.par_chunks_mut(per.max(1)).zip(x.par_chunks(h * w)).for_each(|(y, plane)| {
+                op.each_max(plane, h, w, |k, idx| y[k] = plane[idx]);
+            });
+            y
         }
         let out = match s {
             CpuStorage::F32(_) => CpuStorage::F32(go(self, contiguous_slice::<f32>(s, l, self.name())?, h, w, n * c)),
@@ -164,11 +163,12 @@ impl candle_core::CustomOp2 for MaxPoolGrad {
         let (n, c, h, w) = xl.shape().dims4()?;
         let op = self.0;
         fn go<T: candle_core::WithDType>(op: &MaxPool, x: &[T], g: &[T], h: usize, w: usize, planes: usize) -> Vec<T> {
-            let mut dx = vec![T::zero(); x.len()];
             let per = op.plane_out(h, w);
-            for (k, idx) in op.argmax(x, h, w, planes).into_iter().enumerate() {
-                dx[(k / per) * h * w + idx] += g[k];
-            }
+            let mut dx = vec![T::zero(); planes * h * w];
+            dx.par_chunks_mut(h * w)
+                .zip(x.par_chunks(h * w))
+                .zip(g.par_chunks(per.max(1)))
+                .for_each(|((dx, plane), g)| op.each_max(plane, h, w, |k, idx| dx[idx] += g[k]));
             dx
         }
         let out = match (xs, gs) {
