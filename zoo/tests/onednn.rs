@@ -8,6 +8,15 @@ use common::max_rel;
 
 mod common;
 
+/// Runs `f` with oneDNN on or off; the switch is process-wide, so the tests take turns.
+fn with_onednn<R>(on: bool, f: impl FnOnce() -> R) -> R {
+    static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    zoo::ops::onednn::set_onednn(on);
+    assert_eq!(zoo::ops::onednn::onednn(), on, "oneDNN did not load (see the warning above)");
+    f()
+}
+
 /// The output, `dx` and `dw` of a convolution under a loss weighting every output differently.
 fn passes(x: &Var, w: &Var, s: usize, p: usize, weights: &Tensor) -> [Tensor; 3] {
     let y = zoo::ops::conv2d(x, w, s, p).unwrap();
@@ -43,17 +52,47 @@ fn onednn_matches_the_im2col_op_on_the_zoo_geometries() {
         let w = Var::from_tensor(&Tensor::randn(0f32, 0.1, (o, xs.1, k, k), &dev).unwrap()).unwrap();
         let (oh, ow) = ((xs.2 + 2 * p - k) / s + 1, (xs.3 + 2 * p - k) / s + 1);
         let weights = Tensor::randn(0f32, 1.0, (xs.0, o, oh, ow), &dev).unwrap();
-        zoo::ops::onednn::set_onednn(true);
-        assert!(zoo::ops::onednn::onednn(), "oneDNN did not load (see the warning above)");
-        let ours = passes(&x, &w, s, p, &weights);
-        let again = passes(&x, &w, s, p, &weights);
-        zoo::ops::onednn::set_onednn(false);
-        let reference = passes(&x, &w, s, p, &weights);
+        let (ours, again) = with_onednn(true, || (passes(&x, &w, s, p, &weights), passes(&x, &w, s, p, &weights)));
+        let reference = with_onednn(false, || passes(&x, &w, s, p, &weights));
         for (i, name) in ["y", "dx", "dw"].iter().enumerate() {
             let d = max_rel(&ours[i], &reference[i]);
             assert!(d < 1e-5, "{name} {xs:?} o{o} k{k} s{s} p{p}: relative difference {d}");
             let same = (&ours[i] - &again[i]).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
             assert_eq!(same, 0.0, "{name} {xs:?} o{o} k{k} s{s} p{p}: a rerun differs");
+        }
+    }
+}
+
+/// The whole-pool matrix products (LSTM, linear layers) through oneDNN's sgemm against the `gemm`
+/// crate's: every combination of plain and transposed operands, with and without accumulation.
+#[test]
+fn sgemm_matches_the_gemm_crate() {
+    use zoo::ops::gemm::{matmul_into, View};
+    let (m, k, n) = (37, 300, 129);
+    let a: Vec<f32> = (0..m * k).map(|i| ((i * 7919) % 1013) as f32 / 1013.0 - 0.5).collect();
+    let b: Vec<f32> = (0..k * n).map(|i| ((i * 104729) % 997) as f32 / 997.0 - 0.5).collect();
+    let at: Vec<f32> = (0..k * m).map(|i| a[(i % m) * k + i / m]).collect(); // a^T stored row-major
+    let bt: Vec<f32> = (0..n * k).map(|i| b[(i % k) * n + i / k]).collect(); // b^T stored row-major
+    let views = [
+        ("a b", View::new(&a, m, k), View::new(&b, k, n)),
+        ("a^T^T b", View::new(&at, k, m).t(), View::new(&b, k, n)),
+        ("a b^T^T", View::new(&a, m, k), View::new(&bt, n, k).t()),
+        ("a^T^T b^T^T", View::new(&at, k, m).t(), View::new(&bt, n, k).t()),
+    ];
+    let start: Vec<f32> = (0..m * n).map(|i| (i % 5) as f32).collect();
+    for (name, va, vb) in views {
+        for accumulate in [false, true] {
+            let product = |on: bool| {
+                with_onednn(on, || {
+                    let mut out = start.clone();
+                    matmul_into(va, vb, &mut out, accumulate);
+                    out
+                })
+            };
+            let (ours, reference) = (product(true), product(false));
+            let scale = reference.iter().fold(0f32, |s, v| s.max(v.abs()));
+            let d = ours.iter().zip(&reference).fold(0f32, |s, (x, y)| s.max((x - y).abs())) / scale;
+            assert!(d < 1e-5, "{name} accumulate {accumulate}: relative difference {d}");
         }
     }
 }

@@ -1,5 +1,6 @@
 //! A safe f32 matrix product on host slices, through the `gemm` crate candle itself uses (same
-//! kernels, same threads), without building a tensor around every operand.
+//! kernels, same threads), without building a tensor around every operand. With the feature
+//! `onednn` on and loaded, the whole-pool products go through oneDNN's sgemm instead.
 
 /// A row-major or transposed view of a matrix stored in a slice: element `(r, c)` lives at
 /// `r * rs + c * cs`.
@@ -20,6 +21,17 @@ impl<'a> View<'a> {
     pub fn new(data: &'a [f32], rows: usize, cols: usize) -> Self {
         assert_eq!(data.len(), rows * cols, "gemm view: {} values for {rows} x {cols}", data.len());
         Self { data, rows, cols, rs: cols, cs: 1 }
+    }
+
+    /// The view as a BLAS operand: row-major (`'N'`) or a row-major transpose (`'T'`).
+    #[cfg(feature = "onednn")]
+    fn blas(&self) -> Option<super::onednn::Operand<'a>> {
+        let (trans, ld) = match (self.rs, self.cs) {
+            (rs, 1) => (b'N', rs.max(1)),
+            (1, cs) => (b'T', cs.max(1)),
+            _ => return None,
+        };
+        Some(super::onednn::Operand { data: self.data, trans, ld })
     }
 
     /// The transpose, without moving data.
@@ -45,6 +57,16 @@ fn product(a: View, b: View, out: &mut [f32], accumulate: bool, parallel: bool) 
     assert_eq!(out.len(), m * n, "gemm: output of {} values for {m} x {n}", out.len());
     if m == 0 || n == 0 {
         return;
+    }
+    #[cfg(feature = "onednn")]
+    if parallel && super::onednn::onednn() {
+        if let (Some(oa), Some(ob)) = (a.blas(), b.blas()) {
+            // Fails only on arguments that break the BLAS contract, which the asserts above rule out.
+            if let Err(e) = super::onednn::sgemm(m, n, k, oa, ob, out, accumulate) {
+                panic!("{e}")
+            }
+            return;
+        }
     }
     let threads = rayon::current_num_threads();
     let parallelism = if parallel && threads > 1 && m * n * k >= 1 << 15 {

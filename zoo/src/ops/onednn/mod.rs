@@ -40,6 +40,61 @@ extern "C" {
         err_len: usize,
     ) -> c_int;
     fn zoo_dnnl_conv_free(conv: *mut RawConv);
+    fn zoo_dnnl_sgemm(
+        ta: c_char,
+        tb: c_char,
+        m: i64,
+        n: i64,
+        k: i64,
+        a: *const f32,
+        lda: i64,
+        b: *const f32,
+        ldb: i64,
+        beta: f32,
+        c: *mut f32,
+    ) -> c_int;
+}
+
+/// One operand of [`sgemm`]: its elements, `'N'` (row-major, leading dimension `ld`) or `'T'` (the
+/// row-major transpose), as BLAS.
+pub(crate) struct Operand<'a> {
+    pub data: &'a [f32],
+    pub trans: u8,
+    pub ld: usize,
+}
+
+/// `c = a b` (`+ c` with `accumulate`), `c` row-major `m x n`, through oneDNN's JIT sgemm on its
+/// OpenMP threads: what the zoo's whole-thread-pool products (LSTM, linear layers) call when
+/// oneDNN is on. The caller checked the shapes against the slices (`gemm::View`).
+pub(crate) fn sgemm(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: Operand,
+    b: Operand,
+    c: &mut [f32],
+    accumulate: bool,
+) -> Result<()> {
+    // SAFETY: the caller's views bound every element the leading dimensions reach.
+    let status = unsafe {
+        zoo_dnnl_sgemm(
+            a.trans as c_char,
+            b.trans as c_char,
+            m as i64,
+            n as i64,
+            k as i64,
+            a.data.as_ptr(),
+            a.ld as i64,
+            b.data.as_ptr(),
+            b.ld as i64,
+            if accumulate { 1.0 } else { 0.0 },
+            c.as_mut_ptr(),
+        )
+    };
+    if status != 0 {
+        bail!("onednn sgemm {m} x {k} x {n} failed")
+    }
+    Ok(())
 }
 
 /// Which pass of the convolution.

@@ -38,7 +38,8 @@
     X(dnnl_primitive_desc_destroy)                                                                    \
     X(dnnl_primitive_create)                                                                          \
     X(dnnl_primitive_execute)                                                                         \
-    X(dnnl_primitive_destroy)
+    X(dnnl_primitive_destroy)                                                                         \
+    X(dnnl_sgemm)
 
 #define DECLARE(f) static __typeof__(&f) p_##f;
 DNNL_FUNCTIONS(DECLARE)
@@ -244,4 +245,11 @@ int zoo_dnnl_conv_run(zoo_dnnl_conv *c, const float *a, const float *b, float *o
     return 0;
 fail:
     return -1;
+}
+
+/* Row-major `c = a b + beta c` with `a` (`m x k`) and `b` (`k x n`) each stored plainly ('N') or
+ * as its transpose ('T'), on oneDNN's own threads; 0 on success. */
+int zoo_dnnl_sgemm(char ta, char tb, long long m, long long n, long long k, const float *a, long long lda,
+                   const float *b, long long ldb, float beta, float *c) {
+    return p_dnnl_sgemm(ta, tb, m, n, k, 1.0f, a, lda, b, ldb, beta, c, n) == dnnl_success ? 0 : -1;
 }
