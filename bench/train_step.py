@@ -6,7 +6,9 @@ Median of ROUNDS steps after WARMUP, same thread count; each model runs in its o
 its peak resident memory is its own. FLOPs per step are counted by torch's FlopCounterMode
 (forward + backward); the fraction of peak uses cores x FMA width x clock from /proc/cpuinfo.
 
-usage: bench/.venv/bin/python bench/train_step.py [--features onednn] [ROUNDS] [WARMUP] [MODEL...]
+usage: bench/.venv/bin/python bench/train_step.py [--features onednn] [--alternate K] [ROUNDS] [WARMUP] [MODEL...]
+       (--alternate K: ours and PyTorch take K turns each per model, the VM's drift shared between
+       them; each side reports the median of its turns' medians)
        python3 bench/train_step.py --torch-all --device cuda [--precision f32|tf32|bf16] [--models a,b]
                                    [--batch-size N] [ROUNDS WARMUP]
 The second form times PyTorch alone on the models and batch sizes of `train bench` (the paper's:
@@ -257,6 +259,11 @@ def main():
         i = args.index("--features")
         features = ["--features", args[i + 1]]
         del args[i:i + 2]
+    turns = 1
+    if "--alternate" in args:
+        i = args.index("--alternate")
+        turns = int(args[i + 1])
+        del args[i:i + 2]
     numbers = [int(a) for a in args if a.isdigit()]
     rounds = numbers[0] if numbers else 5
     warmup = numbers[1] if len(numbers) > 1 else 2
@@ -268,17 +275,22 @@ def main():
     rows, version = [], "?"
     for m in models:
         if m == "bilstm":
-            ours = run_json(cargo + ["--bench", "bilstm", "--", str(rounds)], env)
-            theirs = run_json([sys.executable, __file__, "--torch-lstm", str(rounds), str(warmup)], env)
-            ours.setdefault("peak_rss_mib", float("nan"))
+            our_cmd = cargo + ["--bench", "bilstm", "--", str(rounds)]
+            their_cmd = [sys.executable, __file__, "--torch-lstm", str(rounds), str(warmup)]
         else:
-            ours = run_json(cargo + ["--bench", "train_step", "--", m, str(rounds), str(warmup)], env)
-            theirs = run_json([sys.executable, __file__, "--torch-one", m, str(rounds), str(warmup)], env)
+            our_cmd = cargo + ["--bench", "train_step", "--", m, str(rounds), str(warmup)]
+            their_cmd = [sys.executable, __file__, "--torch-one", m, str(rounds), str(warmup)]
+        runs = [(run_json(our_cmd, env), run_json(their_cmd, env)) for _ in range(turns)]
+        ours, theirs = runs[-1]
+        ours["median_ms"] = statistics.median(o["median_ms"] for o, _ in runs)
+        theirs["median_ms"] = statistics.median(t["median_ms"] for _, t in runs)
+        ours.setdefault("peak_rss_mib", float("nan"))
         version = theirs["version"]
         gf = theirs["flops"] / 1e9
         rows.append((m, ours, theirs, gf))
         print(f"# {m}: ours {ours['median_ms']:.0f} ms, PyTorch {theirs['median_ms']:.0f} ms", file=sys.stderr)
-    print(f"Training step{' (' + ' '.join(features) + ')' if features else ''}, {THREADS} threads, median of {rounds} after {warmup} warm-up; PyTorch {version}; "
+    alternated = f", {turns} alternating turns each (median of their medians)" if turns > 1 else ""
+    print(f"Training step{' (' + ' '.join(features) + ')' if features else ''}{alternated}, {THREADS} threads, median of {rounds} after {warmup} warm-up; PyTorch {version}; "
           f"peak {peak:.0f} GFLOP/s (cores x FMA width x clock)\n")
     print("| model (batch) | GFLOP/step | ours (ms) | PyTorch (ms) | ours / PyTorch | ours GFLOP/s (% peak) "
           "| PyTorch GFLOP/s (% peak) | peak RSS ours / PyTorch (MiB) |")
