@@ -75,18 +75,19 @@ impl LstmDirection {
         })
     }
 
+    /// `b_ih + b_hh`, the bias of the input projection.
+    fn bias(&self) -> Result<Tensor> {
+        &self.b_ih + &self.b_hh
+    }
+
     /// Outputs `[T, B, H]` of this direction over `x` `[T, B, D]`; `mask[t]` is `[B, 1]` (1 inside
     /// the sentence), `host_mask` the same values as `[T * B]`. `reverse` runs from the last step
     /// to the first.
-    fn run(&self, x: &Tensor, mask: &[Tensor], host_mask: &[f32], reverse: bool) -> Result<Tensor> {
+    fn run(&self, x: &Tensor, mask: &[Tensor], reverse: bool) -> Result<Tensor> {
         let (t_max, b, _) = x.dims3()?;
         let h = self.hidden;
         // The input projection of every step in one product.
-        let xw = crate::ops::linear(x, &self.w_ih, &(&self.b_ih + &self.b_hh)?)?; // [T, B, 4H]
-        if crate::ops::custom_ops() && x.device().is_cpu() && x.dtype() == candle_core::DType::F32 {
-            // The fused recurrence (one op, hand-written backward).
-            return crate::ops::lstm_direction(&xw, &self.w_hh, host_mask.to_vec(), reverse);
-        }
+        let xw = crate::ops::linear(x, &self.w_ih, &self.bias()?)?; // [T, B, 4H]
         let w_hh_t = self.w_hh.t()?;
         let mut state_h = Tensor::zeros((b, h), x.dtype(), x.device())?;
         let mut state_c = state_h.clone();
@@ -162,10 +163,15 @@ impl Nli {
             .chunks(b)
             .map(|m| Tensor::from_slice(m, (b, 1), x.device())?.to_dtype(x.dtype()))
             .collect::<Result<_>>()?;
-        let out = Tensor::cat(
-            &[self.forward_lstm.run(x, &mask, &host_mask, false)?, self.backward_lstm.run(x, &mask, &host_mask, true)?],
-            2,
-        )?;
+        let (f, r) = (&self.forward_lstm, &self.backward_lstm);
+        let out = if crate::ops::custom_ops() && x.device().is_cpu() && x.dtype() == candle_core::DType::F32 {
+            // Both directions in one op (hand-written backward), from one input projection.
+            let w_ih = Tensor::cat(&[&f.w_ih, &r.w_ih], 0)?; // [8H, D]
+            let xw = crate::ops::linear(x, &w_ih, &Tensor::cat(&[f.bias()?, r.bias()?], 0)?)?; // [T, B, 8H]
+            crate::ops::lstm_bidirectional(&xw, &Tensor::stack(&[&f.w_hh, &r.w_hh], 0)?, host_mask)?
+        } else {
+            Tensor::cat(&[f.run(x, &mask, false)?, r.run(x, &mask, true)?], 2)?
+        };
         match self.cfg.pooling {
             Pooling::MaxWithPadding => out.max(0),
             Pooling::Masked => {

@@ -63,11 +63,12 @@ fn onednn_matches_the_im2col_op_on_the_zoo_geometries() {
     }
 }
 
-/// The whole-pool matrix products (LSTM, linear layers) through oneDNN's sgemm against the `gemm`
-/// crate's: every combination of plain and transposed operands, with and without accumulation.
+/// The matrix products through oneDNN's sgemm (on its threads, and on the calling thread alone)
+/// against the `gemm` crate's: every combination of plain and transposed operands, with and
+/// without accumulation.
 #[test]
 fn sgemm_matches_the_gemm_crate() {
-    use zoo::ops::gemm::{matmul_into, View};
+    use zoo::ops::gemm::{matmul_into, matmul_into_serial, View};
     let (m, k, n) = (37, 300, 129);
     let a: Vec<f32> = (0..m * k).map(|i| ((i * 7919) % 1013) as f32 / 1013.0 - 0.5).collect();
     let b: Vec<f32> = (0..k * n).map(|i| ((i * 104729) % 997) as f32 / 997.0 - 0.5).collect();
@@ -81,18 +82,19 @@ fn sgemm_matches_the_gemm_crate() {
     ];
     let start: Vec<f32> = (0..m * n).map(|i| (i % 5) as f32).collect();
     for (name, va, vb) in views {
-        for accumulate in [false, true] {
+        for (accumulate, serial) in [(false, false), (true, false), (false, true), (true, true)] {
             let product = |on: bool| {
                 with_onednn(on, || {
                     let mut out = start.clone();
-                    matmul_into(va, vb, &mut out, accumulate);
+                    let f = if serial { matmul_into_serial } else { matmul_into };
+                    f(va, vb, &mut out, accumulate);
                     out
                 })
             };
             let (ours, reference) = (product(true), product(false));
             let scale = reference.iter().fold(0f32, |s, v| s.max(v.abs()));
             let d = ours.iter().zip(&reference).fold(0f32, |s, (x, y)| s.max((x - y).abs())) / scale;
-            assert!(d < 1e-5, "{name} accumulate {accumulate}: relative difference {d}");
+            assert!(d < 1e-5, "{name} accumulate {accumulate} serial {serial}: relative difference {d}");
         }
     }
 }

@@ -1,6 +1,7 @@
 //! A safe f32 matrix product on host slices, through the `gemm` crate candle itself uses (same
 //! kernels, same threads), without building a tensor around every operand. With the feature
-//! `onednn` on and loaded, the whole-pool products go through oneDNN's sgemm instead.
+//! `onednn` on and loaded, they go through oneDNN's sgemm instead (the serial ones on the calling
+//! thread alone).
 
 /// A row-major or transposed view of a matrix stored in a slice: element `(r, c)` lives at
 /// `r * rs + c * cs`.
@@ -59,10 +60,10 @@ fn product(a: View, b: View, out: &mut [f32], accumulate: bool, parallel: bool) 
         return;
     }
     #[cfg(feature = "onednn")]
-    if parallel && super::onednn::onednn() {
+    if super::onednn::onednn() {
         if let (Some(oa), Some(ob)) = (a.blas(), b.blas()) {
             // Fails only on arguments that break the BLAS contract, which the asserts above rule out.
-            if let Err(e) = super::onednn::sgemm(m, n, k, oa, ob, out, accumulate) {
+            if let Err(e) = super::onednn::sgemm(m, n, k, oa, ob, out, accumulate, !parallel) {
                 panic!("{e}")
             }
             return;

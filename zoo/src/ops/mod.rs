@@ -16,7 +16,7 @@ pub mod threads;
 pub use conv::{conv2d, conv2d_no_bias, Conv2d};
 pub use cumprod::exclusive_cumprod;
 pub use linear::linear;
-pub use lstm::lstm_direction;
+pub use lstm::lstm_bidirectional;
 pub use malloc::keep_freed_memory;
 pub use maxpool::{max_pool2d, max_pool2d_composite};
 pub use relu::relu;

@@ -52,6 +52,7 @@ extern "C" {
         ldb: i64,
         beta: f32,
         c: *mut f32,
+        single: c_int,
     ) -> c_int;
 }
 
@@ -63,9 +64,11 @@ pub(crate) struct Operand<'a> {
     pub ld: usize,
 }
 
-/// `c = a b` (`+ c` with `accumulate`), `c` row-major `m x n`, through oneDNN's JIT sgemm on its
-/// OpenMP threads: what the zoo's whole-thread-pool products (LSTM, linear layers) call when
-/// oneDNN is on. The caller checked the shapes against the slices (`gemm::View`).
+/// `c = a b` (`+ c` with `accumulate`), `c` row-major `m x n`, through oneDNN's JIT sgemm: on its
+/// OpenMP threads, or with `single` on the calling thread alone (products that already run side
+/// by side). What the zoo's products call when oneDNN is on. The caller checked the shapes against
+/// the slices (`gemm::View`).
+#[allow(clippy::too_many_arguments)] // BLAS's own
 pub(crate) fn sgemm(
     m: usize,
     n: usize,
@@ -74,6 +77,7 @@ pub(crate) fn sgemm(
     b: Operand,
     c: &mut [f32],
     accumulate: bool,
+    single: bool,
 ) -> Result<()> {
     // SAFETY: the caller's views bound every element the leading dimensions reach.
     let status = unsafe {
@@ -89,6 +93,7 @@ pub(crate) fn sgemm(
             b.ld as i64,
             if accumulate { 1.0 } else { 0.0 },
             c.as_mut_ptr(),
+            single as c_int,
         )
     };
     if status != 0 {

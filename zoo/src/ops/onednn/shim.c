@@ -45,6 +45,9 @@
 DNNL_FUNCTIONS(DECLARE)
 #undef DECLARE
 
+static int (*p_omp_get_max_threads)(void);
+static void (*p_omp_set_num_threads)(int);
+
 /* Opens oneDNN (`path`, e.g. "libdnnl.so.2") and finds its functions; 0 on success. */
 int zoo_dnnl_load(const char *path, char *err, size_t err_len) {
     void *lib = dlopen(path, RTLD_NOW | RTLD_LOCAL);
@@ -52,6 +55,9 @@ int zoo_dnnl_load(const char *path, char *err, size_t err_len) {
         snprintf(err, err_len, "%s", dlerror());
         return -1;
     }
+    /* OpenMP's per-thread team size, from the libgomp oneDNN brought in (see zoo_dnnl_sgemm). */
+    p_omp_get_max_threads = (int (*)(void))dlsym(lib, "omp_get_max_threads");
+    p_omp_set_num_threads = (void (*)(int))dlsym(lib, "omp_set_num_threads");
 #define FIND(f)                                                                                       \
     if (!(p_##f = (__typeof__(&f))dlsym(lib, #f))) {                                                  \
         snprintf(err, err_len, "%s: no symbol %s", path, #f);                                         \
@@ -248,8 +254,17 @@ fail:
 }
 
 /* Row-major `c = a b + beta c` with `a` (`m x k`) and `b` (`k x n`) each stored plainly ('N') or
- * as its transpose ('T'), on oneDNN's own threads; 0 on success. */
+ * as its transpose ('T'); 0 on success. `single`: on the calling thread only (OpenMP's team size
+ * for this thread set to 1 for the call, then restored), for products that already run side by
+ * side on several threads; otherwise on OpenMP's team. */
 int zoo_dnnl_sgemm(char ta, char tb, long long m, long long n, long long k, const float *a, long long lda,
-                   const float *b, long long ldb, float beta, float *c) {
-    return p_dnnl_sgemm(ta, tb, m, n, k, 1.0f, a, lda, b, ldb, beta, c, n) == dnnl_success ? 0 : -1;
+                   const float *b, long long ldb, float beta, float *c, int single) {
+    int team = 0;
+    if (single && p_omp_get_max_threads && p_omp_set_num_threads) {
+        team = p_omp_get_max_threads();
+        p_omp_set_num_threads(1);
+    }
+    dnnl_status_t s = p_dnnl_sgemm(ta, tb, m, n, k, 1.0f, a, lda, b, ldb, beta, c, n);
+    if (team > 0) p_omp_set_num_threads(team);
+    return s == dnnl_success ? 0 : -1;
 }
