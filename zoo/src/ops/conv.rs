@@ -251,12 +251,12 @@ impl CustomOp2 for Conv {
         with_host_f32([x, w, grad], "conv2d", |[xv, wv, dy]| {
             #[cfg(feature = "onednn")]
             if super::onednn::onednn() {
-                let dw = super::onednn::run(Pass::BackwardWeights, g.dims(), xv, dy)?;
-                let dw = Tensor::from_vec(dw, w.shape(), w.device())?;
                 if !x.track_op() {
-                    return Ok((None, Some(dw)));
+                    let dw = super::onednn::run(Pass::BackwardWeights, g.dims(), xv, dy)?;
+                    return Ok((None, Some(Tensor::from_vec(dw, w.shape(), w.device())?)));
                 }
-                let dx = super::onednn::run(Pass::BackwardData, g.dims(), dy, wv)?;
+                let (dw, dx) = super::onednn::backward(g.dims(), xv, dy, wv)?;
+                let dw = Tensor::from_vec(dw, w.shape(), w.device())?;
                 return Ok((Some(Tensor::from_vec(dx, x.shape(), x.device())?), Some(dw)));
             }
             // dW: each chunk of images sums dy_n col_n^T into its own buffer; the buffers are then

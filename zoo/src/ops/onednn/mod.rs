@@ -39,6 +39,17 @@ extern "C" {
         err: *mut c_char,
         err_len: usize,
     ) -> c_int;
+    fn zoo_dnnl_conv_backward(
+        bw: *mut RawConv,
+        bd: *mut RawConv,
+        x: *const f32,
+        dy: *const f32,
+        w: *const f32,
+        dw: *mut f32,
+        dx: *mut f32,
+        err: *mut c_char,
+        err_len: usize,
+    ) -> c_int;
     fn zoo_dnnl_conv_free(conv: *mut RawConv);
     fn zoo_dnnl_sgemm(
         ta: c_char,
@@ -199,36 +210,80 @@ fn message(err: &[c_char]) -> String {
     unsafe { CStr::from_ptr(err.as_ptr()) }.to_string_lossy().into_owned()
 }
 
+/// The primitive of `pass` and `dims` in `prims`, made on first use.
+fn primitive(prims: &mut HashMap<(Pass, Dims), Primitive>, pass: Pass, dims: Dims) -> Result<*mut RawConv> {
+    if let Some(p) = prims.get(&(pass, dims)) {
+        return Ok(p.0);
+    }
+    let mut err: [c_char; 256] = [0; 256];
+    let g = dims.map(|v| v as i64);
+    // SAFETY: g has the 11 entries the shim reads; err is a writable buffer of its length.
+    let raw = unsafe { zoo_dnnl_conv_new(pass as c_int, g.as_ptr(), err.as_mut_ptr(), err.len()) };
+    if raw.is_null() {
+        bail!("onednn conv2d {pass:?} {dims:?}: {}", message(&err))
+    }
+    prims.insert((pass, dims), Primitive(raw));
+    Ok(raw)
+}
+
+/// Checks `got` against a pass's operand lengths and makes its output buffer.
+fn output(pass: Pass, dims: &Dims, got: [usize; 2]) -> Result<Vec<f32>> {
+    let [la, lb, lout] = lengths(pass, dims);
+    if got != [la, lb] {
+        bail!("onednn conv2d {pass:?}: operands of {got:?} elements for {dims:?}")
+    }
+    Ok(Vec::with_capacity(lout))
+}
+
 /// Runs `pass` of the convolution `dims` on plain tensors `a` and `b` (see [`Pass`]) and returns
 /// its output, written by oneDNN into a fresh buffer (never zero-filled first).
 pub(crate) fn run(pass: Pass, dims: Dims, a: &[f32], b: &[f32]) -> Result<Vec<f32>> {
-    let [la, lb, lout] = lengths(pass, &dims);
-    if [a.len(), b.len()] != [la, lb] {
-        bail!("onednn conv2d {pass:?}: operands of {:?} elements for {dims:?}", [a.len(), b.len()])
-    }
-    let mut out: Vec<f32> = Vec::with_capacity(lout);
+    let mut out = output(pass, &dims, [a.len(), b.len()])?;
     let mut err: [c_char; 256] = [0; 256];
     let mut prims = super::lock(cache(), "onednn cache")?;
-    let prim = match prims.get(&(pass, dims)) {
-        Some(p) => p,
-        None => {
-            let g = dims.map(|v| v as i64);
-            // SAFETY: g has the 11 entries the shim reads; err is a writable buffer of its length.
-            let raw = unsafe { zoo_dnnl_conv_new(pass as c_int, g.as_ptr(), err.as_mut_ptr(), err.len()) };
-            if raw.is_null() {
-                bail!("onednn conv2d {pass:?} {dims:?}: {}", message(&err))
-            }
-            prims.entry((pass, dims)).or_insert(Primitive(raw))
-        }
-    };
+    let prim = primitive(&mut prims, pass, dims)?;
     // SAFETY: the input lengths were checked against the primitive's geometry and `out` has room
     // for its whole output; the lock is held.
     let status =
-        unsafe { zoo_dnnl_conv_run(prim.0, a.as_ptr(), b.as_ptr(), out.as_mut_ptr(), err.as_mut_ptr(), err.len()) };
+        unsafe { zoo_dnnl_conv_run(prim, a.as_ptr(), b.as_ptr(), out.as_mut_ptr(), err.as_mut_ptr(), err.len()) };
     if status != 0 {
         bail!("onednn conv2d {pass:?} {dims:?}: {}", message(&err))
     }
-    // SAFETY: a successful run wrote every one of the `lout` elements.
-    unsafe { out.set_len(lout) };
+    // SAFETY: a successful run wrote every element of the output.
+    unsafe { out.set_len(out.capacity()) };
     Ok(out)
+}
+
+/// Both gradients of the convolution `dims`, `(dw, dx)` from `x`, `dy` and `w`, in one call that
+/// reorders `dy` into oneDNN's layout once for the two passes.
+pub(crate) fn backward(dims: Dims, x: &[f32], dy: &[f32], w: &[f32]) -> Result<(Vec<f32>, Vec<f32>)> {
+    let mut dw = output(Pass::BackwardWeights, &dims, [x.len(), dy.len()])?;
+    let mut dx = output(Pass::BackwardData, &dims, [dy.len(), w.len()])?;
+    let mut err: [c_char; 256] = [0; 256];
+    let mut prims = super::lock(cache(), "onednn cache")?;
+    let bw = primitive(&mut prims, Pass::BackwardWeights, dims)?;
+    let bd = primitive(&mut prims, Pass::BackwardData, dims)?;
+    // SAFETY: as in `run`, for both passes.
+    let status = unsafe {
+        zoo_dnnl_conv_backward(
+            bw,
+            bd,
+            x.as_ptr(),
+            dy.as_ptr(),
+            w.as_ptr(),
+            dw.as_mut_ptr(),
+            dx.as_mut_ptr(),
+            err.as_mut_ptr(),
+            err.len(),
+        )
+    };
+    if status != 0 {
+        bail!("onednn conv2d backward {dims:?}: {}", message(&err))
+    }
+    // SAFETY: a successful call wrote every element of both outputs.
+    unsafe {
+        dw.set_len(dw.capacity());
+        dx.set_len(dx.capacity());
+    }
+    Ok((dw, dx))
 }

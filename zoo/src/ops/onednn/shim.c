@@ -77,6 +77,7 @@ typedef struct {
     int output;
     dnnl_memory_t user;
     dnnl_memory_t inner;
+    dnnl_memory_desc_t inner_md;
     size_t inner_bytes;
     dnnl_primitive_t reorder;
 } operand;
@@ -141,6 +142,7 @@ static dnnl_status_t make_operand(operand *o, const_dnnl_primitive_desc_t pd, dn
     const dnnl_memory_desc_t *want = p_dnnl_primitive_desc_query_md(pd, what, 0);
     dnnl_status_t s = p_dnnl_memory_create(&o->user, plain, engine, DNNL_MEMORY_NONE);
     if (s != dnnl_success || p_dnnl_memory_desc_equal(want, plain)) return s;
+    o->inner_md = *want;
     o->inner_bytes = p_dnnl_memory_desc_get_size(want);
     s = p_dnnl_memory_create(&o->inner, want, engine, DNNL_MEMORY_NONE);
     if (s != dnnl_success) return s;
@@ -219,24 +221,23 @@ fail:
     return NULL;
 }
 
-/* Runs the pass: `a` and `b` are its inputs and `out` its output, all plain (forward: x, w -> y;
- * backward data: dy, w -> dx; backward weights: x, dy -> dw). */
-int zoo_dnnl_conv_run(zoo_dnnl_conv *c, const float *a, const float *b, float *out, char *err, size_t err_len) {
-    void *ptrs[3] = {(void *)a, (void *)b, out};
+/* Runs `c` on plain `ptrs` (two inputs, then the output), operand i's blocked copy in scratch
+ * buffer `slots[i]`; with `ready0`, operand 0's copy is already in its slot (not reordered). */
+static int run_slots(zoo_dnnl_conv *c, void *ptrs[3], const int slots[3], int ready0, char *err, size_t err_len) {
     dnnl_exec_arg_t args[3];
     for (int i = 0; i < 3; i++) {
         operand *o = &c->ops[i];
         TRY(p_dnnl_memory_set_data_handle(o->user, ptrs[i]));
         if (o->reorder) {
-            if (scratch_for(i, o->inner_bytes) != 0) {
+            if (scratch_for(slots[i], o->inner_bytes) != 0) {
                 snprintf(err, err_len, "out of memory for a %zu-byte blocked copy", o->inner_bytes);
                 return -1;
             }
-            TRY(p_dnnl_memory_set_data_handle(o->inner, scratch[i]));
+            TRY(p_dnnl_memory_set_data_handle(o->inner, scratch[slots[i]]));
         }
         args[i].arg = o->arg;
         args[i].memory = o->reorder ? o->inner : o->user;
-        if (o->reorder && !o->output) {
+        if (o->reorder && !o->output && !(i == 0 && ready0)) {
             dnnl_exec_arg_t r[2] = {{DNNL_ARG_FROM, o->user}, {DNNL_ARG_TO, o->inner}};
             TRY(p_dnnl_primitive_execute(o->reorder, stream, 2, r));
         }
@@ -251,6 +252,27 @@ int zoo_dnnl_conv_run(zoo_dnnl_conv *c, const float *a, const float *b, float *o
     return 0;
 fail:
     return -1;
+}
+
+/* Runs the pass: `a` and `b` are its inputs and `out` its output, all plain (forward: x, w -> y;
+ * backward data: dy, w -> dx; backward weights: x, dy -> dw). */
+int zoo_dnnl_conv_run(zoo_dnnl_conv *c, const float *a, const float *b, float *out, char *err, size_t err_len) {
+    void *ptrs[3] = {(void *)a, (void *)b, out};
+    const int slots[3] = {0, 1, 2};
+    return run_slots(c, ptrs, slots, 0, err, err_len);
+}
+
+/* Both gradients of one convolution: `bw` (backward weights: x, dy -> dw), then `bd` (backward
+ * data: dy, w -> dx). When the two want `dy` in the same blocked layout, it is reordered once:
+ * `bd` reads the copy `bw` left in slot 1 (and puts `w` in slot 0, which `x` no longer needs). */
+int zoo_dnnl_conv_backward(zoo_dnnl_conv *bw, zoo_dnnl_conv *bd, const float *x, const float *dy, const float *w,
+                           float *dw, float *dx, char *err, size_t err_len) {
+    void *pw[3] = {(void *)x, (void *)dy, dw}, *pd[3] = {(void *)dy, (void *)w, dx};
+    const int slots_w[3] = {0, 1, 2}, slots_d[3] = {1, 0, 2};
+    if (run_slots(bw, pw, slots_w, 0, err, err_len) != 0) return -1;
+    const operand *a = &bw->ops[1], *b = &bd->ops[0];
+    int shared = a->reorder && b->reorder && p_dnnl_memory_desc_equal(&a->inner_md, &b->inner_md);
+    return run_slots(bd, pd, slots_d, shared, err, err_len);
 }
 
 /* Row-major `c = a b + beta c` with `a` (`m x k`) and `b` (`k x n`) each stored plainly ('N') or
