@@ -11,6 +11,10 @@
 //! Bi-LSTM-max NLI model ([`nli`]) and the Differentiable Neural Computer ([`dnc`]). Dropout draws
 //! seeded masks ([`dropout`]), so runs and resumed runs repeat exactly.
 //!
+//! On the CPU in f32 the layers run the zoo's own training ops ([`ops`]). The cargo feature
+//! `onednn` (Debian's `libdnnl-dev`) sends the convolutions and matrix products through oneDNN,
+//! the library PyTorch's CPU convolutions use; the same model code runs either way.
+//!
 //! A WRN-16-2 for CIFAR-100 from the registry, seeded, on a batch of two images (the paper's
 //! WRN-40-4 is `ModelArgs::classes(100)` alone):
 //!
