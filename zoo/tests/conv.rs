@@ -10,22 +10,7 @@ mod common;
 #[test]
 fn outputs_and_both_gradients_match_candle() {
     let dev = Device::Cpu;
-    // (x shape, out channels, kernel, stride, padding): WRN 3x3 s1/s2, shortcuts 1x1 s1/s2, ResNet's
-    // 7x7/s2/p3 stem, DenseNet's 1x1 bottleneck, candle#3404's C == H == W, and two more strided
-    // edges (stride 2 without padding, stride 3 with padding 1; candle's own gradient, the
-    // reference, needs (H + 2p - k) divisible by the stride).
-    let cases = [
-        ((2, 3, 9, 9), 4, 3, 2, 0),
-        ((1, 2, 7, 7), 3, 3, 3, 1),
-        ((2, 3, 8, 8), 4, 3, 1, 1),
-        ((3, 4, 9, 7), 6, 3, 2, 1),
-        ((2, 5, 6, 6), 3, 1, 1, 0),
-        ((2, 4, 8, 8), 6, 1, 2, 0),
-        ((2, 3, 16, 16), 4, 7, 2, 3),
-        ((1, 5, 5, 5), 3, 3, 1, 1),
-        ((2, 2, 5, 5), 3, 3, 1, 0),
-    ];
-    for (xs, o, k, s, p) in cases {
+    for (xs, o, k, s, p) in common::CONV_EDGE_CASES {
         let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, xs, &dev).unwrap()).unwrap();
         let w = Var::from_tensor(&Tensor::randn(0f32, 1.0, (o, xs.1, k, k), &dev).unwrap()).unwrap();
         let ours = zoo::ops::conv2d(&x, &w, s, p).unwrap();

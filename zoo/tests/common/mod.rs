@@ -85,3 +85,22 @@ pub fn max_rel(a: &Tensor, b: &Tensor) -> f32 {
     let scale = b.abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap().max(1e-6);
     (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap() / scale
 }
+
+/// One convolution of the op tests: (x shape, out channels, kernel, stride, padding).
+pub type ConvCase = ((usize, usize, usize, usize), usize, usize, usize, usize);
+
+/// Every kind of convolution in the zoo's models, small: WRN 3x3 s1/s2, shortcuts 1x1 s1/s2,
+/// ResNet's 7x7/s2/p3 stem, DenseNet's 1x1 bottleneck, candle#3404's C == H == W, and two more
+/// strided edges (stride 2 without padding, stride 3 with padding 1; candle's own gradient, the
+/// reference of `conv.rs`, needs (H + 2p - k) divisible by the stride).
+pub const CONV_EDGE_CASES: [ConvCase; 9] = [
+    ((2, 3, 9, 9), 4, 3, 2, 0),
+    ((1, 2, 7, 7), 3, 3, 3, 1),
+    ((2, 3, 8, 8), 4, 3, 1, 1),
+    ((3, 4, 9, 7), 6, 3, 2, 1),
+    ((2, 5, 6, 6), 3, 1, 1, 0),
+    ((2, 4, 8, 8), 6, 1, 2, 0),
+    ((2, 3, 16, 16), 4, 7, 2, 3),
+    ((1, 5, 5, 5), 3, 3, 1, 1),
+    ((2, 2, 5, 5), 3, 3, 1, 0),
+];
