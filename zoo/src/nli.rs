@@ -80,9 +80,9 @@ impl LstmDirection {
         &self.b_ih + &self.b_hh
     }
 
-    /// Outputs `[T, B, H]` of this direction over `x` `[T, B, D]`; `mask[t]` is `[B, 1]` (1 inside
-    /// the sentence), `host_mask` the same values as `[T * B]`. `reverse` runs from the last step
-    /// to the first.
+    /// Outputs `[T, B, H]` of this direction over `x` `[T, B, D]`, composed of candle ops (the
+    /// fused CPU op is `ops::lstm_bidirectional`); `mask[t]` is `[B, 1]` (1 inside the sentence).
+    /// `reverse` runs from the last step to the first.
     fn run(&self, x: &Tensor, mask: &[Tensor], reverse: bool) -> Result<Tensor> {
         let (t_max, b, _) = x.dims3()?;
         let h = self.hidden;

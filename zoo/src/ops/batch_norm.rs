@@ -11,8 +11,9 @@
 //! dbeta = sum dy ;  dgamma = sum dy xhat ;  dx = gamma / sqrt(var + eps) (dy - dbeta / M - xhat dgamma / M)
 //! ```
 //!
-//! Sums are accumulated in f64, in eight lanes per block of `H W` values (so that they vectorise). The batch mean and biased variance are handed back to the caller
-//! for the running statistics, and kept for the backward pass.
+//! Sums are accumulated in f64, in eight lanes per block of `H W` values (so that they vectorise).
+//! The batch mean and biased variance are handed back to the caller for the running statistics,
+//! and kept for the backward pass.
 //!
 //! With `relu`, the op is `max(y, 0)`: the forward clamps as it writes, and the backward reads
 //! `dy` only where the output is positive (PyTorch's ReLU rule), so a BatchNorm followed by a ReLU

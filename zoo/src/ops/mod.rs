@@ -26,27 +26,48 @@ use std::sync::atomic::{AtomicU8, Ordering};
 
 use candle_core::{bail, CpuStorage, Layout, Result, Tensor, WithDType};
 
-/// 0: not decided yet (read `ZOO_CUSTOM_OPS`), 1: on, 2: off.
-static CUSTOM_OPS: AtomicU8 = AtomicU8::new(0);
+/// A process-wide on/off switch, on unless its environment variable is `0` (read on first use)
+/// or it is set otherwise.
+pub(crate) struct Switch {
+    /// 0: not decided yet (read `var`), 1: on, 2: off.
+    state: AtomicU8,
+    var: &'static str,
+}
+
+impl Switch {
+    pub(crate) const fn new(var: &'static str) -> Self {
+        Self { state: AtomicU8::new(0), var }
+    }
+
+    pub(crate) fn set(&self, on: bool) {
+        self.state.store(if on { 1 } else { 2 }, Ordering::Relaxed);
+    }
+
+    pub(crate) fn get(&self) -> bool {
+        match self.state.load(Ordering::Relaxed) {
+            0 => {
+                let on = std::env::var(self.var).map_or(true, |v| v != "0");
+                self.set(on);
+                on
+            }
+            v => v == 1,
+        }
+    }
+}
+
+static CUSTOM_OPS: Switch = Switch::new("ZOO_CUSTOM_OPS");
 
 /// Turns the zoo's CPU custom ops on or off: convolutions, training BatchNorm, linear layers, the
 /// LSTM recurrence, ReLU, max pooling, the cumulative product and the DNC's fused step. Off, the CPU
 /// runs candle's own ops, the code path CUDA and Metal take (for `train check` and comparisons;
 /// default on, or `ZOO_CUSTOM_OPS=0` in the environment).
 pub fn set_custom_ops(on: bool) {
-    CUSTOM_OPS.store(if on { 1 } else { 2 }, Ordering::Relaxed);
+    CUSTOM_OPS.set(on)
 }
 
 /// Whether the CPU custom ops are on.
 pub fn custom_ops() -> bool {
-    match CUSTOM_OPS.load(Ordering::Relaxed) {
-        0 => {
-            let on = std::env::var("ZOO_CUSTOM_OPS").map_or(true, |v| v != "0");
-            set_custom_ops(on);
-            on
-        }
-        v => v == 1,
-    }
+    CUSTOM_OPS.get()
 }
 
 /// The elements of a contiguous CPU storage as `T`, for the custom ops' forward passes; the error

@@ -1,7 +1,8 @@
-//! The convolution's three passes through oneDNN (feature `onednn`), the library PyTorch's CPU
-//! convolutions run on: the forward pass, the input gradient and the weight gradient of a 2-D f32
-//! convolution, each on oneDNN's own blocked layouts (the plain NCHW / OIHW tensors reordered in
-//! and out), with JIT-compiled AVX2 / AVX-512 kernels chosen for the CPU at run time.
+//! The convolution's three passes and the matrix products through oneDNN (feature `onednn`), the
+//! library PyTorch's CPU convolutions run on: the forward pass, the input gradient and the weight
+//! gradient of a 2-D f32 convolution, each on oneDNN's own blocked layouts (the plain NCHW / OIHW
+//! tensors reordered in and out), and `zoo::ops::gemm`'s products through oneDNN's sgemm, with
+//! JIT-compiled AVX2 / AVX-512 kernels chosen for the CPU at run time.
 //!
 //! The C side is `shim.c` next to this file, built by `zoo/build.rs` against the headers of
 //! Debian's `libdnnl-dev` (oneDNN 2.x; `DNNL_ROOT` points elsewhere). The library is opened on
@@ -18,7 +19,6 @@
 
 use std::collections::HashMap;
 use std::ffi::{c_char, c_int, CStr};
-use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 use candle_core::{bail, Result};
@@ -145,26 +145,18 @@ fn cache() -> &'static Mutex<HashMap<(Pass, Dims), Primitive>> {
     CACHE.get_or_init(Default::default)
 }
 
-/// 0: not decided yet (read `ZOO_ONEDNN`), 1: on, 2: off.
-static ON: AtomicU8 = AtomicU8::new(0);
+static ON: super::Switch = super::Switch::new("ZOO_ONEDNN");
 
-/// Turns the oneDNN convolution on or off (default on, or `ZOO_ONEDNN=0` in the environment); off,
-/// the im2col + GEMM op runs, the reference oneDNN is tested against.
+/// Turns oneDNN on or off (default on, or `ZOO_ONEDNN=0` in the environment); off, the im2col +
+/// GEMM convolution and the `gemm` crate's products run, the references oneDNN is tested against.
 pub fn set_onednn(on: bool) {
-    ON.store(if on { 1 } else { 2 }, Ordering::Relaxed);
+    ON.set(on)
 }
 
-/// Whether convolutions run through oneDNN: on (see [`set_onednn`]) and the library loaded.
+/// Whether convolutions and products run through oneDNN: on (see [`set_onednn`]) and the library
+/// loaded.
 pub fn onednn() -> bool {
-    let on = match ON.load(Ordering::Relaxed) {
-        0 => {
-            let on = std::env::var("ZOO_ONEDNN").map_or(true, |v| v != "0");
-            set_onednn(on);
-            on
-        }
-        v => v == 1,
-    };
-    on && loaded()
+    ON.get() && loaded()
 }
 
 /// Opens oneDNN once (see the module docs); false, after one warning, where it cannot.
