@@ -1,5 +1,6 @@
 //! Feature `onednn`: compiles `src/ops/onednn/shim.c` against oneDNN's headers (Debian's
-//! `libdnnl-dev` by default, or `DNNL_ROOT/include`). The library itself is opened at run time.
+//! `libdnnl-dev`, oneDNN 2.x, by default; or `DNNL_ROOT/include`, 2.x or 3.x, e.g. a virtual
+//! environment with PyPI's `onednn-devel-cpu-gomp`). The library itself is opened at run time.
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
@@ -17,7 +18,7 @@ fn onednn() {
         let root = std::path::PathBuf::from(root);
         build.include(root.join("include"));
         // Where the run time looks first (then the loader's own search path).
-        println!("cargo:rustc-env=ZOO_DNNL_LIB={}", root.join("lib").join("libdnnl.so.2").display());
+        println!("cargo:rustc-env=ZOO_DNNL_DIR={}", root.join("lib").display());
     }
     build.compile("zoo_dnnl_shim");
     println!("cargo:rustc-link-lib=dylib=dl");

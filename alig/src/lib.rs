@@ -76,7 +76,7 @@ pub use crate::dfw::{Dfw, DfwConfig};
 pub use crate::l4::{L4Config, L4Direction, L4};
 pub use crate::loss::multiclass_hinge;
 pub use crate::momentum::{Momentum, MomentumConfig};
-pub use crate::ops::Kernels;
+pub use crate::ops::{vectorised, Kernels};
 pub use crate::optimizer::{Hyper, Optimizer, Scalar, StepReport};
 pub use crate::params::{clip_grad_norm, grad_sq_norm, is_buffer_name, ParamSet};
 pub use crate::projection::project_l2_ball;

@@ -69,33 +69,9 @@ fn sum_sq_cpu<T: Real>(ts: &[&Tensor]) -> Result<f64> {
     Ok(partial.iter().sum())
 }
 
-/// `sum x^2` of one chunk in f64, with the widest vector unit the CPU has (the build targets
-/// baseline x86-64, so AVX2/AVX-512 are chosen at run time).
+/// `sum x^2` of one chunk in f64, with the widest vector unit the CPU has ([`vectorised`]).
 fn sum_sq_serial<T: Real>(c: &[T]) -> f64 {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU supports AVX-512F, checked just above.
-            return unsafe { sum_sq_avx512(c) };
-        }
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU supports AVX2, checked just above.
-            return unsafe { sum_sq_avx2(c) };
-        }
-    }
-    sum_sq_lanes(c)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn sum_sq_avx512<T: Real>(c: &[T]) -> f64 {
-    sum_sq_lanes(c)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn sum_sq_avx2<T: Real>(c: &[T]) -> f64 {
-    sum_sq_lanes(c)
+    vectorised(|| sum_sq_lanes(c))
 }
 
 /// 32 independent f64 accumulators: the compiler turns them into vector registers.
@@ -131,36 +107,36 @@ pub(crate) fn fused(kernels: Kernels, ts: &[&Tensor]) -> bool {
         && matches!(ts[0].dtype(), DType::F32 | DType::F64)
 }
 
-/// Evaluates an element-wise kernel call compiled for AVX-512 or AVX2 when the CPU has them (the
-/// build targets baseline x86-64). Rust never contracts `a * b + c` into an FMA, so every variant
-/// rounds exactly alike.
-macro_rules! vectorised {
-    ($call:expr) => {{
-        #[cfg(target_arch = "x86_64")]
-        {
-            #[target_feature(enable = "avx512f")]
-            unsafe fn avx512<R>(f: impl FnOnce() -> R) -> R {
-                f()
-            }
-            #[target_feature(enable = "avx2")]
-            unsafe fn avx2<R>(f: impl FnOnce() -> R) -> R {
-                f()
-            }
-            if std::arch::is_x86_feature_detected!("avx512f") {
-                // SAFETY: the CPU supports AVX-512F, checked just above.
-                unsafe { avx512(|| $call) }
-            } else if std::arch::is_x86_feature_detected!("avx2") {
-                // SAFETY: the CPU supports AVX2, checked just above.
-                unsafe { avx2(|| $call) }
-            } else {
-                $call
-            }
+/// Runs `f` compiled for AVX-512F or AVX2 when the CPU has them: the build targets baseline
+/// x86-64, so the wider vector units are chosen at run time, with `f` inlined into a variant
+/// compiled for them. Rust never contracts `a * b + c` into an FMA, so every variant rounds
+/// exactly alike. The fused optimizer kernels run through it, and so do zoo's CPU ops.
+#[inline(always)]
+pub fn vectorised<R>(f: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx512f")]
+        unsafe fn avx512<R>(f: impl FnOnce() -> R) -> R {
+            f()
         }
-        #[cfg(not(target_arch = "x86_64"))]
-        {
-            $call
+        #[target_feature(enable = "avx2")]
+        unsafe fn avx2<R>(f: impl FnOnce() -> R) -> R {
+            f()
         }
-    }};
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU supports AVX-512F, checked just above.
+            unsafe { avx512(f) }
+        } else if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2, checked just above.
+            unsafe { avx2(f) }
+        } else {
+            f()
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        f()
+    }
 }
 
 /// The float types of the fused kernels.
@@ -283,7 +259,7 @@ fn run_chunks<T: Real, K: Kernel<N>, const N: usize>(
     }
     let task = |d: &mut [T], src: [&[T]; N]| {
         let before = if norms.src && N > 0 { sum_sq_serial(src[0]) } else { 0.0 };
-        vectorised!(kernel.run(d, src));
+        vectorised(|| kernel.run(d, src));
         (before, if norms.dst { sum_sq_serial(d) } else { 0.0 })
     };
     if dst.len() <= CHUNK {
@@ -403,7 +379,7 @@ impl<T: Real, K: PairKernel> candle_core::InplaceOp2 for PairInner<'_, '_, T, K>
         let norms = self.norms;
         let task = |a: &mut [T], b: &mut [T], s: &[T]| {
             let before = if norms.src { sum_sq_serial(s) } else { 0.0 };
-            vectorised!(self.kernel.run(a, b, s));
+            vectorised(|| self.kernel.run(a, b, s));
             (before, if norms.dst { sum_sq_serial(b) } else { 0.0 })
         };
         let sq = if b.len() <= CHUNK {

@@ -11,7 +11,9 @@
 //! dbeta = sum dy ;  dgamma = sum dy xhat ;  dx = gamma / sqrt(var + eps) (dy - dbeta / M - xhat dgamma / M)
 //! ```
 //!
-//! Sums are accumulated in f64, in eight lanes per block of `H W` values (so that they vectorise).
+//! Sums are accumulated in f64, in eight lanes per block of `H W` values (so that they vectorise),
+//! and the loops over the values are compiled for AVX-512 / AVX2 too, chosen at run time
+//! ([`alig::vectorised`]; the kernels below are `inline(always)` so that they compile into it).
 //! The batch mean and biased variance are handed back to the caller for the running statistics,
 //! and kept for the backward pass.
 //!
@@ -23,6 +25,8 @@ use std::sync::{Arc, Mutex};
 
 use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
+
+use alig::vectorised;
 
 use super::{contiguous_slices, with_host_f32};
 
@@ -73,6 +77,7 @@ const LANES: usize = 8;
 /// `sum f(a[i], b[i], ...)` over equal-length slices, each term a pair of f64 (two sums at once),
 /// accumulated in [`LANES`] f64 lanes and then added in lane order: deterministic, and as accurate
 /// as one f64 accumulator (the terms are f32 products).
+#[inline(always)]
 fn lane_sums<const N: usize>(v: [&[f32]; N], f: impl Fn([f32; N]) -> (f64, f64)) -> (f64, f64) {
     let len = v[0].len();
     let (mut a, mut b) = ([0f64; LANES], [0f64; LANES]);
@@ -96,11 +101,66 @@ fn lane_sums<const N: usize>(v: [&[f32]; N], f: impl Fn([f32; N]) -> (f64, f64))
 }
 
 /// Mean and biased variance of channel `c` (two passes, f64 sums).
+#[inline(always)]
 fn moments(x: &[f32], c: usize, channels: usize, hw: usize) -> (f64, f64) {
     let m = (x.len() / channels) as f64;
     let mean = blocks(x, c, channels, hw).map(|b| lane_sums([b], |[v]| (v as f64, 0.0)).0).sum::<f64>() / m;
     let var = blocks(x, c, channels, hw).map(|b| lane_sums([b], |[v]| ((v as f64 - mean).powi(2), 0.0)).0).sum::<f64>();
     (mean, var / m)
+}
+
+/// `y = a x + b` over one block, clamped at 0 with `relu`.
+#[inline(always)]
+fn affine(y: &mut [f32], x: &[f32], a: f32, b: f32, relu: bool) {
+    if relu {
+        y.iter_mut().zip(x).for_each(|(y, x)| *y = (a * x + b).max(0.0));
+    } else {
+        y.iter_mut().zip(x).for_each(|(y, x)| *y = a * x + b);
+    }
+}
+
+/// The gradient reaching the BatchNorm: `d`, or with the ReLU `d` where the output `y` is positive.
+#[inline(always)]
+fn through(d: f32, y: f32, relu: bool) -> f32 {
+    if !relu || y > 0.0 {
+        d
+    } else {
+        0.0
+    }
+}
+
+/// `(sum dy, sum dy (x - mean))` of channel `c`, in f64.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)] // the channel's three planes and where it lies in them
+fn grad_sums(x: &[f32], dy: &[f32], y: &[f32], c: usize, ch: usize, hw: usize, mean: f64, relu: bool) -> (f64, f64) {
+    let (mut db, mut dg) = (0f64, 0f64);
+    for ((xb, db_), yb) in blocks(x, c, ch, hw).zip(blocks(dy, c, ch, hw)).zip(blocks(y, c, ch, hw)) {
+        let (b, g) = lane_sums([xb, db_, yb], |[x, d, y]| {
+            let d = through(d, y, relu) as f64;
+            (d, d * (x as f64 - mean))
+        });
+        db += b;
+        dg += g;
+    }
+    (db, dg)
+}
+
+/// `dx = scale (dy - db_m - xhat dg_m)` over one block, `xhat = (x - mean) inv`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)] // one block of three tensors and the channel's four constants
+fn input_grad(
+    dx: &mut [f32],
+    x: &[f32],
+    dy: &[f32],
+    y: &[f32],
+    [mean, inv, db_m, dg_m]: [f32; 4],
+    scale: f32,
+    relu: bool,
+) {
+    for (((dx, &x), &d), &y) in dx.iter_mut().zip(x).zip(dy).zip(y) {
+        let xhat = (x - mean) * inv;
+        *dx = scale * (through(d, y, relu) - db_m - xhat * dg_m);
+    }
 }
 
 impl CustomOp3 for BatchNormTrain {
@@ -120,7 +180,15 @@ impl CustomOp3 for BatchNormTrain {
         let [x, gamma, beta] = contiguous_slices::<f32, 3>("batch_norm", [(xs, xl), (gs, gl), (bs, bl)])?;
         let (_, ch, h, w) = xl.shape().dims4()?;
         let hw = h * w;
-        let stats: Vec<(f64, f64)> = (0..ch).into_par_iter().map(|c| moments(x, c, ch, hw)).collect();
+        let stats: Vec<(f64, f64)> = (0..ch)
+            .into_par_iter()
+            .map(|c| {
+                vectorised(
+                    #[inline(always)]
+                    || moments(x, c, ch, hw),
+                )
+            })
+            .collect();
         // Per channel y = a x + b.
         let coef: Vec<(f32, f32)> = stats
             .iter()
@@ -133,11 +201,10 @@ impl CustomOp3 for BatchNormTrain {
         let mut y = vec![0f32; x.len()];
         y.par_chunks_mut(hw).zip(x.par_chunks(hw)).enumerate().for_each(|(k, (y, x))| {
             let (a, b) = coef[k % ch];
-            if self.relu {
-                y.iter_mut().zip(x).for_each(|(y, x)| *y = (a * x + b).max(0.0));
-            } else {
-                y.iter_mut().zip(x).for_each(|(y, x)| *y = a * x + b);
-            }
+            vectorised(
+                #[inline(always)]
+                || affine(y, x, a, b, self.relu),
+            )
         });
         let mut shared = super::lock(&self.stats, "batch_norm stats")?;
         *shared = BatchStats { mean: stats.iter().map(|s| s.0).collect(), var: stats.iter().map(|s| s.1).collect() };
@@ -154,9 +221,7 @@ impl CustomOp3 for BatchNormTrain {
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let (_, ch, h, w) = x.dims4()?;
         let hw = h * w;
-        // With the ReLU, the gradient reaching the BatchNorm: dy where the output is positive.
         let relu = self.relu;
-        let through = move |d: f32, y: f32| if !relu || y > 0.0 { d } else { 0.0 };
         with_host_f32([x, gamma, grad, res], "batch_norm", |[xv, gv, dy, yv]| {
             let m = (xv.len() / ch) as f64;
             // The forward's batch statistics (the same x, so the same values recomputing them
@@ -171,15 +236,10 @@ impl CustomOp3 for BatchNormTrain {
                 .map(|c| {
                     let (mean, var) = (stats.mean[c], stats.var[c]);
                     let inv = 1.0 / (var + self.eps).sqrt();
-                    let (mut db, mut dg) = (0f64, 0f64);
-                    for ((xb, db_), yb) in blocks(xv, c, ch, hw).zip(blocks(dy, c, ch, hw)).zip(blocks(yv, c, ch, hw)) {
-                        let (b, g) = lane_sums([xb, db_, yb], |[x, d, y]| {
-                            let d = through(d, y) as f64;
-                            (d, d * (x as f64 - mean))
-                        });
-                        db += b;
-                        dg += g;
-                    }
+                    let (db, dg) = vectorised(
+                        #[inline(always)]
+                        || grad_sums(xv, dy, yv, c, ch, hw, mean, relu),
+                    );
                     (mean, inv, db, dg * inv)
                 })
                 .collect();
@@ -189,12 +249,11 @@ impl CustomOp3 for BatchNormTrain {
                 let c = k % ch;
                 let (mean, inv, db, dg) = sums[c];
                 let scale = gv[c] as f64 * inv;
-                let (mean, inv, db_m, dg_m) = (mean as f32, inv as f32, (db / m) as f32, (dg / m) as f32);
-                let scale = scale as f32;
-                for (((dx, &x), &d), &y) in dx.iter_mut().zip(x).zip(dy).zip(y) {
-                    let xhat = (x - mean) * inv;
-                    *dx = scale * (through(d, y) - db_m - xhat * dg_m);
-                }
+                let constants = [mean as f32, inv as f32, (db / m) as f32, (dg / m) as f32];
+                vectorised(
+                    #[inline(always)]
+                    || input_grad(dx, x, dy, y, constants, scale as f32, relu),
+                )
             });
             let dev = x.device();
             let dgamma = Tensor::from_vec(sums.iter().map(|s| s.3 as f32).collect::<Vec<_>>(), ch, dev)?;

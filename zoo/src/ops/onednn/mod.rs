@@ -5,9 +5,10 @@
 //! JIT-compiled AVX2 / AVX-512 kernels chosen for the CPU at run time.
 //!
 //! The C side is `shim.c` next to this file, built by `zoo/build.rs` against the headers of
-//! Debian's `libdnnl-dev` (oneDNN 2.x; `DNNL_ROOT` points elsewhere). The library is opened on
-//! first use (`libdnnl.so.2`; `ZOO_DNNL_LIBRARY` names another file); where it cannot be, a
-//! warning says so once and the im2col op runs. One primitive per geometry and pass is made on
+//! Debian's `libdnnl-dev` (oneDNN 2.x), or of the oneDNN 2.x or 3.x in `DNNL_ROOT` (PyPI's
+//! `onednn-devel-cpu-gomp` is 3.2). The library of the headers' major version is opened on first
+//! use (`DNNL_ROOT/lib/libdnnl.so.3`, then the loader's search path; `ZOO_DNNL_LIBRARY` names
+//! another file); where it cannot be, a warning says so once and the im2col op runs. One primitive per geometry and pass is made on
 //! first use and kept.
 //!
 //! oneDNN threads with OpenMP, beside candle's rayon pool. Before opening it, unless the user set
@@ -29,6 +30,7 @@ struct RawConv {
 }
 
 extern "C" {
+    fn zoo_dnnl_soname() -> *const c_char;
     fn zoo_dnnl_load(path: *const c_char, err: *mut c_char, err_len: usize) -> c_int;
     fn zoo_dnnl_conv_new(pass: c_int, geometry: *const i64, err: *mut c_char, err_len: usize) -> *mut RawConv;
     fn zoo_dnnl_conv_run(
@@ -170,9 +172,11 @@ fn loaded() -> bool {
             std::env::set_var("OMP_WAIT_POLICY", "passive");
         }
         let mut tried = vec![];
-        let candidates =
-            std::env::var("ZOO_DNNL_LIBRARY").ok().into_iter().chain(option_env!("ZOO_DNNL_LIB").map(String::from));
-        for path in candidates.chain(["libdnnl.so.2".to_string()]) {
+        // SAFETY: a static NUL-terminated string.
+        let soname = unsafe { CStr::from_ptr(zoo_dnnl_soname()) }.to_string_lossy().into_owned();
+        let built_against = option_env!("ZOO_DNNL_DIR").map(|dir| format!("{dir}/{soname}"));
+        let candidates = std::env::var("ZOO_DNNL_LIBRARY").ok().into_iter().chain(built_against);
+        for path in candidates.chain([soname]) {
             let mut err: [c_char; 512] = [0; 512];
             let Ok(c_path) = std::ffi::CString::new(path.clone()) else { continue };
             // SAFETY: a NUL-terminated path and a writable buffer of its length.

@@ -1,5 +1,8 @@
-/* The three passes of a 2-D convolution (f32, no bias, groups 1, dilation 1) through oneDNN's C API
- * (2.x, as Debian's libdnnl-dev ships it), for zoo/src/ops/onednn/mod.rs.
+/* The three passes of a 2-D convolution (f32, no bias, groups 1, dilation 1) through oneDNN's C API,
+ * for zoo/src/ops/onednn/mod.rs. It builds against either API: 2.x (Debian's libdnnl-dev), where
+ * memory descriptors are structs and operation descriptors are initialised before their primitive
+ * descriptor, or 3.x (PyPI's onednn-devel-cpu-gomp), where both are opaque handles made by one
+ * call; `DNNL_VERSION_MAJOR` of the headers picks, and `zoo_dnnl_soname` names the library.
  *
  * The library is opened at run time (`zoo_dnnl_load`), not linked: the Rust side first sets
  * OpenMP's environment (libgomp reads it once, when it is loaded), and a binary built with the
@@ -18,28 +21,55 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define STR_(x) #x
+#define STR(x) STR_(x)
+
+/* The file name of the library these headers describe. */
+const char *zoo_dnnl_soname(void) { return "libdnnl.so." STR(DNNL_VERSION_MAJOR); }
+
 /* Every oneDNN function used, called through a pointer of its own type found by dlsym. */
-#define DNNL_FUNCTIONS(X)                                                                             \
+#define DNNL_COMMON(X)                                                                                \
     X(dnnl_engine_create)                                                                             \
     X(dnnl_stream_create)                                                                             \
     X(dnnl_stream_wait)                                                                               \
-    X(dnnl_memory_desc_init_by_tag)                                                                   \
     X(dnnl_memory_desc_equal)                                                                         \
     X(dnnl_memory_desc_get_size)                                                                      \
     X(dnnl_memory_create)                                                                             \
     X(dnnl_memory_set_data_handle)                                                                    \
     X(dnnl_memory_destroy)                                                                            \
-    X(dnnl_convolution_forward_desc_init)                                                             \
-    X(dnnl_convolution_backward_data_desc_init)                                                       \
-    X(dnnl_convolution_backward_weights_desc_init)                                                    \
     X(dnnl_reorder_primitive_desc_create)                                                             \
-    X(dnnl_primitive_desc_create)                                                                     \
     X(dnnl_primitive_desc_query_md)                                                                   \
     X(dnnl_primitive_desc_destroy)                                                                    \
     X(dnnl_primitive_create)                                                                          \
     X(dnnl_primitive_execute)                                                                         \
     X(dnnl_primitive_destroy)                                                                         \
     X(dnnl_sgemm)
+#if DNNL_VERSION_MAJOR >= 3
+#define DNNL_FUNCTIONS(X)                                                                             \
+    DNNL_COMMON(X)                                                                                    \
+    X(dnnl_memory_desc_create_with_tag)                                                               \
+    X(dnnl_memory_desc_clone)                                                                         \
+    X(dnnl_memory_desc_destroy)                                                                       \
+    X(dnnl_convolution_forward_primitive_desc_create)                                                 \
+    X(dnnl_convolution_backward_data_primitive_desc_create)                                           \
+    X(dnnl_convolution_backward_weights_primitive_desc_create)
+/* A memory descriptor as the functions take it, and its release. */
+#define MD(m) (m)
+#define MD_FREE(m)                                                                                    \
+    if (m) p_dnnl_memory_desc_destroy(m)
+#else
+#define DNNL_FUNCTIONS(X)                                                                             \
+    DNNL_COMMON(X)                                                                                    \
+    X(dnnl_memory_desc_init_by_tag)                                                                   \
+    X(dnnl_convolution_forward_desc_init)                                                             \
+    X(dnnl_convolution_backward_data_desc_init)                                                       \
+    X(dnnl_convolution_backward_weights_desc_init)                                                    \
+    X(dnnl_primitive_desc_create)
+/* 3.x's name for a descriptor the callee only reads. */
+typedef const dnnl_memory_desc_t *const_dnnl_memory_desc_t;
+#define MD(m) (&(m))
+#define MD_FREE(m) (void)(m)
+#endif
 
 #define DECLARE(f) static __typeof__(&f) p_##f;
 DNNL_FUNCTIONS(DECLARE)
@@ -130,19 +160,25 @@ void zoo_dnnl_conv_free(zoo_dnnl_conv *c) {
         if (o->reorder) p_dnnl_primitive_destroy(o->reorder);
         if (o->inner) p_dnnl_memory_destroy(o->inner);
         if (o->user) p_dnnl_memory_destroy(o->user);
+        MD_FREE(o->inner_md);
     }
     free(c);
 }
 
 /* The operand `arg` of `pd`, whose plain descriptor is `plain`. */
 static dnnl_status_t make_operand(operand *o, const_dnnl_primitive_desc_t pd, dnnl_query_t what, int arg,
-                                  int output, const dnnl_memory_desc_t *plain) {
+                                  int output, const_dnnl_memory_desc_t plain) {
     o->arg = arg;
     o->output = output;
-    const dnnl_memory_desc_t *want = p_dnnl_primitive_desc_query_md(pd, what, 0);
+    const_dnnl_memory_desc_t want = p_dnnl_primitive_desc_query_md(pd, what, 0);
     dnnl_status_t s = p_dnnl_memory_create(&o->user, plain, engine, DNNL_MEMORY_NONE);
     if (s != dnnl_success || p_dnnl_memory_desc_equal(want, plain)) return s;
+#if DNNL_VERSION_MAJOR >= 3
+    s = p_dnnl_memory_desc_clone(&o->inner_md, want);
+    if (s != dnnl_success) return s;
+#else
     o->inner_md = *want;
+#endif
     o->inner_bytes = p_dnnl_memory_desc_get_size(want);
     s = p_dnnl_memory_create(&o->inner, want, engine, DNNL_MEMORY_NONE);
     if (s != dnnl_success) return s;
@@ -155,13 +191,65 @@ static dnnl_status_t make_operand(operand *o, const_dnnl_primitive_desc_t pd, dn
     return s;
 }
 
+/* A 4-D f32 memory descriptor of `dims` in layout `tag`. */
+static dnnl_status_t make_md(dnnl_memory_desc_t *md, const dnnl_dims_t dims, dnnl_format_tag_t tag) {
+#if DNNL_VERSION_MAJOR >= 3
+    return p_dnnl_memory_desc_create_with_tag(md, 4, dims, dnnl_f32, tag);
+#else
+    return p_dnnl_memory_desc_init_by_tag(md, 4, dims, dnnl_f32, tag);
+#endif
+}
+
+/* The primitive descriptor of `pass` on operands `x`, `w`, `y` (layouts `any`); the backward
+ * passes take the forward's as their hint. */
+static dnnl_status_t make_pd(dnnl_primitive_desc_t *pd, int pass, const_dnnl_memory_desc_t x, const_dnnl_memory_desc_t w,
+                             const_dnnl_memory_desc_t y, const dnnl_dims_t strides, const dnnl_dims_t pad_l,
+                             const dnnl_dims_t pad_r, const_dnnl_primitive_desc_t hint) {
+#if DNNL_VERSION_MAJOR >= 3
+    const dnnl_dims_t dilates = {0, 0};
+    switch (pass) {
+    case ZOO_FORWARD:
+        return p_dnnl_convolution_forward_primitive_desc_create(pd, engine, dnnl_forward_training, dnnl_convolution_direct,
+                                                                x, w, NULL, y, strides, dilates, pad_l, pad_r, NULL);
+    case ZOO_BACKWARD_DATA:
+        return p_dnnl_convolution_backward_data_primitive_desc_create(pd, engine, dnnl_convolution_direct, x, w, y, strides,
+                                                                      dilates, pad_l, pad_r, hint, NULL);
+    default:
+        return p_dnnl_convolution_backward_weights_primitive_desc_create(
+            pd, engine, dnnl_convolution_direct, x, w, NULL, y, strides, dilates, pad_l, pad_r, hint, NULL);
+    }
+#else
+    dnnl_convolution_desc_t desc;
+    dnnl_status_t s;
+    switch (pass) {
+    case ZOO_FORWARD:
+        s = p_dnnl_convolution_forward_desc_init(&desc, dnnl_forward_training, dnnl_convolution_direct, x, w, NULL, y,
+                                                 strides, pad_l, pad_r);
+        break;
+    case ZOO_BACKWARD_DATA:
+        s = p_dnnl_convolution_backward_data_desc_init(&desc, dnnl_convolution_direct, x, w, y, strides, pad_l, pad_r);
+        break;
+    default:
+        s = p_dnnl_convolution_backward_weights_desc_init(&desc, dnnl_convolution_direct, x, w, NULL, y, strides, pad_l,
+                                                          pad_r);
+    }
+    return s != dnnl_success ? s : p_dnnl_primitive_desc_create(pd, &desc, NULL, engine, hint);
+#endif
+}
+
 /* Geometry `g`: n, c, h, w, o, kh, kw, oh, ow, stride, padding. */
 zoo_dnnl_conv *zoo_dnnl_conv_new(int pass, const long long g[11], char *err, size_t err_len) {
     dnnl_primitive_desc_t fwd_pd = NULL, pd = NULL;
+    /* Plain, then `any` (the primitive's choice): x, w, y. */
+    dnnl_memory_desc_t md[6] = {0};
     zoo_dnnl_conv *c = calloc(1, sizeof *c);
     if (!c) {
         snprintf(err, err_len, "out of memory");
         return NULL;
+    }
+    if (pass < ZOO_FORWARD || pass > ZOO_BACKWARD_WEIGHTS) {
+        snprintf(err, err_len, "unknown pass %d", pass);
+        goto fail;
     }
     pthread_once(&engine_once, make_engine);
     TRY(engine_status);
@@ -170,53 +258,45 @@ zoo_dnnl_conv *zoo_dnnl_conv_new(int pass, const long long g[11], char *err, siz
     const dnnl_dims_t strides = {g[9], g[9]}, pad_l = {g[10], g[10]};
     /* PyTorch's output size floors; oneDNN wants the right padding that makes it exact. */
     const dnnl_dims_t pad_r = {(g[7] - 1) * g[9] + g[5] - g[2] - g[10], (g[8] - 1) * g[9] + g[6] - g[3] - g[10]};
-    dnnl_memory_desc_t x_plain, w_plain, y_plain, x_any, w_any, y_any;
-    TRY(p_dnnl_memory_desc_init_by_tag(&x_plain, 4, x_dims, dnnl_f32, dnnl_nchw));
-    TRY(p_dnnl_memory_desc_init_by_tag(&w_plain, 4, w_dims, dnnl_f32, dnnl_oihw));
-    TRY(p_dnnl_memory_desc_init_by_tag(&y_plain, 4, y_dims, dnnl_f32, dnnl_nchw));
-    TRY(p_dnnl_memory_desc_init_by_tag(&x_any, 4, x_dims, dnnl_f32, dnnl_format_tag_any));
-    TRY(p_dnnl_memory_desc_init_by_tag(&w_any, 4, w_dims, dnnl_f32, dnnl_format_tag_any));
-    TRY(p_dnnl_memory_desc_init_by_tag(&y_any, 4, y_dims, dnnl_f32, dnnl_format_tag_any));
+    TRY(make_md(&md[0], x_dims, dnnl_nchw));
+    TRY(make_md(&md[1], w_dims, dnnl_oihw));
+    TRY(make_md(&md[2], y_dims, dnnl_nchw));
+    TRY(make_md(&md[3], x_dims, dnnl_format_tag_any));
+    TRY(make_md(&md[4], w_dims, dnnl_format_tag_any));
+    TRY(make_md(&md[5], y_dims, dnnl_format_tag_any));
+    const_dnnl_memory_desc_t x_plain = MD(md[0]), w_plain = MD(md[1]), y_plain = MD(md[2]);
+    const_dnnl_memory_desc_t x_any = MD(md[3]), w_any = MD(md[4]), y_any = MD(md[5]);
 
-    dnnl_convolution_desc_t fwd, bwd;
-    TRY(p_dnnl_convolution_forward_desc_init(&fwd, dnnl_forward_training, dnnl_convolution_direct, &x_any, &w_any,
-                                           NULL, &y_any, strides, pad_l, pad_r));
-    TRY(p_dnnl_primitive_desc_create(&fwd_pd, &fwd, NULL, engine, NULL));
+    TRY(make_pd(&fwd_pd, ZOO_FORWARD, x_any, w_any, y_any, strides, pad_l, pad_r, NULL));
     switch (pass) {
     case ZOO_FORWARD:
         pd = fwd_pd;
         fwd_pd = NULL;
-        TRY(make_operand(&c->ops[0], pd, dnnl_query_src_md, DNNL_ARG_SRC, 0, &x_plain));
-        TRY(make_operand(&c->ops[1], pd, dnnl_query_weights_md, DNNL_ARG_WEIGHTS, 0, &w_plain));
-        TRY(make_operand(&c->ops[2], pd, dnnl_query_dst_md, DNNL_ARG_DST, 1, &y_plain));
+        TRY(make_operand(&c->ops[0], pd, dnnl_query_src_md, DNNL_ARG_SRC, 0, x_plain));
+        TRY(make_operand(&c->ops[1], pd, dnnl_query_weights_md, DNNL_ARG_WEIGHTS, 0, w_plain));
+        TRY(make_operand(&c->ops[2], pd, dnnl_query_dst_md, DNNL_ARG_DST, 1, y_plain));
         break;
     case ZOO_BACKWARD_DATA:
-        TRY(p_dnnl_convolution_backward_data_desc_init(&bwd, dnnl_convolution_direct, &x_any, &w_any, &y_any, strides,
-                                                     pad_l, pad_r));
-        TRY(p_dnnl_primitive_desc_create(&pd, &bwd, NULL, engine, fwd_pd));
-        TRY(make_operand(&c->ops[0], pd, dnnl_query_diff_dst_md, DNNL_ARG_DIFF_DST, 0, &y_plain));
-        TRY(make_operand(&c->ops[1], pd, dnnl_query_weights_md, DNNL_ARG_WEIGHTS, 0, &w_plain));
-        TRY(make_operand(&c->ops[2], pd, dnnl_query_diff_src_md, DNNL_ARG_DIFF_SRC, 1, &x_plain));
-        break;
-    case ZOO_BACKWARD_WEIGHTS:
-        TRY(p_dnnl_convolution_backward_weights_desc_init(&bwd, dnnl_convolution_direct, &x_any, &w_any, NULL, &y_any,
-                                                        strides, pad_l, pad_r));
-        TRY(p_dnnl_primitive_desc_create(&pd, &bwd, NULL, engine, fwd_pd));
-        TRY(make_operand(&c->ops[0], pd, dnnl_query_src_md, DNNL_ARG_SRC, 0, &x_plain));
-        TRY(make_operand(&c->ops[1], pd, dnnl_query_diff_dst_md, DNNL_ARG_DIFF_DST, 0, &y_plain));
-        TRY(make_operand(&c->ops[2], pd, dnnl_query_diff_weights_md, DNNL_ARG_DIFF_WEIGHTS, 1, &w_plain));
+        TRY(make_pd(&pd, pass, x_any, w_any, y_any, strides, pad_l, pad_r, fwd_pd));
+        TRY(make_operand(&c->ops[0], pd, dnnl_query_diff_dst_md, DNNL_ARG_DIFF_DST, 0, y_plain));
+        TRY(make_operand(&c->ops[1], pd, dnnl_query_weights_md, DNNL_ARG_WEIGHTS, 0, w_plain));
+        TRY(make_operand(&c->ops[2], pd, dnnl_query_diff_src_md, DNNL_ARG_DIFF_SRC, 1, x_plain));
         break;
     default:
-        snprintf(err, err_len, "unknown pass %d", pass);
-        goto fail;
+        TRY(make_pd(&pd, pass, x_any, w_any, y_any, strides, pad_l, pad_r, fwd_pd));
+        TRY(make_operand(&c->ops[0], pd, dnnl_query_src_md, DNNL_ARG_SRC, 0, x_plain));
+        TRY(make_operand(&c->ops[1], pd, dnnl_query_diff_dst_md, DNNL_ARG_DIFF_DST, 0, y_plain));
+        TRY(make_operand(&c->ops[2], pd, dnnl_query_diff_weights_md, DNNL_ARG_DIFF_WEIGHTS, 1, w_plain));
     }
     TRY(p_dnnl_primitive_create(&c->conv, pd));
     p_dnnl_primitive_desc_destroy(pd);
     if (fwd_pd) p_dnnl_primitive_desc_destroy(fwd_pd);
+    for (int i = 0; i < 6; i++) MD_FREE(md[i]);
     return c;
 fail:
     if (pd) p_dnnl_primitive_desc_destroy(pd);
     if (fwd_pd) p_dnnl_primitive_desc_destroy(fwd_pd);
+    for (int i = 0; i < 6; i++) MD_FREE(md[i]);
     zoo_dnnl_conv_free(c);
     return NULL;
 }
@@ -271,7 +351,7 @@ int zoo_dnnl_conv_backward(zoo_dnnl_conv *bw, zoo_dnnl_conv *bd, const float *x,
     const int slots_w[3] = {0, 1, 2}, slots_d[3] = {1, 0, 2};
     if (run_slots(bw, pw, slots_w, 0, err, err_len) != 0) return -1;
     const operand *a = &bw->ops[1], *b = &bd->ops[0];
-    int shared = a->reorder && b->reorder && p_dnnl_memory_desc_equal(&a->inner_md, &b->inner_md);
+    int shared = a->reorder && b->reorder && p_dnnl_memory_desc_equal(MD(a->inner_md), MD(b->inner_md));
     return run_slots(bd, pd, slots_d, shared, err, err_len);
 }
 
