@@ -71,7 +71,10 @@ fn sum_sq_cpu<T: Real>(ts: &[&Tensor]) -> Result<f64> {
 
 /// `sum x^2` of one chunk in f64, with the widest vector unit the CPU has ([`vectorised`]).
 fn sum_sq_serial<T: Real>(c: &[T]) -> f64 {
-    vectorised(|| sum_sq_lanes(c))
+    vectorised(
+        #[inline(always)]
+        || sum_sq_lanes(c),
+    )
 }
 
 /// 32 independent f64 accumulators: the compiler turns them into vector registers.
@@ -110,7 +113,12 @@ pub(crate) fn fused(kernels: Kernels, ts: &[&Tensor]) -> bool {
 /// Runs `f` compiled for AVX-512F or AVX2 when the CPU has them: the build targets baseline
 /// x86-64, so the wider vector units are chosen at run time, with `f` inlined into a variant
 /// compiled for them. Rust never contracts `a * b + c` into an FMA, so every variant rounds
-/// exactly alike. The fused optimizer kernels run through it, and so do zoo's CPU ops.
+/// exactly alike. The fused optimizer kernels run through it, and so does zoo's BatchNorm.
+///
+/// Pass an `#[inline(always)]` closure (`vectorised(#[inline(always)] || kernel(..))`): once an
+/// `inline(always)` kernel is inlined into it, a closure can grow past LLVM's inlining threshold
+/// and stay a baseline function that the wide variant merely calls (seen on BatchNorm's backward
+/// with `perf annotate`: scalar SSE2 code under the AVX-512 variant).
 #[inline(always)]
 pub fn vectorised<R>(f: impl FnOnce() -> R) -> R {
     #[cfg(target_arch = "x86_64")]
@@ -259,7 +267,10 @@ fn run_chunks<T: Real, K: Kernel<N>, const N: usize>(
     }
     let task = |d: &mut [T], src: [&[T]; N]| {
         let before = if norms.src && N > 0 { sum_sq_serial(src[0]) } else { 0.0 };
-        vectorised(|| kernel.run(d, src));
+        vectorised(
+            #[inline(always)]
+            || kernel.run(d, src),
+        );
         (before, if norms.dst { sum_sq_serial(d) } else { 0.0 })
     };
     if dst.len() <= CHUNK {
@@ -379,7 +390,10 @@ impl<T: Real, K: PairKernel> candle_core::InplaceOp2 for PairInner<'_, '_, T, K>
         let norms = self.norms;
         let task = |a: &mut [T], b: &mut [T], s: &[T]| {
             let before = if norms.src { sum_sq_serial(s) } else { 0.0 };
-            vectorised(|| self.kernel.run(a, b, s));
+            vectorised(
+                #[inline(always)]
+                || self.kernel.run(a, b, s),
+            );
             (before, if norms.dst { sum_sq_serial(b) } else { 0.0 })
         };
         let sq = if b.len() <= CHUNK {

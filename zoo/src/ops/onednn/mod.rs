@@ -6,10 +6,10 @@
 //!
 //! The C side is `shim.c` next to this file, built by `zoo/build.rs` against the headers of
 //! Debian's `libdnnl-dev` (oneDNN 2.x), or of the oneDNN 2.x or 3.x in `DNNL_ROOT` (PyPI's
-//! `onednn-devel-cpu-gomp` is 3.2). The library of the headers' major version is opened on first
-//! use (`DNNL_ROOT/lib/libdnnl.so.3`, then the loader's search path; `ZOO_DNNL_LIBRARY` names
-//! another file); where it cannot be, a warning says so once and the im2col op runs. One primitive per geometry and pass is made on
-//! first use and kept.
+//! `onednn-devel-cpu-gomp` is 3.2). The library of the headers' major version (`libdnnl.so.2` or
+//! `.3`) is opened on first use: `ZOO_DNNL_LIBRARY` if set, then `DNNL_ROOT/lib`, then the loader's
+//! search path; where it cannot be, a warning says so once and the im2col op runs. One primitive
+//! per geometry and pass is made on first use and kept.
 //!
 //! oneDNN threads with OpenMP, beside candle's rayon pool. Before opening it, unless the user set
 //! them: `OMP_NUM_THREADS` = rayon's thread count, and `OMP_WAIT_POLICY=passive`, because OpenMP
