@@ -164,22 +164,33 @@ impl Nli {
             .map(|m| Tensor::from_slice(m, (b, 1), x.device())?.to_dtype(x.dtype()))
             .collect::<Result<_>>()?;
         let (f, r) = (&self.forward_lstm, &self.backward_lstm);
-        let out = if crate::ops::custom_ops() && x.device().is_cpu() && x.dtype() == candle_core::DType::F32 {
-            // Both directions in one op (hand-written backward), from one input projection.
+        // The outputs of both directions, and which of their dimensions is time.
+        let (out, time) = if crate::ops::custom_ops() && x.device().is_cpu() && x.dtype() == candle_core::DType::F32 {
+            // Both directions in one op with a hand-written backward, the input projection and
+            // its bias included (as a last column of the input weights); [2H, T, B] out.
             let w_ih = Tensor::cat(&[&f.w_ih, &r.w_ih], 0)?; // [8H, D]
-            let xw = crate::ops::linear(x, &w_ih, &Tensor::cat(&[f.bias()?, r.bias()?], 0)?)?; // [T, B, 8H]
-            crate::ops::lstm_bidirectional(&xw, &Tensor::stack(&[&f.w_hh, &r.w_hh], 0)?, host_mask)?
+            let bias = Tensor::cat(&[f.bias()?, r.bias()?], 0)?.unsqueeze(1)?;
+            let w_ih = Tensor::cat(&[w_ih, bias], 1)?; // [8H, D + 1]
+            let w_hh = Tensor::stack(&[&f.w_hh, &r.w_hh], 0)?;
+            (crate::ops::lstm_bidirectional(x, &w_ih, &w_hh, host_mask)?, 1)
         } else {
-            Tensor::cat(&[f.run(x, &mask, false)?, r.run(x, &mask, true)?], 2)?
+            // Composed of candle ops, [T, B, 2H].
+            (Tensor::cat(&[f.run(x, &mask, false)?, r.run(x, &mask, true)?], 2)?, 0)
         };
-        match self.cfg.pooling {
-            Pooling::MaxWithPadding => out.max(0),
+        let pooled = match self.cfg.pooling {
+            Pooling::MaxWithPadding => out.max(time)?,
             Pooling::Masked => {
                 // Steps outside a sentence get a large negative value before the max.
                 let m = Tensor::stack(&mask, 0)?; // [T, B, 1]
+                let m = if time == 1 { m.reshape((1, t_max, b))? } else { m };
                 let penalty = (m.affine(-1.0, 1.0)? * -1e30)?;
-                out.broadcast_add(&penalty)?.max(0)
+                out.broadcast_add(&penalty)?.max(time)?
             }
+        };
+        if time == 1 {
+            pooled.t()?.contiguous() // [2H, B] -> [B, 2H]
+        } else {
+            Ok(pooled)
         }
     }
 

@@ -105,3 +105,52 @@ fn the_composed_recurrence_matches_too() {
         close_scaled(&format!("grad {name} (f64)"), &g.unwrap(), &want[name], 1e-3, 1e-7).unwrap();
     }
 }
+
+/// The fused CPU op (f32) against the composed recurrence (f64) on sizes that cut across the op's
+/// loops: a batch that is not a multiple of the vector width, sentences of every length, the
+/// gradient of the word vectors too (the op computes it only when they need one), both poolings.
+#[test]
+fn the_fused_op_matches_the_composed_recurrence() {
+    let (t_max, b) = (9, 19);
+    let lengths: Vec<usize> = (0..b).map(|n| 1 + (n * 5) % t_max).collect();
+    for pooling in [Pooling::MaxWithPadding, Pooling::Masked] {
+        let cfg = NliConfig { word_dim: 7, hidden: 37, fc_dim: 5, num_classes: 3, pooling };
+        let run = |dtype: DType| {
+            let varmap = VarMap::new();
+            let m = Nli::new(&cfg, VarBuilder::from_varmap(&varmap, dtype, &Device::Cpu)).unwrap();
+            zoo::init::init_varmap(&varmap, 3, Nli::init_rule(&cfg)).unwrap();
+            // The f32 draw, so that both models hold the same values.
+            if dtype == DType::F64 {
+                let f32_map = VarMap::new();
+                Nli::new(&cfg, VarBuilder::from_varmap(&f32_map, DType::F32, &Device::Cpu)).unwrap();
+                zoo::init::init_varmap(&f32_map, 3, Nli::init_rule(&cfg)).unwrap();
+                for (name, v) in f32_map.data().lock().unwrap().iter() {
+                    varmap.data().lock().unwrap()[name].set(&v.to_dtype(DType::F64).unwrap()).unwrap();
+                }
+            }
+            let words: Vec<f32> = (0..t_max * b * 7).map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0).collect();
+            let x = candle_core::Var::from_vec(words, (t_max, b, 7), &Device::Cpu).unwrap();
+            let x = candle_core::Var::from_tensor(&x.to_dtype(dtype).unwrap()).unwrap();
+            let u = m.encode(&x, &lengths).unwrap(); // [B, 2H]
+            let probe: Vec<f32> = (0..b * 74).map(|i| ((i * 13 % 29) as f32 / 14.0) - 1.0).collect();
+            let probe = Tensor::from_vec(probe, (b, 74), &Device::Cpu).unwrap().to_dtype(dtype).unwrap();
+            let grads = (&u * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+            let params = ParamSet::trainable(&varmap.data().lock().unwrap()).unwrap();
+            let mut named: Vec<(String, Tensor)> = params
+                .names()
+                .iter()
+                .zip(params.grads(&grads))
+                .filter_map(|(n, g)| Some((n.clone(), g?)))
+                .filter(|(n, _)| n.contains("enc_lstm"))
+                .collect();
+            named.push(("x".into(), grads.get(x.as_tensor()).expect("x has a gradient").clone()));
+            (u, named)
+        };
+        let ((u32_, g32), (u64_, g64)) = (run(DType::F32), run(DType::F64));
+        close(&format!("{pooling:?} embeddings"), &u32_, &u64_, 1e-5, 1e-4).unwrap();
+        assert_eq!(g32.len(), 9, "8 LSTM tensors and x");
+        for ((name, a), (_, b)) in g32.iter().zip(&g64) {
+            close_scaled(&format!("{pooling:?} grad {name}"), a, b, 1e-4, 1e-7).unwrap();
+        }
+    }
+}

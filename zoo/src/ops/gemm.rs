@@ -24,6 +24,15 @@ impl<'a> View<'a> {
         Self { data, rows, cols, rs: cols, cs: 1 }
     }
 
+    /// A `rows x cols` matrix whose rows start `rs` elements apart (`rs >= cols`): a block of
+    /// columns of a wider row-major matrix.
+    pub fn strided(data: &'a [f32], rows: usize, cols: usize, rs: usize) -> Self {
+        assert!(rs >= cols, "gemm view: row stride {rs} under {cols} columns");
+        let span = if rows == 0 { 0 } else { (rows - 1) * rs + cols };
+        assert!(span <= data.len(), "gemm view: {} values for {rows} x {cols} with row stride {rs}", data.len());
+        Self { data, rows, cols, rs, cs: 1 }
+    }
+
     /// The view as a BLAS operand: row-major (`'N'`) or a row-major transpose (`'T'`).
     #[cfg(feature = "onednn")]
     fn blas(&self) -> Option<super::onednn::Operand<'a>> {
@@ -75,7 +84,7 @@ fn product(a: View, b: View, out: &mut [f32], accumulate: bool, parallel: bool) 
     } else {
         gemm::Parallelism::None
     };
-    // SAFETY: the asserts above and `View::new` bound every index the strides reach:
+    // SAFETY: the asserts above and `View`'s constructors bound every index the strides reach:
     // a spans (m-1) rs + (k-1) cs < len, likewise b, and out is m x n row-major.
     unsafe {
         gemm::gemm(

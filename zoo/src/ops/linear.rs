@@ -50,7 +50,8 @@ impl CustomOp3 for Linear {
         let (n, k) = wl.shape().dims2()?;
         let rows = x.len() / k;
         // Start from the bias in every row, then add the product.
-        let mut y: Vec<f32> = b.iter().copied().cycle().take(rows * n).collect();
+        let mut y = vec![0f32; rows * n];
+        y.chunks_exact_mut(n).for_each(|row| row.copy_from_slice(b));
         matmul_into(View::new(x, rows, k), View::new(w, n, k).t(), &mut y, true);
         let mut dims = xl.shape().dims().to_vec();
         *dims.last_mut().expect("x has a last dimension") = n;

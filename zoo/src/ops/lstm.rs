@@ -1,55 +1,73 @@
 //! Both directions of a bidirectional LSTM layer over a padded batch, as a single op with a
 //! hand-written backward (on the CPU; elsewhere the model composes candle ops).
 //!
-//! Inputs: `xw [T, B, 8H]`, the input projections `W_ih x_t + b_ih + b_hh` of every step, the
-//! forward direction's `4H` gates then the backward direction's (one product candle
-//! differentiates), and `w_hh [2, 4H, H]`; constant: `mask [T, B]` (1 inside a sentence). Output:
-//! `h [T, B, 2H]`, the forward direction's `H` then the backward direction's, zero outside a
-//! sentence (PyTorch's bidirectional layout). Per step of one direction (PyTorch's gate order
-//! i, f, g, o):
+//! Inputs: `x [T, B, D]`, the word vectors; `w_ih [8H, D + 1]`, both directions' input weights
+//! (the forward direction's `4H` rows first), each row followed by its gate's bias
+//! `b_ih + b_hh`; and `w_hh [2, 4H, H]`. Constant: `mask [T, B]` (1 inside a sentence). Output:
+//! `h [2H, T, B]`, the forward direction's `H` then the backward direction's, zero outside a
+//! sentence. Inside, everything is feature-major, a batch row contiguous: the input projections
+//! of every step are one product, `xw = W_ih x^T + b`, `[8H, T B]`. Per step of one direction
+//! (PyTorch's gate order i, f, g, o):
 //!
 //! ```text
-//! z = xw_t + h W_hh^T ;  c' = s(f) c + s(i) tanh(g) ;  h' = s(o) tanh(c')
+//! z = xw_t + W_hh h ;  c' = s(f) c + s(i) tanh(g) ;  h' = s(o) tanh(c')
 //! c <- m c' + (1 - m) c ;  h <- m h' + (1 - m) h ;  out_t = m h'
 //! ```
 //!
 //! The forward direction runs from the first step, the backward one from the last. The two are
 //! independent, so they run at the same time, each on one thread with its own single-threaded
-//! products: per step a `B x H x 4H` product is too small to split well over threads, and two
+//! products: per step a `4H x H x B` product is too small to split well over threads, and two
 //! halves of the work need no synchronisation per step. The forward keeps the activations it
 //! needs; the backward runs each direction's steps in reverse (BPTT) with one product per step
 //! for the gradient of `h` and one for `W_hh` at the end.
+//!
+//! Why feature-major: the per-step products then take the weight (`W_hh`, or `W_hh^T` stored once
+//! per backward) as an operand the `gemm` crate reads in place, where `h W_hh^T` over `[B, H]`
+//! rows made it repack all of `W_hh` (4 MiB at `H = 512`) every step; and every input, output and
+//! state of a step is a block of whole batch rows, so nothing is transposed. The element-wise
+//! gate loops run over the batch, compiled for AVX-512 (`alig::vectorised`) with an exponential
+//! that vectorises. Why the input projection is inside the op: `xw` and its gradient are the
+//! largest tensors of the layer (`8H x T B`), and candle would accumulate that gradient into a
+//! zeroed buffer, twice (through the projection and through a reshape).
 
 use std::sync::Mutex;
 
-use candle_core::{bail, CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
+use alig::vectorised;
+use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 
-use super::gemm::{matmul_into_serial, View};
+use super::gemm::{matmul, matmul_into, matmul_into_serial, View};
 use super::{contiguous_slices, with_host_f32};
 
-/// See the module docs: `xw [T, B, 8H]`, `w_hh [2, 4H, H]`, `mask` `T * B` values.
-pub fn lstm_bidirectional(xw: &Tensor, w_hh: &Tensor, mask: Vec<f32>) -> Result<Tensor> {
-    let (t, b, g2) = xw.dims3()?;
+/// See the module docs: `x [T, B, D]`, `w_ih [8H, D + 1]` (weights and bias), `w_hh [2, 4H, H]`,
+/// `mask` `T * B` values.
+pub fn lstm_bidirectional(x: &Tensor, w_ih: &Tensor, w_hh: &Tensor, mask: Vec<f32>) -> Result<Tensor> {
+    let (t, b, d) = x.dims3()?;
+    let (g2, d1) = w_ih.dims2()?;
     let (two, g, h) = w_hh.dims3()?;
-    if two != 2 || g != 4 * h || g2 != 2 * g || mask.len() != t * b {
+    if two != 2 || g != 4 * h || g2 != 2 * g || d1 != d + 1 || mask.len() != t * b {
         bail!(
-            "lstm_bidirectional: xw {:?}, w_hh {:?} and {} mask values do not fit",
-            xw.dims(),
+            "lstm_bidirectional: x {:?}, w_ih {:?}, w_hh {:?} and {} mask values do not fit",
+            x.dims(),
+            w_ih.dims(),
             w_hh.dims(),
             mask.len()
         )
     }
-    xw.contiguous()?.apply_op2(&w_hh.contiguous()?, Bilstm { mask, cache: Mutex::new(None) })
+    let op = Bilstm { mask, cache: Mutex::new(None) };
+    x.contiguous()?.apply_op3(&w_ih.contiguous()?, &w_hh.contiguous()?, op)
 }
 
-/// What one direction's forward keeps for its backward, per processed step: activated gates
-/// `[B, 4H]` (s(i), s(f), tanh(g), s(o)), `c'`, the previous `c` and the previous `h` (`[B, H]`).
-#[derive(Default)]
+/// What one direction's forward keeps for its backward, feature-major (`[rows][B]`), by time.
 struct Cache {
-    gates: Vec<Vec<f32>>,
-    c_new: Vec<Vec<f32>>,
-    c_prev: Vec<Vec<f32>>,
-    h_prev: Vec<Vec<f32>>,
+    /// s(i), s(f), tanh(g), s(o) of every step: `[T][4H][B]`.
+    gates: Vec<f32>,
+    /// `tanh(c')` of every step: `[T][H][B]`.
+    tanh_c: Vec<f32>,
+    /// The cell states, `T + 1` slots `[H][B]` ([`Direction::slots`]).
+    c: Vec<f32>,
+    /// The hidden states likewise, laid out `[H][(T + 1) B]` (slot `j` in columns `j B ..`): the
+    /// states before the `T` steps are then one `[H, T B]` operand of `dW_hh`'s product.
+    h: Vec<f32>,
 }
 
 struct Bilstm {
@@ -57,13 +75,52 @@ struct Bilstm {
     cache: Mutex<Option<[Cache; 2]>>,
 }
 
-fn sigmoid(x: f32) -> f32 {
-    1.0 / (1.0 + (-x).exp())
+/// `e^x` in f32 to about 1 ulp, in plain arithmetic that the compiler vectorises (libm's `expf`
+/// is a scalar call): `2^n e^r` with `n = round(x / ln 2)`, `|r| <= ln 2 / 2` and a degree-7
+/// polynomial for `e^r` (Cephes' coefficients). Saturates to `e^-87.3` and `e^88.3`; NaN stays NaN.
+#[inline(always)]
+fn exp(x: f32) -> f32 {
+    let x = x.clamp(-87.3, 88.3);
+    let n = (x * std::f32::consts::LOG2_E + 0.5).floor();
+    // ln 2 in two parts, the first exact in a few bits, so that x - n ln 2 loses nothing.
+    let r = x - n * 0.693_359_4 + n * 2.121_944_4e-4;
+    let p = 1.987_569_1e-4;
+    let p = p * r + 1.398_199_9e-3;
+    let p = p * r + 8.333_452e-3;
+    let p = p * r + 4.166_579_6e-2;
+    let p = p * r + 1.666_666_5e-1;
+    let p = p * r + 0.5;
+    let y = p * r * r + r + 1.0;
+    // 2^n through the exponent bits: n + 127 is an integer in 1..=254 after the clamp, so adding
+    // 2^23 leaves it in the low mantissa bits (no float-to-int conversion, which would not
+    // vectorise; a NaN gives 0 here and stays NaN through y).
+    y * f32::from_bits((n + (127.0 + 8_388_608.0)).to_bits() << 23)
 }
 
-/// `tanh(x) = 2 sigmoid(2x) - 1`: one exponential instead of libm's tanh (same f32 accuracy here).
+#[inline(always)]
+fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + exp(-x))
+}
+
+/// `tanh(x) = 2 sigmoid(2x) - 1`: one exponential.
+#[inline(always)]
 fn tanh(x: f32) -> f32 {
-    2.0 / (1.0 + (-2.0 * x).exp()) - 1.0
+    2.0 / (1.0 + exp(-2.0 * x)) - 1.0
+}
+
+/// `dst[c * dst_rs + r] = src[r * src_rs + c]` for a `rows x cols` block, in tiles that stay in L1.
+fn transpose(src: &[f32], src_rs: usize, rows: usize, cols: usize, dst: &mut [f32], dst_rs: usize) {
+    const TILE: usize = 16;
+    for r0 in (0..rows).step_by(TILE) {
+        for c0 in (0..cols).step_by(TILE) {
+            for r in r0..(r0 + TILE).min(rows) {
+                let row = &src[r * src_rs..];
+                for c in c0..(c0 + TILE).min(cols) {
+                    dst[c * dst_rs + r] = row[c];
+                }
+            }
+        }
+    }
 }
 
 /// One direction of the layer: which one, and the sizes.
@@ -77,6 +134,98 @@ struct Direction<'a> {
     mask: &'a [f32],
 }
 
+/// A `[rows][..]` matrix stored with row stride `rs`, and the column where a step's `B` start.
+type Columns<'a, T> = (&'a mut [T], usize, usize);
+
+/// One step's cells in the forward, feature-major: gates `z [4H][B]` in; the state before the
+/// step to the one after it (`c`: the two adjacent slots `[H][B]`; `h`: the two adjacent `B`
+/// columns of each of its `H` rows, either way round: `forward` says whether the earlier slot is
+/// the state before); the activations kept, and the output `m h'`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn forward_cells(
+    (h, b, forward): (usize, usize, bool),
+    z: &[f32],
+    m: &[f32],
+    gates: &mut [f32],
+    tanh_c: &mut [f32],
+    c_slots: &mut [f32],
+    (h_rows, rs, at): Columns<f32>,
+    (y_rows, y_rs, y_at): Columns<f32>,
+) {
+    let (m, hb) = (&m[..b], h * b);
+    // The activations first, each a loop of one input and one output, which vectorises.
+    let (zi, zf, zg, zo) = (&z[..hb], &z[hb..2 * hb], &z[2 * hb..3 * hb], &z[3 * hb..4 * hb]);
+    let (gi, rest) = gates.split_at_mut(hb);
+    let (gf, rest) = rest.split_at_mut(hb);
+    let (gg, go) = rest.split_at_mut(hb);
+    gi.iter_mut().zip(zi).for_each(|(a, &z)| *a = sigmoid(z));
+    gf.iter_mut().zip(zf).for_each(|(a, &z)| *a = sigmoid(z));
+    gg.iter_mut().zip(zg).for_each(|(a, &z)| *a = tanh(z));
+    go.iter_mut().zip(zo).for_each(|(a, &z)| *a = sigmoid(z));
+    let (lo, hi) = c_slots.split_at_mut(hb);
+    let (c_prev, c_next) = if forward { (lo, hi) } else { (hi, lo) };
+    for k in 0..h {
+        let row = k * b..(k + 1) * b;
+        let (i, f, g, o) = (&gi[row.clone()], &gf[row.clone()], &gg[row.clone()], &go[row.clone()]);
+        let (tc, cp, cn) = (&mut tanh_c[row.clone()], &c_prev[row.clone()], &mut c_next[row]);
+        let (lo, hi) = h_rows[k * rs + at..][..2 * b].split_at_mut(b);
+        let (hp, hn) = if forward { (lo, hi) } else { (hi, lo) };
+        let y = &mut y_rows[k * y_rs + y_at..][..b];
+        for n in 0..b {
+            let c = f[n] * cp[n] + i[n] * g[n];
+            let t = tanh(c);
+            tc[n] = t;
+            let h_new = o[n] * t;
+            cn[n] = m[n] * c + (1.0 - m[n]) * cp[n];
+            hn[n] = m[n] * h_new + (1.0 - m[n]) * hp[n];
+            y[n] = m[n] * h_new;
+        }
+    }
+}
+
+/// One step's cells in the backward: from the gradient `dy` of the step's output (`B` columns of
+/// `H` rows) and the state gradients `dh`, `dc` `[H][B]` (updated in place to those of the state
+/// before the step, `dh` still without its `W_hh^T dz` term), the gate gradients into `B` columns
+/// of `dz`'s `4H` rows.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn backward_cells(
+    (h, b): (usize, usize),
+    (dy, dy_rs, dy_at): (&[f32], usize, usize),
+    m: &[f32],
+    gates: &[f32],
+    tanh_c: &[f32],
+    c_prev: &[f32],
+    (dh, dc): (&mut [f32], &mut [f32]),
+    (dz, rs, at): Columns<f32>,
+) {
+    let m = &m[..b];
+    let (dzi, rest) = dz.split_at_mut(h * rs);
+    let (dzf, rest) = rest.split_at_mut(h * rs);
+    let (dzg, dzo) = rest.split_at_mut(h * rs);
+    for k in 0..h {
+        let row = k * b..(k + 1) * b;
+        let (ai, af) = (&gates[row.clone()], &gates[h * b + k * b..][..b]);
+        let (ag, ao) = (&gates[2 * h * b + k * b..][..b], &gates[3 * h * b + k * b..][..b]);
+        let (tc, cp, dy) = (&tanh_c[row.clone()], &c_prev[row.clone()], &dy[k * dy_rs + dy_at..][..b]);
+        let (dh, dc) = (&mut dh[row.clone()], &mut dc[row]);
+        let (di, df) = (&mut dzi[k * rs + at..][..b], &mut dzf[k * rs + at..][..b]);
+        let (dg, d_o) = (&mut dzg[k * rs + at..][..b], &mut dzo[k * rs + at..][..b]);
+        for n in 0..b {
+            let (i, f, g, o, t) = (ai[n], af[n], ag[n], ao[n], tc[n]);
+            let dh_new = m[n] * (dy[n] + dh[n]);
+            let dc_new = m[n] * dc[n] + dh_new * o * (1.0 - t * t);
+            di[n] = dc_new * g * i * (1.0 - i);
+            df[n] = dc_new * cp[n] * f * (1.0 - f);
+            dg[n] = dc_new * i * (1.0 - g * g);
+            d_o[n] = dh_new * t * o * (1.0 - o);
+            dc[n] = dc_new * f + (1.0 - m[n]) * dc[n];
+            dh[n] *= 1.0 - m[n];
+        }
+    }
+}
+
 impl Direction<'_> {
     /// The steps in processing order.
     fn order(&self) -> Vec<usize> {
@@ -87,137 +236,185 @@ impl Direction<'_> {
         }
     }
 
-    /// Row `n` of step `t` of this direction's gates in `xw [T, B, 8H]`.
-    fn gates_row<'x>(&self, xw: &'x [f32], t: usize, n: usize) -> &'x [f32] {
-        let g = 4 * self.h;
-        let start = (t * self.b + n) * 2 * g + self.d * g;
-        &xw[start..start + g]
-    }
-
-    /// The recurrence over every step: the outputs `[T, B, H]` and what the backward needs.
-    fn forward(&self, xw: &[f32], w: &[f32]) -> (Vec<f32>, Cache) {
-        let (b, h, g) = (self.b, self.h, 4 * self.h);
-        let w_t = View::new(w, g, h).t(); // [H, 4H]
-        let mut out = vec![0f32; self.t_max * b * h];
-        let (mut hs, mut cs) = (vec![0f32; b * h], vec![0f32; b * h]);
-        let mut cache = Cache::default();
-        for t in self.order() {
-            // z = xw_t + h W_hh^T, [B, 4H]
-            let mut z = Vec::with_capacity(b * g);
-            (0..b).for_each(|n| z.extend_from_slice(self.gates_row(xw, t, n)));
-            matmul_into_serial(View::new(&hs, b, h), w_t, &mut z, true);
-            let (c_prev, h_prev) = (cs.clone(), hs.clone());
-            let mut act = vec![0f32; b * g];
-            let mut c_new = vec![0f32; b * h];
-            let out_t = &mut out[t * b * h..(t + 1) * b * h];
-            for n in 0..b {
-                let m = self.mask[t * b + n];
-                let (z, a) = (&z[n * g..(n + 1) * g], &mut act[n * g..(n + 1) * g]);
-                let rows = n * h..(n + 1) * h;
-                let (c_state, h_state) = (&mut cs[rows.clone()], &mut hs[rows.clone()]);
-                let (c_new, out) = (&mut c_new[rows.clone()], &mut out_t[rows]);
-                for k in 0..h {
-                    let (i, f, gg, o) = (sigmoid(z[k]), sigmoid(z[h + k]), tanh(z[2 * h + k]), sigmoid(z[3 * h + k]));
-                    (a[k], a[h + k], a[2 * h + k], a[3 * h + k]) = (i, f, gg, o);
-                    let c = f * c_state[k] + i * gg;
-                    c_new[k] = c;
-                    let hn = o * tanh(c);
-                    c_state[k] = m * c + (1.0 - m) * c_state[k];
-                    h_state[k] = m * hn + (1.0 - m) * h_state[k];
-                    out[k] = m * hn;
-                }
-            }
-            cache.gates.push(act);
-            cache.c_new.push(c_new);
-            cache.c_prev.push(c_prev);
-            cache.h_prev.push(h_prev);
+    /// The state slots before and after step `t`: `t` and `t + 1` in the forward direction, `t + 1`
+    /// and `t` in the backward one. The states before the `T` steps are then slots `d ..= T - 1 + d`
+    /// in time order, and the state before the first processed step (zero) is the slot never written.
+    fn slots(&self, t: usize) -> (usize, usize) {
+        if self.d == 0 {
+            (t, t + 1)
+        } else {
+            (t + 1, t)
         }
-        (out, cache)
     }
 
-    /// BPTT from `dout [T, B, 2H]` (this direction's half of each row): the gradients of this
-    /// direction's gates `[T, B, 4H]` and of its `W_hh` `[4H, H]`.
-    fn backward(&self, cache: &Cache, dout: &[f32], w: &[f32]) -> (Vec<f32>, Vec<f32>) {
+    /// The recurrence over every step, the outputs into `out` (`[H, T B]`), and what the backward
+    /// needs. Per step `z = xw_t + W_hh h`, `[4H, B]`.
+    fn forward(&self, xw: &[f32], w: &[f32], out: &mut [f32]) -> Cache {
         let (t_max, b, h, g) = (self.t_max, self.b, self.h, 4 * self.h);
-        let w = View::new(w, g, h); // [4H, H]
-        let mut dxw = vec![0f32; t_max * b * g];
-        // The previous h of every step, in time order, for one product dW_hh = dZ^T H_prev at the end.
-        let mut h_prev_all = vec![0f32; t_max * b * h];
-        let (mut dh_state, mut dc_state) = (vec![0f32; b * h], vec![0f32; b * h]);
-        // Walk the processed steps backwards; `s` indexes the cache in processing order.
-        for (s, t) in self.order().into_iter().enumerate().rev() {
-            let (act, c_new, c_prev) = (&cache.gates[s], &cache.c_new[s], &cache.c_prev[s]);
-            let dz = &mut dxw[t * b * g..(t + 1) * b * g];
-            let (mut dh_prev, mut dc_prev) = (vec![0f32; b * h], vec![0f32; b * h]);
-            for n in 0..b {
-                let m = self.mask[t * b + n];
-                let (a, d) = (&act[n * g..(n + 1) * g], &mut dz[n * g..(n + 1) * g]);
-                let dy = &dout[(t * b + n) * 2 * h + self.d * h..][..h];
-                for k in 0..h {
-                    let j = n * h + k;
-                    let (i, f, gg, o) = (a[k], a[h + k], a[2 * h + k], a[3 * h + k]);
-                    let tc = tanh(c_new[j]);
-                    let dh_new = m * (dy[k] + dh_state[j]);
-                    let dc = m * dc_state[j] + dh_new * o * (1.0 - tc * tc);
-                    d[k] = dc * gg * i * (1.0 - i);
-                    d[h + k] = dc * c_prev[j] * f * (1.0 - f);
-                    d[2 * h + k] = dc * i * (1.0 - gg * gg);
-                    d[3 * h + k] = dh_new * tc * o * (1.0 - o);
-                    dc_prev[j] = dc * f + (1.0 - m) * dc_state[j];
-                    dh_prev[j] = (1.0 - m) * dh_state[j];
-                }
+        let (tb, rs, hb) = (t_max * b, (t_max + 1) * b, h * b);
+        let mut cache = Cache {
+            gates: vec![0f32; t_max * g * b],
+            tanh_c: vec![0f32; t_max * hb],
+            c: vec![0f32; (t_max + 1) * hb],
+            h: vec![0f32; h * rs],
+        };
+        let mut z = vec![0f32; g * b];
+        for t in self.order() {
+            for (r, z) in z.chunks_exact_mut(b).enumerate() {
+                z.copy_from_slice(&xw[(self.d * g + r) * tb + t * b..][..b]);
             }
-            // dh_prev += dz W_hh (dW_hh = dZ^T H_prev after the loop)
-            matmul_into_serial(View::new(dz, b, g), w, &mut dh_prev, true);
-            h_prev_all[t * b * h..(t + 1) * b * h].copy_from_slice(&cache.h_prev[s]);
-            (dh_state, dc_state) = (dh_prev, dc_prev);
+            let prev = self.slots(t).0;
+            matmul_into_serial(View::new(w, g, h), View::strided(&cache.h[prev * b..], h, b, rs), &mut z, true);
+            let gates = &mut cache.gates[t * g * b..(t + 1) * g * b];
+            let tanh_c = &mut cache.tanh_c[t * hb..(t + 1) * hb];
+            let c_slots = &mut cache.c[t * hb..(t + 2) * hb];
+            let (hs, y) = ((&mut cache.h[..], rs, t * b), (&mut *out, tb, t * b));
+            let m = &self.mask[t * b..(t + 1) * b];
+            let sizes = (h, b, self.d == 0);
+            vectorised(
+                #[inline(always)]
+                || forward_cells(sizes, &z, m, gates, tanh_c, c_slots, hs, y),
+            );
         }
+        cache
+    }
+
+    /// BPTT from `dout` (`[H, T B]`, this direction's half): the gradients of this direction's
+    /// gates into `dz` (`[4H, T B]`), and of its `W_hh` (`[4H, H]`, one product over every step at
+    /// the end).
+    fn backward(&self, cache: &Cache, dout: &[f32], w: &[f32], dz: &mut [f32]) -> Vec<f32> {
+        let (t_max, b, h, g) = (self.t_max, self.b, self.h, 4 * self.h);
+        let (tb, rs, hb) = (t_max * b, (t_max + 1) * b, h * b);
+        // dh += W_hh^T dz per step, with W_hh^T [H, 4H] stored so that it is read in place.
+        let mut w_t = vec![0f32; h * g];
+        transpose(w, h, g, h, &mut w_t, g);
+        let (mut dh, mut dc) = (vec![0f32; hb], vec![0f32; hb]);
+        for t in self.order().into_iter().rev() {
+            let prev = self.slots(t).0;
+            let (m, c_prev) = (&self.mask[t * b..(t + 1) * b], &cache.c[prev * hb..(prev + 1) * hb]);
+            let gates = &cache.gates[t * g * b..(t + 1) * g * b];
+            let tanh_c = &cache.tanh_c[t * hb..(t + 1) * hb];
+            let (state, dzs) = ((&mut dh[..], &mut dc[..]), (&mut *dz, tb, t * b));
+            vectorised(
+                #[inline(always)]
+                || backward_cells((h, b), (dout, tb, t * b), m, gates, tanh_c, c_prev, state, dzs),
+            );
+            matmul_into_serial(View::new(&w_t, h, g), View::strided(&dz[t * b..], g, b, tb), &mut dh, true);
+        }
+        // dW_hh = dZ H_prev^T: [4H, T B] x [T B, H], the states before the steps in time order.
         let mut dw = vec![0f32; g * h];
-        matmul_into_serial(View::new(&dxw, t_max * b, g).t(), View::new(&h_prev_all, t_max * b, h), &mut dw, false);
-        (dxw, dw)
+        matmul_into_serial(View::new(dz, g, tb), View::strided(&cache.h[self.d * b..], h, tb, rs).t(), &mut dw, false);
+        dw
     }
 }
 
-/// `[T * B, w]` rows of the two directions side by side: `[T * B, 2w]`.
-fn interleave(a: &[f32], b: &[f32], w: usize) -> Vec<f32> {
-    let mut out = Vec::with_capacity(2 * a.len());
-    for (a, b) in a.chunks_exact(w).zip(b.chunks_exact(w)) {
-        out.extend_from_slice(a);
-        out.extend_from_slice(b);
-    }
-    out
-}
-
-impl CustomOp2 for Bilstm {
+impl CustomOp3 for Bilstm {
     fn name(&self) -> &'static str {
         "lstm-bidirectional"
     }
 
-    fn cpu_fwd(&self, xs: &CpuStorage, xl: &Layout, ws: &CpuStorage, wl: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (t_max, b, _) = xl.shape().dims3()?;
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xl: &Layout,
+        is: &CpuStorage,
+        il: &Layout,
+        ws: &CpuStorage,
+        wl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (t_max, b, d) = xl.shape().dims3()?;
         let (_, g, h) = wl.shape().dims3()?;
-        let [xw, w] = contiguous_slices::<f32, 2>("lstm_bidirectional", [(xs, xl), (ws, wl)])?;
+        let [x, w_ih, w] = contiguous_slices::<f32, 3>("lstm_bidirectional", [(xs, xl), (is, il), (ws, wl)])?;
+        let tb = t_max * b;
+        // xw = W_ih x^T + b, [8H, T B]: the bias in every row, then the product.
+        let mut xw = vec![0f32; 2 * g * tb];
+        xw.chunks_exact_mut(tb).enumerate().for_each(|(r, row)| row.fill(w_ih[r * (d + 1) + d]));
+        matmul_into(View::strided(w_ih, 2 * g, d, d + 1), View::new(x, tb, d).t(), &mut xw, true);
         let dir = |d| Direction { d, t_max, b, h, mask: &self.mask };
-        let ((out_f, cache_f), (out_b, cache_b)) =
-            rayon::join(|| dir(0).forward(xw, &w[..g * h]), || dir(1).forward(xw, &w[g * h..]));
+        let mut out = vec![0f32; 2 * h * tb];
+        let (out_f, out_b) = out.split_at_mut(h * tb);
+        let (cache_f, cache_b) =
+            rayon::join(|| dir(0).forward(&xw, &w[..g * h], out_f), || dir(1).forward(&xw, &w[g * h..], out_b));
         *super::lock(&self.cache, "lstm cache")? = Some([cache_f, cache_b]);
-        Ok((CpuStorage::F32(interleave(&out_f, &out_b, h)), Shape::from((t_max, b, 2 * h))))
+        Ok((CpuStorage::F32(out), Shape::from((2 * h, t_max, b))))
     }
 
-    fn bwd(&self, xw: &Tensor, w_hh: &Tensor, _: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let (t_max, b, _) = xw.dims3()?;
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w_ih: &Tensor,
+        w_hh: &Tensor,
+        _: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (t_max, b, d) = x.dims3()?;
         let (_, g, h) = w_hh.dims3()?;
         let guard = super::lock(&self.cache, "lstm cache")?;
         let Some([cache_f, cache_b]) = guard.as_ref() else { bail!("lstm_bidirectional: backward without a forward") };
-        with_host_f32([grad, w_hh], "lstm_bidirectional", |[dout, w]| {
+        with_host_f32([grad, w_hh, x, w_ih], "lstm_bidirectional", |[dout, w, xv, wi]| {
             let dir = |d| Direction { d, t_max, b, h, mask: &self.mask };
-            let ((dxw_f, dw_f), (dxw_b, dw_b)) = rayon::join(
-                || dir(0).backward(cache_f, dout, &w[..g * h]),
-                || dir(1).backward(cache_b, dout, &w[g * h..]),
+            let tb = t_max * b;
+            // The gradient of xw, [8H, T B], each direction's half straight from its BPTT.
+            let mut dxw = vec![0f32; 2 * g * tb];
+            let (dz_f, dz_b) = dxw.split_at_mut(g * tb);
+            let (dw_f, dw_b) = rayon::join(
+                || dir(0).backward(cache_f, &dout[..h * tb], &w[..g * h], dz_f),
+                || dir(1).backward(cache_b, &dout[h * tb..], &w[g * h..], dz_b),
             );
-            let dxw = Tensor::from_vec(interleave(&dxw_f, &dxw_b, g), xw.shape(), xw.device())?;
-            let dw = Tensor::from_vec([dw_f, dw_b].concat(), w_hh.shape(), w_hh.device())?;
-            Ok((Some(dxw), Some(dw)))
+            let dw_hh = Tensor::from_vec([dw_f, dw_b].concat(), w_hh.shape(), w_hh.device())?;
+            // d[W_ih | b] = dxw [x | 1]: the product, and each row's sum as the last column.
+            let dxw_v = View::new(&dxw, 2 * g, tb);
+            let dw = matmul(dxw_v, View::new(xv, tb, d));
+            let mut dw_ih = Vec::with_capacity(2 * g * (d + 1));
+            for (w_row, dz_row) in dw.chunks_exact(d).zip(dxw.chunks_exact(tb)) {
+                dw_ih.extend_from_slice(w_row);
+                dw_ih.push(dz_row.iter().sum());
+            }
+            let dw_ih = Tensor::from_vec(dw_ih, w_ih.shape(), w_ih.device())?;
+            // The word vectors' gradient only when something upstream needs it (GloVe is frozen).
+            let dx = if x.track_op() {
+                let dx = matmul(dxw_v.t(), View::strided(wi, 2 * g, d, d + 1));
+                Some(Tensor::from_vec(dx, x.shape(), x.device())?)
+            } else {
+                None
+            };
+            Ok((dx, Some(dw_ih), Some(dw_hh)))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exp_is_within_two_ulp_of_libm_and_saturates() {
+        let mut worst = 0f32;
+        for i in -87_000..=88_000 {
+            let x = i as f32 * 1e-3;
+            let (ours, libm) = (exp(x), x.exp());
+            worst = worst.max((ours - libm).abs() / libm);
+        }
+        assert!(worst < 2.5e-7, "relative error {worst}");
+        assert_eq!(exp(0.0), 1.0);
+        assert!(exp(1e4).is_finite() && exp(1e4) > 1e38);
+        assert!(exp(-1e4) > 0.0 && exp(-1e4) < 1e-37);
+        assert!(exp(f32::NAN).is_nan());
+        assert!(sigmoid(-1e4) < 1e-37);
+        assert_eq!((sigmoid(1e4), tanh(-1e4), tanh(1e4)), (1.0, -1.0, 1.0));
+    }
+
+    #[test]
+    fn transpose_of_a_strided_block() {
+        // A 3 x 37 block of a 5 x 40 matrix, into the first 3 columns of a 37 x 4 one.
+        let src: Vec<f32> = (0..200).map(|i| i as f32).collect();
+        let mut dst = vec![-1f32; 37 * 4];
+        transpose(&src[40 + 2..], 40, 3, 37, &mut dst, 4);
+        for c in 0..37 {
+            for r in 0..4 {
+                let want = if r < 3 { src[(1 + r) * 40 + 2 + c] } else { -1.0 };
+                assert_eq!(dst[c * 4 + r], want, "({c}, {r})");
+            }
+        }
     }
 }
