@@ -6,7 +6,8 @@ Median of ROUNDS steps after WARMUP, same thread count; each model runs in its o
 its peak resident memory is its own. FLOPs per step are counted by torch's FlopCounterMode
 (forward + backward); the fraction of peak uses cores x FMA width x clock from /proc/cpuinfo.
 
-usage: bench/.venv/bin/python bench/train_step.py [--features onednn] [--alternate K] [ROUNDS] [WARMUP] [MODEL...]
+usage: bench/.venv/bin/python bench/train_step.py [--features onednn [--bf16]] [--alternate K] [ROUNDS] [WARMUP] [MODEL...]
+       (--bf16: our convolutions in bfloat16 through oneDNN, PyTorch's step under CPU autocast to bf16)
        (--alternate K: ours and PyTorch take K turns each per model, the VM's drift shared between
        them; each side reports the median of its turns' medians)
        python3 bench/train_step.py --torch-all --device cuda [--precision f32|tf32|bf16] [--models a,b]
@@ -115,7 +116,7 @@ def torch_model(name):
     raise SystemExit(f"unknown model {name}")
 
 
-def torch_one(name, rounds, warmup):
+def torch_one(name, rounds, warmup, bf16=False):
     import torch
     from torch.utils.flop_counter import FlopCounterMode
     torch.set_num_threads(THREADS)
@@ -127,7 +128,8 @@ def torch_one(name, rounds, warmup):
 
     def step():
         opt.zero_grad()
-        loss = torch.nn.functional.cross_entropy(model(x), y)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = torch.nn.functional.cross_entropy(model(x), y)
         loss.backward()
         opt.step()
         return loss.item()
@@ -239,7 +241,7 @@ def peak_gflops():
 def main():
     args = [a for a in sys.argv[1:]]
     if args and args[0] == "--torch-one":
-        return torch_one(args[1], int(args[2]), int(args[3]))
+        return torch_one(args[1], int(args[2]), int(args[3]), "--bf16" in args)
     if args and args[0] == "--torch-all":
         import argparse
         p = argparse.ArgumentParser(prog="train_step.py --torch-all")
@@ -259,6 +261,9 @@ def main():
         i = args.index("--features")
         features = ["--features", args[i + 1]]
         del args[i:i + 2]
+    bf16 = "--bf16" in args
+    if bf16:
+        args.remove("--bf16")
     turns = 1
     if "--alternate" in args:
         i = args.index("--alternate")
@@ -278,8 +283,8 @@ def main():
             our_cmd = cargo + ["--bench", "bilstm", "--", str(rounds)]
             their_cmd = [sys.executable, __file__, "--torch-lstm", str(rounds), str(warmup)]
         else:
-            our_cmd = cargo + ["--bench", "train_step", "--", m, str(rounds), str(warmup)]
-            their_cmd = [sys.executable, __file__, "--torch-one", m, str(rounds), str(warmup)]
+            our_cmd = cargo + ["--bench", "train_step", "--", m, str(rounds), str(warmup)] + ["--bf16"] * bf16
+            their_cmd = [sys.executable, __file__, "--torch-one", m, str(rounds), str(warmup)] + ["--bf16"] * bf16
         runs = [(run_json(our_cmd, env), run_json(their_cmd, env)) for _ in range(turns)]
         ours, theirs = runs[-1]
         ours["median_ms"] = statistics.median(o["median_ms"] for o, _ in runs)
@@ -290,7 +295,7 @@ def main():
         rows.append((m, ours, theirs, gf))
         print(f"# {m}: ours {ours['median_ms']:.0f} ms, PyTorch {theirs['median_ms']:.0f} ms", file=sys.stderr)
     alternated = f", {turns} alternating turns each (median of their medians)" if turns > 1 else ""
-    print(f"Training step{' (' + ' '.join(features) + ')' if features else ''}{alternated}, {THREADS} threads, median of {rounds} after {warmup} warm-up; PyTorch {version}; "
+    print(f"Training step{' (' + ' '.join(features + ['--bf16'] * bf16) + ')' if features else ''}{alternated}, {THREADS} threads, median of {rounds} after {warmup} warm-up; PyTorch {version}; "
           f"peak {peak:.0f} GFLOP/s (cores x FMA width x clock)\n")
     print("| model (batch) | GFLOP/step | ours (ms) | PyTorch (ms) | ours / PyTorch | ours GFLOP/s (% peak) "
           "| PyTorch GFLOP/s (% peak) | peak RSS ours / PyTorch (MiB) |")

@@ -2,10 +2,11 @@
 //! paper model, median of ROUNDS steps after WARMUP, as a JSON line with the process's peak resident
 //! memory. Read by `bench/train_step.py`, which runs PyTorch on the same models in the same run.
 //!
-//! `cargo bench -p zoo --bench train_step -- MODEL [ROUNDS] [WARMUP] [--candle-ops]`, MODEL one of
-//! wrn-16-4, wrn-40-4, densenet-bc-40-40, resnet18. `--candle-ops` turns the zoo's CPU
-//! convolution op off (candle's own conv2d and its backward); `--glibc-default` leaves glibc's
-//! allocator as it is (see `zoo::ops::malloc`).
+//! `cargo bench -p zoo --bench train_step -- MODEL [ROUNDS] [WARMUP] [--candle-ops] [--bf16]`,
+//! MODEL one of wrn-16-4, wrn-40-4, densenet-bc-40-40, resnet18. `--candle-ops` turns the zoo's
+//! CPU convolution op off (candle's own conv2d and its backward); `--glibc-default` leaves glibc's
+//! allocator as it is (see `zoo::ops::malloc`); `--bf16` (feature `onednn`) runs the convolutions
+//! in bfloat16 (`zoo::ops::onednn::set_bf16`).
 
 use std::time::Instant;
 
@@ -42,6 +43,12 @@ fn main() {
     }
     if args.iter().any(|a| a == "--candle-ops") {
         zoo::ops::set_custom_ops(false);
+    }
+    if args.iter().any(|a| a == "--bf16") {
+        #[cfg(feature = "onednn")]
+        zoo::ops::onednn::set_bf16(true);
+        #[cfg(not(feature = "onednn"))]
+        panic!("--bf16 needs the feature onednn");
     }
     let (registry_name, margs, batch, side) = model(name);
     let dev = Device::Cpu;

@@ -24,11 +24,10 @@ fn passes(x: &Var, w: &Var, s: usize, p: usize, weights: &Tensor) -> [Tensor; 3]
     [y, g.get(x).unwrap().clone(), g.get(w).unwrap().clone()]
 }
 
-#[test]
-fn onednn_matches_the_im2col_op_on_the_zoo_geometries() {
-    let dev = Device::Cpu;
-    // (x shape, out channels, kernel, stride, padding) at the models' channel counts.
-    let cases: [common::ConvCase; 10] = [
+/// The convolutions of the zoo's models at their real channel counts, then the small edge cases
+/// the im2col op is tested on: (x shape, out channels, kernel, stride, padding).
+fn cases() -> impl Iterator<Item = common::ConvCase> {
+    let models: [common::ConvCase; 10] = [
         // WRN-40-4 on CIFAR: the stem, 3x3 s1 and s2 in each group, the 1x1 shortcuts.
         ((2, 3, 32, 32), 16, 3, 1, 1),
         ((2, 64, 32, 32), 64, 3, 1, 1),
@@ -43,12 +42,23 @@ fn onednn_matches_the_im2col_op_on_the_zoo_geometries() {
         ((2, 3, 64, 64), 64, 7, 2, 3),
         ((2, 64, 14, 14), 128, 3, 2, 1),
     ];
-    // Then the small edge cases the im2col op is tested on.
-    for (xs, o, k, s, p) in cases.into_iter().chain(common::CONV_EDGE_CASES) {
-        let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, xs, &dev).unwrap()).unwrap();
-        let w = Var::from_tensor(&Tensor::randn(0f32, 0.1, (o, xs.1, k, k), &dev).unwrap()).unwrap();
-        let (oh, ow) = ((xs.2 + 2 * p - k) / s + 1, (xs.3 + 2 * p - k) / s + 1);
-        let weights = Tensor::randn(0f32, 1.0, (xs.0, o, oh, ow), &dev).unwrap();
+    models.into_iter().chain(common::CONV_EDGE_CASES)
+}
+
+/// Random operands of a case: `x`, `w` and the loss weights of the output.
+fn operands(((n, c, h, w), o, k, s, p): common::ConvCase) -> (Var, Var, Tensor) {
+    let dev = Device::Cpu;
+    let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (n, c, h, w), &dev).unwrap()).unwrap();
+    let wt = Var::from_tensor(&Tensor::randn(0f32, 0.1, (o, c, k, k), &dev).unwrap()).unwrap();
+    let (oh, ow) = ((h + 2 * p - k) / s + 1, (w + 2 * p - k) / s + 1);
+    (x, wt, Tensor::randn(0f32, 1.0, (n, o, oh, ow), &dev).unwrap())
+}
+
+#[test]
+fn onednn_matches_the_im2col_op_on_the_zoo_geometries() {
+    for case in cases() {
+        let (xs, o, k, s, p) = case;
+        let (x, w, weights) = operands(case);
         let (ours, again) = with_onednn(true, || (passes(&x, &w, s, p, &weights), passes(&x, &w, s, p, &weights)));
         let reference = with_onednn(false, || passes(&x, &w, s, p, &weights));
         for (i, name) in ["y", "dx", "dw"].iter().enumerate() {
@@ -56,6 +66,33 @@ fn onednn_matches_the_im2col_op_on_the_zoo_geometries() {
             assert!(d < 1e-5, "{name} {xs:?} o{o} k{k} s{s} p{p}: relative difference {d}");
             let same = (&ours[i] - &again[i]).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
             assert_eq!(same, 0.0, "{name} {xs:?} o{o} k{k} s{s} p{p}: a rerun differs");
+        }
+    }
+}
+
+/// `set_bf16`: the three passes in bfloat16 (f32 in and out) agree with the f32 im2col op to
+/// bf16's precision on every geometry, and differ from it by more than f32 rounding (so bf16 is
+/// what ran); the switch back gives f32 results again.
+#[test]
+fn bf16_passes_agree_with_f32_to_bf16_precision() {
+    for case in cases() {
+        let (xs, o, k, s, p) = case;
+        let (x, w, weights) = operands(case);
+        let half = with_onednn(true, || {
+            zoo::ops::onednn::set_bf16(true);
+            let out = passes(&x, &w, s, p, &weights);
+            zoo::ops::onednn::set_bf16(false);
+            out
+        });
+        let (single, reference) = (
+            with_onednn(true, || passes(&x, &w, s, p, &weights)),
+            with_onednn(false, || passes(&x, &w, s, p, &weights)),
+        );
+        for (i, name) in ["y", "dx", "dw"].iter().enumerate() {
+            let d = max_rel(&half[i], &reference[i]);
+            assert!(d < 2e-2 && d > 1e-4, "{name} {xs:?} o{o} k{k} s{s} p{p}: bf16 relative difference {d}");
+            let d = max_rel(&single[i], &reference[i]);
+            assert!(d < 1e-5, "{name} {xs:?} o{o} k{k} s{s} p{p}: after bf16, f32 relative difference {d}");
         }
     }
 }
@@ -71,11 +108,19 @@ fn sgemm_matches_the_gemm_crate() {
     let b: Vec<f32> = (0..k * n).map(|i| ((i * 104729) % 997) as f32 / 997.0 - 0.5).collect();
     let at: Vec<f32> = (0..k * m).map(|i| a[(i % m) * k + i / m]).collect(); // a^T stored row-major
     let bt: Vec<f32> = (0..n * k).map(|i| b[(i % k) * n + i / k]).collect(); // b^T stored row-major
+                                                                             // Each row with `left` and `right` extra columns around it.
+    let widen = |src: &[f32], cols: usize, left: usize, right: usize| -> Vec<f32> {
+        src.chunks_exact(cols).flat_map(|row| [vec![9.0; left], row.to_vec(), vec![9.0; right]].concat()).collect()
+    };
+    let (a_wide, bt_wide) = (widen(&a, k, 3, 2), widen(&bt, k, 2, 5));
     let views = [
         ("a b", View::new(&a, m, k), View::new(&b, k, n)),
         ("a^T^T b", View::new(&at, k, m).t(), View::new(&b, k, n)),
         ("a b^T^T", View::new(&a, m, k), View::new(&bt, n, k).t()),
         ("a^T^T b^T^T", View::new(&at, k, m).t(), View::new(&bt, n, k).t()),
+        // Blocks of columns of wider matrices (the LSTM's per-step operands).
+        ("a[.., 3..] b", View::strided(&a_wide[3..], m, k, k + 5), View::new(&b, k, n)),
+        ("a b[.., 2..]^T^T", View::new(&a, m, k), View::strided(&bt_wide[2..], n, k, k + 7).t()),
     ];
     let start: Vec<f32> = (0..m * n).map(|i| (i % 5) as f32).collect();
     for (name, va, vb) in views {

@@ -20,6 +20,7 @@
 
 use std::collections::HashMap;
 use std::ffi::{c_char, c_int, CStr};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 use candle_core::{bail, Result};
@@ -32,7 +33,13 @@ struct RawConv {
 extern "C" {
     fn zoo_dnnl_soname() -> *const c_char;
     fn zoo_dnnl_load(path: *const c_char, err: *mut c_char, err_len: usize) -> c_int;
-    fn zoo_dnnl_conv_new(pass: c_int, geometry: *const i64, err: *mut c_char, err_len: usize) -> *mut RawConv;
+    fn zoo_dnnl_conv_new(
+        pass: c_int,
+        geometry: *const i64,
+        bf16: c_int,
+        err: *mut c_char,
+        err_len: usize,
+    ) -> *mut RawConv;
     fn zoo_dnnl_conv_run(
         conv: *mut RawConv,
         a: *const f32,
@@ -142,9 +149,41 @@ impl Drop for Primitive {
     }
 }
 
-fn cache() -> &'static Mutex<HashMap<(Pass, Dims), Primitive>> {
-    static CACHE: OnceLock<Mutex<HashMap<(Pass, Dims), Primitive>>> = OnceLock::new();
+/// The primitives made so far, by pass, geometry and whether they compute in bf16.
+type Primitives = HashMap<(Pass, Dims, bool), Primitive>;
+
+fn cache() -> &'static Mutex<Primitives> {
+    static CACHE: OnceLock<Mutex<Primitives>> = OnceLock::new();
     CACHE.get_or_init(Default::default)
+}
+
+static BF16: AtomicBool = AtomicBool::new(false);
+
+/// Runs the convolutions' three passes in bfloat16 (off by default): their inputs are converted
+/// by the reorders into oneDNN's layouts, which they go through anyway, and their outputs stay
+/// f32, as are all the tensors around them (PyTorch's CPU autocast likewise casts a convolution's
+/// inputs to bf16; it also leaves its output in bf16). oneDNN runs bf16 on AMX or AVX-512 BF16
+/// where the CPU has them, and emulates it more slowly elsewhere: see [`bf16_native`].
+pub fn set_bf16(on: bool) {
+    BF16.store(on, Ordering::Relaxed)
+}
+
+/// Whether convolutions run in bf16 ([`set_bf16`]).
+pub fn bf16() -> bool {
+    BF16.load(Ordering::Relaxed)
+}
+
+/// Whether this CPU has bf16 arithmetic oneDNN uses: AVX-512 BF16 (which every CPU with AMX has
+/// too; oneDNN picks AMX where it is).
+pub fn bf16_native() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512bf16")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
 }
 
 static ON: super::Switch = super::Switch::new("ZOO_ONEDNN");
@@ -206,19 +245,21 @@ fn message(err: &[c_char]) -> String {
     unsafe { CStr::from_ptr(err.as_ptr()) }.to_string_lossy().into_owned()
 }
 
-/// The primitive of `pass` and `dims` in `prims`, made on first use.
-fn primitive(prims: &mut HashMap<(Pass, Dims), Primitive>, pass: Pass, dims: Dims) -> Result<*mut RawConv> {
-    if let Some(p) = prims.get(&(pass, dims)) {
+/// The primitive of `pass` and `dims` in `prims` (in bf16 if [`bf16`] is on), made on first use.
+fn primitive(prims: &mut Primitives, pass: Pass, dims: Dims) -> Result<*mut RawConv> {
+    let key = (pass, dims, bf16());
+    if let Some(p) = prims.get(&key) {
         return Ok(p.0);
     }
     let mut err: [c_char; 256] = [0; 256];
     let g = dims.map(|v| v as i64);
     // SAFETY: g has the 11 entries the shim reads; err is a writable buffer of its length.
-    let raw = unsafe { zoo_dnnl_conv_new(pass as c_int, g.as_ptr(), err.as_mut_ptr(), err.len()) };
+    let raw = unsafe { zoo_dnnl_conv_new(pass as c_int, g.as_ptr(), key.2 as c_int, err.as_mut_ptr(), err.len()) };
     if raw.is_null() {
-        bail!("onednn conv2d {pass:?} {dims:?}: {}", message(&err))
+        let precision = if key.2 { " (bf16)" } else { "" };
+        bail!("onednn conv2d {pass:?}{precision} {dims:?}: {}", message(&err))
     }
-    prims.insert((pass, dims), Primitive(raw));
+    prims.insert(key, Primitive(raw));
     Ok(raw)
 }
 

@@ -191,12 +191,13 @@ static dnnl_status_t make_operand(operand *o, const_dnnl_primitive_desc_t pd, dn
     return s;
 }
 
-/* A 4-D f32 memory descriptor of `dims` in layout `tag`. */
-static dnnl_status_t make_md(dnnl_memory_desc_t *md, const dnnl_dims_t dims, dnnl_format_tag_t tag) {
+/* A 4-D memory descriptor of `dims` in type `dt` and layout `tag`. */
+static dnnl_status_t make_md(dnnl_memory_desc_t *md, const dnnl_dims_t dims, dnnl_data_type_t dt,
+                             dnnl_format_tag_t tag) {
 #if DNNL_VERSION_MAJOR >= 3
-    return p_dnnl_memory_desc_create_with_tag(md, 4, dims, dnnl_f32, tag);
+    return p_dnnl_memory_desc_create_with_tag(md, 4, dims, dt, tag);
 #else
-    return p_dnnl_memory_desc_init_by_tag(md, 4, dims, dnnl_f32, tag);
+    return p_dnnl_memory_desc_init_by_tag(md, 4, dims, dt, tag);
 #endif
 }
 
@@ -237,11 +238,13 @@ static dnnl_status_t make_pd(dnnl_primitive_desc_t *pd, int pass, const_dnnl_mem
 #endif
 }
 
-/* Geometry `g`: n, c, h, w, o, kh, kw, oh, ow, stride, padding. */
-zoo_dnnl_conv *zoo_dnnl_conv_new(int pass, const long long g[11], char *err, size_t err_len) {
+/* Geometry `g`: n, c, h, w, o, kh, kw, oh, ow, stride, padding. With `bf16`, the pass computes in
+ * bfloat16: its two inputs are converted by the reorders into the primitive's layout (which they
+ * go through anyway), its output stays f32 (the caller's tensors are f32 throughout). */
+zoo_dnnl_conv *zoo_dnnl_conv_new(int pass, const long long g[11], int bf16, char *err, size_t err_len) {
     dnnl_primitive_desc_t fwd_pd = NULL, pd = NULL;
-    /* Plain, then `any` (the primitive's choice): x, w, y. */
-    dnnl_memory_desc_t md[6] = {0};
+    /* Plain, then `any` (the primitive's choice), then the forward hint's: x, w, y. */
+    dnnl_memory_desc_t md[9] = {0};
     zoo_dnnl_conv *c = calloc(1, sizeof *c);
     if (!c) {
         snprintf(err, err_len, "out of memory");
@@ -258,16 +261,25 @@ zoo_dnnl_conv *zoo_dnnl_conv_new(int pass, const long long g[11], char *err, siz
     const dnnl_dims_t strides = {g[9], g[9]}, pad_l = {g[10], g[10]};
     /* PyTorch's output size floors; oneDNN wants the right padding that makes it exact. */
     const dnnl_dims_t pad_r = {(g[7] - 1) * g[9] + g[5] - g[2] - g[10], (g[8] - 1) * g[9] + g[6] - g[3] - g[10]};
-    TRY(make_md(&md[0], x_dims, dnnl_nchw));
-    TRY(make_md(&md[1], w_dims, dnnl_oihw));
-    TRY(make_md(&md[2], y_dims, dnnl_nchw));
-    TRY(make_md(&md[3], x_dims, dnnl_format_tag_any));
-    TRY(make_md(&md[4], w_dims, dnnl_format_tag_any));
-    TRY(make_md(&md[5], y_dims, dnnl_format_tag_any));
+    /* The computing type of x, w, y in this pass: the output of the pass is f32. */
+    const dnnl_data_type_t half = bf16 ? dnnl_bf16 : dnnl_f32;
+    const dnnl_data_type_t x_t = pass == ZOO_BACKWARD_DATA ? dnnl_f32 : half,
+                           w_t = pass == ZOO_BACKWARD_WEIGHTS ? dnnl_f32 : half,
+                           y_t = pass == ZOO_FORWARD ? dnnl_f32 : half;
+    TRY(make_md(&md[0], x_dims, dnnl_f32, dnnl_nchw));
+    TRY(make_md(&md[1], w_dims, dnnl_f32, dnnl_oihw));
+    TRY(make_md(&md[2], y_dims, dnnl_f32, dnnl_nchw));
+    TRY(make_md(&md[3], x_dims, x_t, dnnl_format_tag_any));
+    TRY(make_md(&md[4], w_dims, w_t, dnnl_format_tag_any));
+    TRY(make_md(&md[5], y_dims, y_t, dnnl_format_tag_any));
+    /* The backward passes' forward hint: bf16 inputs and an f32 output, as the forward's. */
+    TRY(make_md(&md[6], x_dims, half, dnnl_format_tag_any));
+    TRY(make_md(&md[7], w_dims, half, dnnl_format_tag_any));
+    TRY(make_md(&md[8], y_dims, dnnl_f32, dnnl_format_tag_any));
     const_dnnl_memory_desc_t x_plain = MD(md[0]), w_plain = MD(md[1]), y_plain = MD(md[2]);
     const_dnnl_memory_desc_t x_any = MD(md[3]), w_any = MD(md[4]), y_any = MD(md[5]);
 
-    TRY(make_pd(&fwd_pd, ZOO_FORWARD, x_any, w_any, y_any, strides, pad_l, pad_r, NULL));
+    TRY(make_pd(&fwd_pd, ZOO_FORWARD, MD(md[6]), MD(md[7]), MD(md[8]), strides, pad_l, pad_r, NULL));
     switch (pass) {
     case ZOO_FORWARD:
         pd = fwd_pd;
@@ -291,12 +303,12 @@ zoo_dnnl_conv *zoo_dnnl_conv_new(int pass, const long long g[11], char *err, siz
     TRY(p_dnnl_primitive_create(&c->conv, pd));
     p_dnnl_primitive_desc_destroy(pd);
     if (fwd_pd) p_dnnl_primitive_desc_destroy(fwd_pd);
-    for (int i = 0; i < 6; i++) MD_FREE(md[i]);
+    for (int i = 0; i < 9; i++) MD_FREE(md[i]);
     return c;
 fail:
     if (pd) p_dnnl_primitive_desc_destroy(pd);
     if (fwd_pd) p_dnnl_primitive_desc_destroy(fwd_pd);
-    for (int i = 0; i < 6; i++) MD_FREE(md[i]);
+    for (int i = 0; i < 9; i++) MD_FREE(md[i]);
     zoo_dnnl_conv_free(c);
     return NULL;
 }
