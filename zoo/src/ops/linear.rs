@@ -1,7 +1,8 @@
 //! `y = x W^T + b` over the last dimension, as one op whose backward skips the input's gradient
 //! when nothing upstream needs it (frozen word vectors, raw data). candle's own matmul backward
 //! always computes both operand gradients; for the Bi-LSTM's input projection the unused one is
-//! about a sixth of the step's arithmetic.
+//! about a sixth of the step's arithmetic. (The Bi-LSTM's CPU op now makes that projection itself,
+//! the same way; this op serves the composed recurrence and the library's users.)
 //!
 //! On the CPU in f32 this is the op; elsewhere (CUDA, Metal, f64) it composes candle's ops, whose
 //! result is the same.
