@@ -63,7 +63,7 @@ struct Cache {
     gates: Vec<f32>,
     /// `tanh(c')` of every step: `[T][H][B]`.
     tanh_c: Vec<f32>,
-    /// The cell states, `T + 1` slots `[H][B]` ([`Direction::slots`]).
+    /// The cell states, `T + 1` slots `[H][B]` ([`Direction::prev_slot`]).
     c: Vec<f32>,
     /// The hidden states likewise, laid out `[H][(T + 1) B]` (slot `j` in columns `j B ..`): the
     /// states before the `T` steps are then one `[H, T B]` operand of `dW_hh`'s product.
@@ -75,7 +75,7 @@ struct Bilstm {
     cache: Mutex<Option<[Cache; 2]>>,
 }
 
-/// `e^x` in f32 to about 1 ulp, in plain arithmetic that the compiler vectorises (libm's `expf`
+/// `e^x` in f32 within 2 ulp of libm's, in plain arithmetic that the compiler vectorises (libm's `expf`
 /// is a scalar call): `2^n e^r` with `n = round(x / ln 2)`, `|r| <= ln 2 / 2` and a degree-7
 /// polynomial for `e^r` (Cephes' coefficients). Saturates to `e^-87.3` and `e^88.3`; NaN stays NaN.
 #[inline(always)]
@@ -236,15 +236,12 @@ impl Direction<'_> {
         }
     }
 
-    /// The state slots before and after step `t`: `t` and `t + 1` in the forward direction, `t + 1`
-    /// and `t` in the backward one. The states before the `T` steps are then slots `d ..= T - 1 + d`
-    /// in time order, and the state before the first processed step (zero) is the slot never written.
-    fn slots(&self, t: usize) -> (usize, usize) {
-        if self.d == 0 {
-            (t, t + 1)
-        } else {
-            (t + 1, t)
-        }
+    /// The state slot before step `t` (the one after it is its neighbour): `t` in the forward
+    /// direction, whose step `t` writes slot `t + 1`; `t + 1` in the backward one, whose step `t`
+    /// writes slot `t`. The states before the `T` steps are then slots `d ..= T - 1 + d` in time
+    /// order, and the one before the first processed step (zero) is the slot never written.
+    fn prev_slot(&self, t: usize) -> usize {
+        t + self.d
     }
 
     /// The recurrence over every step, the outputs into `out` (`[H, T B]`), and what the backward
@@ -263,7 +260,7 @@ impl Direction<'_> {
             for (r, z) in z.chunks_exact_mut(b).enumerate() {
                 z.copy_from_slice(&xw[(self.d * g + r) * tb + t * b..][..b]);
             }
-            let prev = self.slots(t).0;
+            let prev = self.prev_slot(t);
             matmul_into_serial(View::new(w, g, h), View::strided(&cache.h[prev * b..], h, b, rs), &mut z, true);
             let gates = &mut cache.gates[t * g * b..(t + 1) * g * b];
             let tanh_c = &mut cache.tanh_c[t * hb..(t + 1) * hb];
@@ -290,7 +287,7 @@ impl Direction<'_> {
         transpose(w, h, g, h, &mut w_t, g);
         let (mut dh, mut dc) = (vec![0f32; hb], vec![0f32; hb]);
         for t in self.order().into_iter().rev() {
-            let prev = self.slots(t).0;
+            let prev = self.prev_slot(t);
             let (m, c_prev) = (&self.mask[t * b..(t + 1) * b], &cache.c[prev * hb..(prev + 1) * hb]);
             let gates = &cache.gates[t * g * b..(t + 1) * g * b];
             let tanh_c = &cache.tanh_c[t * hb..(t + 1) * hb];
