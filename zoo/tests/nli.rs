@@ -107,14 +107,18 @@ fn the_composed_recurrence_matches_too() {
 }
 
 /// The fused CPU op (f32) against the composed recurrence (f64) on sizes that cut across the op's
-/// loops: a batch that is not a multiple of the vector width, sentences of every length, the
-/// gradient of the word vectors too (the op computes it only when they need one), both poolings.
+/// loops (a batch that is not a multiple of the vector width, sentences of every length, and the
+/// smallest layer), with the gradient of the word vectors too (the op computes it only when they
+/// need one), in both poolings.
 #[test]
 fn the_fused_op_matches_the_composed_recurrence() {
-    let (t_max, b) = (9, 19);
-    let lengths: Vec<usize> = (0..b).map(|n| 1 + (n * 5) % t_max).collect();
-    for pooling in [Pooling::MaxWithPadding, Pooling::Masked] {
-        let cfg = NliConfig { word_dim: 7, hidden: 37, fc_dim: 5, num_classes: 3, pooling };
+    // (T, B, H): a batch of 19 sentences of 1 to 9 words and 37 units, then one word, one
+    // sentence, one unit.
+    for ((t_max, b, hidden), pooling) in
+        [(9, 19, 37), (1, 1, 1)].into_iter().flat_map(|size| [(size, Pooling::MaxWithPadding), (size, Pooling::Masked)])
+    {
+        let lengths: Vec<usize> = (0..b).map(|n| 1 + (n * 5) % t_max).collect();
+        let cfg = NliConfig { word_dim: 7, hidden, fc_dim: 5, num_classes: 3, pooling };
         let run = |dtype: DType| {
             let varmap = VarMap::new();
             let m = Nli::new(&cfg, VarBuilder::from_varmap(&varmap, dtype, &Device::Cpu)).unwrap();
@@ -132,8 +136,8 @@ fn the_fused_op_matches_the_composed_recurrence() {
             let x = candle_core::Var::from_vec(words, (t_max, b, 7), &Device::Cpu).unwrap();
             let x = candle_core::Var::from_tensor(&x.to_dtype(dtype).unwrap()).unwrap();
             let u = m.encode(&x, &lengths).unwrap(); // [B, 2H]
-            let probe: Vec<f32> = (0..b * 74).map(|i| ((i * 13 % 29) as f32 / 14.0) - 1.0).collect();
-            let probe = Tensor::from_vec(probe, (b, 74), &Device::Cpu).unwrap().to_dtype(dtype).unwrap();
+            let probe: Vec<f32> = (0..b * 2 * hidden).map(|i| ((i * 13 % 29) as f32 / 14.0) - 1.0).collect();
+            let probe = Tensor::from_vec(probe, (b, 2 * hidden), &Device::Cpu).unwrap().to_dtype(dtype).unwrap();
             let grads = (&u * &probe).unwrap().sum_all().unwrap().backward().unwrap();
             let params = ParamSet::trainable(&varmap.data().lock().unwrap()).unwrap();
             let mut named: Vec<(String, Tensor)> = params
@@ -147,10 +151,11 @@ fn the_fused_op_matches_the_composed_recurrence() {
             (u, named)
         };
         let ((u32_, g32), (u64_, g64)) = (run(DType::F32), run(DType::F64));
-        close(&format!("{pooling:?} embeddings"), &u32_, &u64_, 1e-5, 1e-4).unwrap();
+        let at = format!("T {t_max} B {b} H {hidden} {pooling:?}");
+        close(&format!("{at} embeddings"), &u32_, &u64_, 1e-5, 1e-4).unwrap();
         assert_eq!(g32.len(), 9, "8 LSTM tensors and x");
         for ((name, a), (_, b)) in g32.iter().zip(&g64) {
-            close_scaled(&format!("{pooling:?} grad {name}"), a, b, 1e-4, 1e-7).unwrap();
+            close_scaled(&format!("{at} grad {name}"), a, b, 1e-4, 1e-7).unwrap();
         }
     }
 }
