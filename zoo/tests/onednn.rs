@@ -118,6 +118,9 @@ fn sgemm_matches_the_gemm_crate() {
         ("a^T^T b", View::new(&at, k, m).t(), View::new(&b, k, n)),
         ("a b^T^T", View::new(&a, m, k), View::new(&bt, n, k).t()),
         ("a^T^T b^T^T", View::new(&at, k, m).t(), View::new(&bt, n, k).t()),
+        // One row or one column stored with both strides 1 (a k x 1 matrix's transpose).
+        ("row^T^T b", View::new(&a[..k], k, 1).t(), View::new(&b, k, n)),
+        ("a col^T^T", View::new(&a[..m * k], m, k), View::new(&b[..k], 1, k).t()),
         // Blocks of columns of wider matrices (the LSTM's per-step operands).
         ("a[.., 3..] b", View::strided(&a_wide[3..], m, k, k + 5), View::new(&b, k, n)),
         ("a b[.., 2..]^T^T", View::new(&a, m, k), View::strided(&bt_wide[2..], n, k, k + 7).t()),
@@ -127,7 +130,7 @@ fn sgemm_matches_the_gemm_crate() {
         for (accumulate, serial) in [(false, false), (true, false), (false, true), (true, true)] {
             let product = |on: bool| {
                 with_onednn(on, || {
-                    let mut out = start.clone();
+                    let mut out = start[..va.rows * vb.cols].to_vec();
                     let f = if serial { matmul_into_serial } else { matmul_into };
                     f(va, vb, &mut out, accumulate);
                     out

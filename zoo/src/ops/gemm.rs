@@ -36,12 +36,16 @@ impl<'a> View<'a> {
     /// The view as a BLAS operand: row-major (`'N'`) or a row-major transpose (`'T'`).
     #[cfg(feature = "onednn")]
     fn blas(&self) -> Option<super::onednn::Operand<'a>> {
-        let (trans, ld) = match (self.rs, self.cs) {
-            (rs, 1) => (b'N', rs.max(1)),
-            (1, cs) => (b'T', cs.max(1)),
-            _ => return None,
+        // A single row's (or column's) stride is free: BLAS still wants its leading dimension to
+        // cover it (a 1 x k row stored with both strides 1 is 'N' with ld k, not 1).
+        let (trans, ld) = if self.cs == 1 && (self.rows <= 1 || self.rs >= self.cols) {
+            (b'N', if self.rows <= 1 { self.cols } else { self.rs })
+        } else if self.rs == 1 && (self.cols <= 1 || self.cs >= self.rows) {
+            (b'T', if self.cols <= 1 { self.rows } else { self.cs })
+        } else {
+            return None;
         };
-        Some(super::onednn::Operand { data: self.data, trans, ld })
+        Some(super::onednn::Operand { data: self.data, trans, ld: ld.max(1) })
     }
 
     /// The transpose, without moving data.
