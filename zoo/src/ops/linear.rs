@@ -2,7 +2,8 @@
 //! when nothing upstream needs it (frozen word vectors, raw data). candle's own matmul backward
 //! always computes both operand gradients; for the Bi-LSTM's input projection the unused one is
 //! about a sixth of the step's arithmetic. (The Bi-LSTM's CPU op now makes that projection itself,
-//! the same way; this op serves the composed recurrence and the library's users.)
+//! skipping that gradient the same way; the model's composed recurrence, which runs off the
+//! CPU's f32 path, still calls this function, which there composes candle's ops.)
 //!
 //! On the CPU in f32 this is the op; elsewhere (CUDA, Metal, f64) it composes candle's ops, whose
 //! result is the same.

@@ -108,19 +108,20 @@ fn tanh(x: f32) -> f32 {
     2.0 / (1.0 + exp(-2.0 * x)) - 1.0
 }
 
-/// `dst[c * dst_rs + r] = src[r * src_rs + c]` for a `rows x cols` block, in tiles that stay in L1.
-fn transpose(src: &[f32], src_rs: usize, rows: usize, cols: usize, dst: &mut [f32], dst_rs: usize) {
+/// The transpose of a row-major `rows x cols` matrix, in tiles that stay in L1.
+fn transposed(a: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     const TILE: usize = 16;
+    let mut t = vec![0f32; rows * cols];
     for r0 in (0..rows).step_by(TILE) {
         for c0 in (0..cols).step_by(TILE) {
             for r in r0..(r0 + TILE).min(rows) {
-                let row = &src[r * src_rs..];
                 for c in c0..(c0 + TILE).min(cols) {
-                    dst[c * dst_rs + r] = row[c];
+                    t[c * rows + r] = a[r * cols + c];
                 }
             }
         }
     }
+    t
 }
 
 /// One direction of the layer: which one, and the sizes.
@@ -283,8 +284,7 @@ impl Direction<'_> {
         let (t_max, b, h, g) = (self.t_max, self.b, self.h, 4 * self.h);
         let (tb, rs, hb) = (t_max * b, (t_max + 1) * b, h * b);
         // dh += W_hh^T dz per step, with W_hh^T [H, 4H] stored so that it is read in place.
-        let mut w_t = vec![0f32; h * g];
-        transpose(w, h, g, h, &mut w_t, g);
+        let w_t = transposed(w, g, h);
         let (mut dh, mut dc) = (vec![0f32; hb], vec![0f32; hb]);
         for t in self.order().into_iter().rev() {
             let prev = self.prev_slot(t);
@@ -402,15 +402,14 @@ mod tests {
     }
 
     #[test]
-    fn transpose_of_a_strided_block() {
-        // A 3 x 37 block of a 5 x 40 matrix, into the first 3 columns of a 37 x 4 one.
-        let src: Vec<f32> = (0..200).map(|i| i as f32).collect();
-        let mut dst = vec![-1f32; 37 * 4];
-        transpose(&src[40 + 2..], 40, 3, 37, &mut dst, 4);
-        for c in 0..37 {
-            for r in 0..4 {
-                let want = if r < 3 { src[(1 + r) * 40 + 2 + c] } else { -1.0 };
-                assert_eq!(dst[c * 4 + r], want, "({c}, {r})");
+    fn transposed_across_tile_edges() {
+        // 37 x 19: neither side a multiple of the tile.
+        let (rows, cols) = (37, 19);
+        let a: Vec<f32> = (0..rows * cols).map(|i| i as f32).collect();
+        let t = transposed(&a, rows, cols);
+        for r in 0..rows {
+            for c in 0..cols {
+                assert_eq!(t[c * rows + r], a[r * cols + c], "({r}, {c})");
             }
         }
     }
