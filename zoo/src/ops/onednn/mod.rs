@@ -12,9 +12,12 @@
 //! per geometry and pass is made on first use and kept.
 //!
 //! oneDNN threads with OpenMP, beside candle's rayon pool. Before opening it, unless the user set
-//! them: `OMP_NUM_THREADS` = rayon's thread count, and `OMP_WAIT_POLICY=passive`, because OpenMP
-//! threads that spin after each convolution take the cores from the rayon ops that follow (a
-//! WRN-40-4 step: 2112 -> 1808 ms on 2 cores, measured). Its sums are in another order than the
+//! them: `OMP_NUM_THREADS` = rayon's thread count, and a short spin, `GOMP_SPINCOUNT=10000`
+//! (libgomp's; unless `OMP_WAIT_POLICY` is set): OpenMP threads that spin long after each
+//! convolution (libgomp's default, 300000) take the cores from the rayon ops that follow (a
+//! WRN-40-4 step: 2112 -> 1808 ms on 2 cores with no spin at all), and threads that never spin
+//! are woken for each of a step's ~440 oneDNN calls (a 147 kB weight reorder: 0.09 ms against
+//! 0.02 ms with the short spin, measured by `ONEDNN_VERBOSE`). Its sums are in another order than the
 //! im2col op's, so the two agree to rounding, not to the bit; each is deterministic run to run for
 //! a given thread count.
 
@@ -207,8 +210,8 @@ fn loaded() -> bool {
         if std::env::var_os("OMP_NUM_THREADS").is_none() {
             std::env::set_var("OMP_NUM_THREADS", rayon::current_num_threads().to_string());
         }
-        if std::env::var_os("OMP_WAIT_POLICY").is_none() {
-            std::env::set_var("OMP_WAIT_POLICY", "passive");
+        if std::env::var_os("OMP_WAIT_POLICY").is_none() && std::env::var_os("GOMP_SPINCOUNT").is_none() {
+            std::env::set_var("GOMP_SPINCOUNT", "10000");
         }
         let mut tried = vec![];
         // SAFETY: a static NUL-terminated string.
