@@ -22,9 +22,10 @@ use std::sync::{Arc, RwLock};
 use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Module, ModuleT, Result, Shape, Tensor, Var};
 use candle_nn::{BatchNormConfig, VarBuilder};
 
-use crate::ops::batch_norm::batch_norm_train;
+use crate::ops::batch_norm::{batch_norm_train, BatchStats};
 
-const EPS: f64 = 1e-5;
+/// PyTorch's default eps.
+pub(crate) const EPS: f64 = 1e-5;
 const MOMENTUM: f64 = 0.1;
 
 /// PyTorch's `BatchNorm2d` (eps 1e-5, momentum 0.1) with its state-dict names: `weight`,
@@ -74,30 +75,60 @@ impl BatchNorm2d {
         if !train {
             return unfused(self.inner.forward_t(x, false)?);
         }
-        let n = self.num_batches_tracked.as_tensor();
-        self.num_batches_tracked.set(&(n + 1.0)?)?;
+        if self.fusable(x, train) {
+            let (y, stats) = batch_norm_train(x, &self.weight, &self.bias, EPS, relu)?;
+            self.record(stats, x.elem_count() / x.dim(1)?)?;
+            return Ok(y);
+        }
+        self.count_batch()?;
         if let Some(sum) = cross_replica_sum() {
             return unfused(self.forward_synchronised(x, &sum)?);
         }
-        let fused = x.device().is_cpu()
+        unfused(self.inner.forward_t(x, true)?)
+    }
+
+    /// Whether training mode on `x` runs the CPU's fused kernels ([`crate::ops::batch_norm`]):
+    /// an f32 `[N, C, H, W]` CPU tensor and f32 weights, the custom ops on, statistics of this
+    /// process only. Then the caller runs them (here or inside a fused chain of layers,
+    /// [`crate::ops::chain`]) and hands the batch statistics to [`Self::record`].
+    pub(crate) fn fusable(&self, x: &Tensor, train: bool) -> bool {
+        train
+            && x.device().is_cpu()
             && x.dtype() == DType::F32
             && self.weight.dtype() == DType::F32
             && x.rank() == 4
-            && crate::ops::custom_ops();
-        if !fused {
-            return unfused(self.inner.forward_t(x, true)?);
-        }
-        let (y, stats) = batch_norm_train(x, &self.weight, &self.bias, EPS, relu)?;
-        let (b, _, h, w) = x.dims4()?;
-        let count = (b * h * w) as f64;
+            && crate::ops::custom_ops()
+            && cross_replica_sum().is_none()
+    }
+
+    /// The affine weights, `(weight, bias)`.
+    pub(crate) fn weight_and_bias(&self) -> (&Tensor, &Tensor) {
+        (&self.weight, &self.bias)
+    }
+
+    /// The number of channels.
+    pub(crate) fn channels(&self) -> usize {
+        self.weight.dim(0).unwrap_or(0)
+    }
+
+    fn count_batch(&self) -> Result<()> {
+        let n = self.num_batches_tracked.as_tensor();
+        self.num_batches_tracked.set(&(n + 1.0)?)
+    }
+
+    /// Counts a training batch of `count` values per channel (`N H W`) and moves the running
+    /// statistics towards its statistics `stats` (PyTorch's rule: the running variance takes the
+    /// unbiased estimate).
+    pub(crate) fn record(&self, stats: BatchStats, count: usize) -> Result<()> {
+        self.count_batch()?;
+        let count = count as f64;
         let unbiased = if count > 1.0 { count / (count - 1.0) } else { 1.0 };
         let update = |var: &Var, batch: Vec<f64>| -> Result<()> {
             let batch = Tensor::from_vec(batch, var.dims(), var.device())?.to_dtype(var.dtype())?;
             var.set(&((var.as_tensor() * (1.0 - MOMENTUM))? + (batch * MOMENTUM)?)?)
         };
         update(&self.running_mean, stats.mean)?;
-        update(&self.running_var, stats.var.iter().map(|v| v * unbiased).collect())?;
-        Ok(y)
+        update(&self.running_var, stats.var.iter().map(|v| v * unbiased).collect())
     }
 }
 

@@ -40,6 +40,7 @@
 #![deny(missing_docs)]
 
 pub mod bn;
+mod chain;
 pub mod checkpoint;
 pub mod densenet;
 pub mod dnc;

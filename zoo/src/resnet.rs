@@ -19,6 +19,7 @@ use candle_nn::{linear, Conv2dConfig, Linear, VarBuilder};
 use crate::ops::{conv2d_no_bias, relu, Conv2d};
 
 use crate::bn::BatchNorm2d;
+use crate::chain::Step::{Bn, BnRelu, Conv};
 use crate::init::Init;
 use crate::ops::max_pool2d;
 
@@ -69,6 +70,11 @@ impl Block {
     }
 
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        if self.downsample.is_none() {
+            // The whole block as one chain (one op on the CPU, see `crate::chain`).
+            let steps = [Conv(&self.conv1), BnRelu(&self.bn1), Conv(&self.conv2), Bn(&self.bn2)];
+            return crate::chain::forward(x, &steps, true, true, train);
+        }
         let h = self.bn1.forward_relu_t(&self.conv1.forward(x)?, train)?;
         let h = self.bn2.forward_t(&self.conv2.forward(&h)?, train)?;
         let shortcut = match &self.downsample {
@@ -117,7 +123,7 @@ impl Resnet {
 
     /// Logits `[N, classes]` of images `[N, 3, H, W]`.
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let h = self.bn1.forward_relu_t(&self.conv1.forward(x)?, train)?;
+        let h = crate::chain::forward(x, &[Conv(&self.conv1), BnRelu(&self.bn1)], false, false, train)?;
         let mut h = max_pool2d(&h, 3, 2, 1)?;
         for b in &self.blocks {
             h = b.forward_t(&h, train)?;

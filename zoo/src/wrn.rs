@@ -22,6 +22,7 @@ use candle_nn::{linear, Conv2dConfig, Linear, VarBuilder};
 use crate::ops::{conv2d_no_bias, Conv2d};
 
 use crate::bn::BatchNorm2d;
+use crate::chain::Step::{BnRelu, Conv};
 use crate::init::Init;
 
 /// WRN hyper-parameters. `Default` is the paper's CIFAR-10 model, WRN-40-4.
@@ -72,6 +73,11 @@ impl Unit {
     }
 
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        if self.shortcut.is_none() && !(train && self.dropout > 0.0) {
+            // The whole unit as one chain (one op on the CPU, see `crate::chain`).
+            let steps = [BnRelu(&self.bn1), Conv(&self.conv1), BnRelu(&self.bn2), Conv(&self.conv2)];
+            return crate::chain::forward(x, &steps, true, false, train);
+        }
         let a = self.bn1.forward_relu_t(x, train)?;
         let mut h = self.bn2.forward_relu_t(&self.conv1.forward(&a)?, train)?;
         if train && self.dropout > 0.0 {

@@ -21,6 +21,7 @@
 //! `dy` only where the output is positive (PyTorch's ReLU rule), so a BatchNorm followed by a ReLU
 //! is one op and one activation instead of two.
 
+use std::mem::MaybeUninit;
 use std::sync::{Arc, Mutex};
 
 use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
@@ -111,11 +112,11 @@ fn moments(x: &[f32], c: usize, channels: usize, hw: usize) -> (f64, f64) {
 
 /// `y = a x + b` over one block, clamped at 0 with `relu`.
 #[inline(always)]
-fn affine(y: &mut [f32], x: &[f32], a: f32, b: f32, relu: bool) {
+fn affine(y: &mut [MaybeUninit<f32>], x: &[f32], a: f32, b: f32, relu: bool) {
     if relu {
-        y.iter_mut().zip(x).for_each(|(y, x)| *y = (a * x + b).max(0.0));
+        y.iter_mut().zip(x).for_each(|(y, x)| _ = y.write((a * x + b).max(0.0)));
     } else {
-        y.iter_mut().zip(x).for_each(|(y, x)| *y = a * x + b);
+        y.iter_mut().zip(x).for_each(|(y, x)| _ = y.write(a * x + b));
     }
 }
 
@@ -149,7 +150,7 @@ fn grad_sums(x: &[f32], dy: &[f32], y: &[f32], c: usize, ch: usize, hw: usize, m
 #[inline(always)]
 #[allow(clippy::too_many_arguments)] // one block of three tensors and the channel's four constants
 fn input_grad(
-    dx: &mut [f32],
+    dx: &mut [MaybeUninit<f32>],
     x: &[f32],
     dy: &[f32],
     y: &[f32],
@@ -159,8 +160,133 @@ fn input_grad(
 ) {
     for (((dx, &x), &d), &y) in dx.iter_mut().zip(x).zip(dy).zip(y) {
         let xhat = (x - mean) * inv;
-        *dx = scale * (through(d, y, relu) - db_m - xhat * dg_m);
+        dx.write(scale * (through(d, y, relu) - db_m - xhat * dg_m));
     }
+}
+
+/// The shapes the kernels read: images, channels, values per channel and image (`H W`).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Planes {
+    pub n: usize,
+    pub c: usize,
+    pub hw: usize,
+}
+
+impl Planes {
+    /// The planes of an `[N, C, H, W]` tensor.
+    pub(crate) fn of(dims: &[usize]) -> Result<Self> {
+        match *dims {
+            [n, c, h, w] => Ok(Self { n, c, hw: h * w }),
+            _ => bail!("batch_norm: expected [N, C, H, W], got {dims:?}"),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.n * self.c * self.hw
+    }
+}
+
+/// The forward pass on contiguous slices: `y` (clamped at 0 with `relu`) and the batch statistics.
+pub(crate) fn forward(
+    x: &[f32],
+    p: Planes,
+    gamma: &[f32],
+    beta: &[f32],
+    eps: f64,
+    relu: bool,
+) -> (Vec<f32>, BatchStats) {
+    let (ch, hw) = (p.c, p.hw);
+    let stats: Vec<(f64, f64)> = (0..ch)
+        .into_par_iter()
+        .map(|c| {
+            vectorised(
+                #[inline(always)]
+                || moments(x, c, ch, hw),
+            )
+        })
+        .collect();
+    // Per channel y = a x + b.
+    let coef: Vec<(f32, f32)> = stats
+        .iter()
+        .enumerate()
+        .map(|(c, &(mean, var))| {
+            let a = gamma[c] as f64 / (var + eps).sqrt();
+            (a as f32, (beta[c] as f64 - a * mean) as f32)
+        })
+        .collect();
+    // SAFETY: `affine` writes each value of its block (as long as the block of x).
+    let y = unsafe {
+        super::par_filled(x.len(), hw, |k, y| {
+            let (a, b) = coef[k % ch];
+            let x = &x[k * hw..][..y.len()];
+            vectorised(
+                #[inline(always)]
+                || affine(y, x, a, b, relu),
+            )
+        })
+    };
+    let stats = BatchStats { mean: stats.iter().map(|s| s.0).collect(), var: stats.iter().map(|s| s.1).collect() };
+    (y, stats)
+}
+
+/// The gradients of one BatchNorm (+ ReLU) on contiguous slices.
+pub(crate) struct Grads {
+    pub dx: Vec<f32>,
+    pub dgamma: Vec<f32>,
+    pub dbeta: Vec<f32>,
+}
+
+/// The backward pass on contiguous slices, from the forward's input `x`, output `y` and batch
+/// statistics.
+#[allow(clippy::too_many_arguments)] // the forward's three tensors, its statistics and settings
+pub(crate) fn backward(
+    x: &[f32],
+    y: &[f32],
+    dy: &[f32],
+    p: Planes,
+    gamma: &[f32],
+    stats: &BatchStats,
+    eps: f64,
+    relu: bool,
+) -> Result<Grads> {
+    let (ch, hw) = (p.c, p.hw);
+    if stats.mean.len() != ch || [x.len(), y.len(), dy.len()] != [p.len(); 3] || gamma.len() != ch {
+        bail!("batch_norm: backward of {p:?} without its forward's statistics or tensors")
+    }
+    let m = (x.len() / ch) as f64;
+    // Per channel: mean, inverse std, dbeta, dgamma.
+    let sums: Vec<(f64, f64, f64, f64)> = (0..ch)
+        .into_par_iter()
+        .map(|c| {
+            let (mean, var) = (stats.mean[c], stats.var[c]);
+            let inv = 1.0 / (var + eps).sqrt();
+            let (db, dg) = vectorised(
+                #[inline(always)]
+                || grad_sums(x, dy, y, c, ch, hw, mean, relu),
+            );
+            (mean, inv, db, dg * inv)
+        })
+        .collect();
+    // SAFETY: `input_grad` writes each value of its block (as long as the blocks it reads).
+    let dx = unsafe {
+        super::par_filled(x.len(), hw, |k, dx| {
+            let c = k % ch;
+            let (mean, inv, db, dg) = sums[c];
+            let scale = gamma[c] as f64 * inv;
+            let constants = [mean as f32, inv as f32, (db / m) as f32, (dg / m) as f32];
+            let range = k * hw..k * hw + dx.len();
+            let (x, dy, y) = (&x[range.clone()], &dy[range.clone()], &y[range]);
+            vectorised(
+                #[inline(always)]
+                || input_grad(dx, x, dy, y, constants, scale as f32, relu),
+            )
+        })
+    };
+    Ok(Grads {
+        dx,
+        dgamma: sums.iter().map(|s| s.3 as f32).collect(),
+        dbeta: sums.iter().map(|s| s.2 as f32).collect(),
+    })
 }
 
 impl CustomOp3 for BatchNormTrain {
@@ -178,36 +304,8 @@ impl CustomOp3 for BatchNormTrain {
         bl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let [x, gamma, beta] = contiguous_slices::<f32, 3>("batch_norm", [(xs, xl), (gs, gl), (bs, bl)])?;
-        let (_, ch, h, w) = xl.shape().dims4()?;
-        let hw = h * w;
-        let stats: Vec<(f64, f64)> = (0..ch)
-            .into_par_iter()
-            .map(|c| {
-                vectorised(
-                    #[inline(always)]
-                    || moments(x, c, ch, hw),
-                )
-            })
-            .collect();
-        // Per channel y = a x + b.
-        let coef: Vec<(f32, f32)> = stats
-            .iter()
-            .enumerate()
-            .map(|(c, &(mean, var))| {
-                let a = gamma[c] as f64 / (var + self.eps).sqrt();
-                (a as f32, (beta[c] as f64 - a * mean) as f32)
-            })
-            .collect();
-        let mut y = vec![0f32; x.len()];
-        y.par_chunks_mut(hw).zip(x.par_chunks(hw)).enumerate().for_each(|(k, (y, x))| {
-            let (a, b) = coef[k % ch];
-            vectorised(
-                #[inline(always)]
-                || affine(y, x, a, b, self.relu),
-            )
-        });
-        let mut shared = super::lock(&self.stats, "batch_norm stats")?;
-        *shared = BatchStats { mean: stats.iter().map(|s| s.0).collect(), var: stats.iter().map(|s| s.1).collect() };
+        let (y, stats) = forward(x, Planes::of(xl.dims())?, gamma, beta, self.eps, self.relu);
+        *super::lock(&self.stats, "batch_norm stats")? = stats;
         Ok((CpuStorage::F32(y), xl.shape().clone()))
     }
 
@@ -219,46 +317,18 @@ impl CustomOp3 for BatchNormTrain {
         res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let (_, ch, h, w) = x.dims4()?;
-        let hw = h * w;
-        let relu = self.relu;
+        let p = Planes::of(x.dims())?;
         with_host_f32([x, gamma, grad, res], "batch_norm", |[xv, gv, dy, yv]| {
-            let m = (xv.len() / ch) as f64;
             // The forward's batch statistics (the same x, so the same values recomputing them
             // would give, without two more passes over it).
             let stats = super::lock(&self.stats, "batch_norm stats")?.clone();
-            if stats.mean.len() != ch {
-                bail!("batch_norm: backward without its forward's statistics")
-            }
-            // Per channel: mean, inverse std, dbeta, dgamma.
-            let sums: Vec<(f64, f64, f64, f64)> = (0..ch)
-                .into_par_iter()
-                .map(|c| {
-                    let (mean, var) = (stats.mean[c], stats.var[c]);
-                    let inv = 1.0 / (var + self.eps).sqrt();
-                    let (db, dg) = vectorised(
-                        #[inline(always)]
-                        || grad_sums(xv, dy, yv, c, ch, hw, mean, relu),
-                    );
-                    (mean, inv, db, dg * inv)
-                })
-                .collect();
-            let mut dx = vec![0f32; xv.len()];
-            let inputs = xv.par_chunks(hw).zip(dy.par_chunks(hw)).zip(yv.par_chunks(hw));
-            dx.par_chunks_mut(hw).zip(inputs).enumerate().for_each(|(k, (dx, ((x, dy), y)))| {
-                let c = k % ch;
-                let (mean, inv, db, dg) = sums[c];
-                let scale = gv[c] as f64 * inv;
-                let constants = [mean as f32, inv as f32, (db / m) as f32, (dg / m) as f32];
-                vectorised(
-                    #[inline(always)]
-                    || input_grad(dx, x, dy, y, constants, scale as f32, relu),
-                )
-            });
+            let g = backward(xv, yv, dy, p, gv, &stats, self.eps, self.relu)?;
             let dev = x.device();
-            let dgamma = Tensor::from_vec(sums.iter().map(|s| s.3 as f32).collect::<Vec<_>>(), ch, dev)?;
-            let dbeta = Tensor::from_vec(sums.iter().map(|s| s.2 as f32).collect::<Vec<_>>(), ch, dev)?;
-            Ok((Some(Tensor::from_vec(dx, x.shape(), dev)?), Some(dgamma), Some(dbeta)))
+            Ok((
+                Some(Tensor::from_vec(g.dx, x.shape(), dev)?),
+                Some(Tensor::from_vec(g.dgamma, p.c, dev)?),
+                Some(Tensor::from_vec(g.dbeta, p.c, dev)?),
+            ))
         })
     }
 }

@@ -50,6 +50,16 @@ impl Conv2d {
     pub fn weight(&self) -> &Tensor {
         &self.weight
     }
+
+    /// The stride (both directions).
+    pub fn stride(&self) -> usize {
+        self.stride
+    }
+
+    /// The zero padding (all four sides).
+    pub fn padding(&self) -> usize {
+        self.padding
+    }
 }
 
 impl Module for Conv2d {
@@ -75,8 +85,8 @@ struct Conv {
 }
 
 /// The shapes of one convolution.
-#[derive(Clone, Copy)]
-struct Geometry {
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Geometry {
     n: usize,
     c: usize,
     h: usize,
@@ -91,7 +101,8 @@ struct Geometry {
 }
 
 impl Geometry {
-    fn new(x: &[usize], w: &[usize], stride: usize, padding: usize) -> Self {
+    /// The convolution of an input of dims `x` with a kernel of dims `w`.
+    pub(crate) fn new(x: &[usize], w: &[usize], stride: usize, padding: usize) -> Self {
         let (n, c, h, wd) = (x[0], x[1], x[2], x[3]);
         let (o, kh, kw) = (w[0], w[2], w[3]);
         let oh = (h + 2 * padding - kh) / stride + 1;
@@ -103,6 +114,11 @@ impl Geometry {
     #[cfg(feature = "onednn")]
     fn dims(&self) -> super::onednn::Dims {
         [self.n, self.c, self.h, self.w, self.o, self.kh, self.kw, self.oh, self.ow, self.stride, self.padding]
+    }
+
+    /// The output's shape `[N, O, OH, OW]`.
+    pub(crate) fn output_shape(&self) -> Shape {
+        Shape::from((self.n, self.o, self.oh, self.ow))
     }
 
     /// Rows of the columns: `C k k`.
@@ -213,6 +229,100 @@ fn chunk_len(n: usize) -> usize {
     n.div_ceil(rayon::current_num_threads().max(1)).max(1)
 }
 
+/// The forward pass on contiguous slices: `y [N, O, OH, OW]` of `x [N, C, H, W]` and `w [O, C, kh, kw]`
+/// (through oneDNN when it is on, im2col + GEMM otherwise).
+pub(crate) fn forward(g: &Geometry, x: &[f32], w: &[f32]) -> Result<Vec<f32>> {
+    #[cfg(feature = "onednn")]
+    if super::onednn::onednn() {
+        return super::onednn::run(Pass::Forward, g.dims(), x, w);
+    }
+    let (ckk, p) = (g.ckk(), g.pixels());
+    let mut y = vec![0f32; g.n * g.o * p];
+    let wv = View::new(w, g.o, ckk);
+    y.par_chunks_mut(g.o * p).enumerate().for_each_init(
+        || vec![0f32; if g.is_pointwise() { 0 } else { ckk * p }],
+        |col, (i, y_i)| {
+            let x_i = &x[i * g.c * g.h * g.w..(i + 1) * g.c * g.h * g.w];
+            let cols: &[f32] = if g.is_pointwise() {
+                x_i
+            } else {
+                g.im2col(x_i, col);
+                col
+            };
+            matmul_into_serial(wv, View::new(cols, ckk, p), y_i, false);
+        },
+    );
+    Ok(y)
+}
+
+/// The backward pass on contiguous slices: `(dw, dx)` from `x`, `w` and `dy`, `dx` only when
+/// `need_dx`.
+pub(crate) fn backward(
+    g: &Geometry,
+    xv: &[f32],
+    wv: &[f32],
+    dy: &[f32],
+    need_dx: bool,
+) -> Result<(Vec<f32>, Option<Vec<f32>>)> {
+    #[cfg(feature = "onednn")]
+    if super::onednn::onednn() {
+        if !need_dx {
+            return Ok((super::onednn::run(Pass::BackwardWeights, g.dims(), xv, dy)?, None));
+        }
+        let (dw, dx) = super::onednn::backward(g.dims(), xv, dy, wv)?;
+        return Ok((dw, Some(dx)));
+    }
+    let (ckk, p, image) = (g.ckk(), g.pixels(), g.c * g.h * g.w);
+    // dW: each chunk of images sums dy_n col_n^T into its own buffer; the buffers are then
+    // added in chunk order.
+    let chunk = chunk_len(g.n);
+    let partials: Vec<Vec<f32>> = (0..g.n.div_ceil(chunk))
+        .into_par_iter()
+        .map(|k| {
+            let mut dw = vec![0f32; g.o * ckk];
+            let mut col = vec![0f32; if g.is_pointwise() { 0 } else { ckk * p }];
+            for i in k * chunk..((k + 1) * chunk).min(g.n) {
+                let x_i = &xv[i * image..(i + 1) * image];
+                let cols: &[f32] = if g.is_pointwise() {
+                    x_i
+                } else {
+                    g.im2col(x_i, &mut col);
+                    &col
+                };
+                let dy_i = View::new(&dy[i * g.o * p..(i + 1) * g.o * p], g.o, p);
+                matmul_into_serial(dy_i, View::new(cols, ckk, p).t(), &mut dw, true);
+            }
+            dw
+        })
+        .collect();
+    let mut partials = partials.into_iter();
+    let mut dw = partials.next().unwrap_or_else(|| vec![0f32; g.o * ckk]);
+    for part in partials {
+        for (d, v) in dw.iter_mut().zip(&part) {
+            *d += v;
+        }
+    }
+    if !need_dx {
+        return Ok((dw, None));
+    }
+    // dx_n = col2im(W^T dy_n), images in parallel.
+    let w_t = View::new(wv, g.o, ckk).t();
+    let mut dx = vec![0f32; g.n * image];
+    dx.par_chunks_mut(image).enumerate().for_each_init(
+        || vec![0f32; ckk * p],
+        |dcol, (i, dx_i)| {
+            let dy_i = View::new(&dy[i * g.o * p..(i + 1) * g.o * p], g.o, p);
+            if g.is_pointwise() {
+                matmul_into_serial(w_t, dy_i, dx_i, false);
+            } else {
+                matmul_into_serial(w_t, dy_i, dcol, false);
+                g.col2im(dcol, dx_i);
+            }
+        },
+    );
+    Ok((dw, Some(dx)))
+}
+
 impl CustomOp2 for Conv {
     fn name(&self) -> &'static str {
         "zoo-conv2d"
@@ -221,93 +331,16 @@ impl CustomOp2 for Conv {
     fn cpu_fwd(&self, xs: &CpuStorage, xl: &Layout, ws: &CpuStorage, wl: &Layout) -> Result<(CpuStorage, Shape)> {
         let [x, w] = contiguous_slices::<f32, 2>("conv2d", [(xs, xl), (ws, wl)])?;
         let g = Geometry::new(xl.dims(), wl.dims(), self.stride, self.padding);
-        let (ckk, p) = (g.ckk(), g.pixels());
-        #[cfg(feature = "onednn")]
-        if super::onednn::onednn() {
-            let y = super::onednn::run(Pass::Forward, g.dims(), x, w)?;
-            return Ok((CpuStorage::F32(y), Shape::from((g.n, g.o, g.oh, g.ow))));
-        }
-        let mut y = vec![0f32; g.n * g.o * p];
-        let wv = View::new(w, g.o, ckk);
-        y.par_chunks_mut(g.o * p).enumerate().for_each_init(
-            || vec![0f32; if g.is_pointwise() { 0 } else { ckk * p }],
-            |col, (i, y_i)| {
-                let x_i = &x[i * g.c * g.h * g.w..(i + 1) * g.c * g.h * g.w];
-                let cols: &[f32] = if g.is_pointwise() {
-                    x_i
-                } else {
-                    g.im2col(x_i, col);
-                    col
-                };
-                matmul_into_serial(wv, View::new(cols, ckk, p), y_i, false);
-            },
-        );
-        Ok((CpuStorage::F32(y), Shape::from((g.n, g.o, g.oh, g.ow))))
+        Ok((CpuStorage::F32(forward(&g, x, w)?), g.output_shape()))
     }
 
     fn bwd(&self, x: &Tensor, w: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let g = Geometry::new(x.dims(), w.dims(), self.stride, self.padding);
-        let (ckk, p, image) = (g.ckk(), g.pixels(), g.c * g.h * g.w);
         with_host_f32([x, w, grad], "conv2d", |[xv, wv, dy]| {
-            #[cfg(feature = "onednn")]
-            if super::onednn::onednn() {
-                if !x.track_op() {
-                    let dw = super::onednn::run(Pass::BackwardWeights, g.dims(), xv, dy)?;
-                    return Ok((None, Some(Tensor::from_vec(dw, w.shape(), w.device())?)));
-                }
-                let (dw, dx) = super::onednn::backward(g.dims(), xv, dy, wv)?;
-                let dw = Tensor::from_vec(dw, w.shape(), w.device())?;
-                return Ok((Some(Tensor::from_vec(dx, x.shape(), x.device())?), Some(dw)));
-            }
-            // dW: each chunk of images sums dy_n col_n^T into its own buffer; the buffers are then
-            // added in chunk order.
-            let chunk = chunk_len(g.n);
-            let partials: Vec<Vec<f32>> = (0..g.n.div_ceil(chunk))
-                .into_par_iter()
-                .map(|k| {
-                    let mut dw = vec![0f32; g.o * ckk];
-                    let mut col = vec![0f32; if g.is_pointwise() { 0 } else { ckk * p }];
-                    for i in k * chunk..((k + 1) * chunk).min(g.n) {
-                        let x_i = &xv[i * image..(i + 1) * image];
-                        let cols: &[f32] = if g.is_pointwise() {
-                            x_i
-                        } else {
-                            g.im2col(x_i, &mut col);
-                            &col
-                        };
-                        let dy_i = View::new(&dy[i * g.o * p..(i + 1) * g.o * p], g.o, p);
-                        matmul_into_serial(dy_i, View::new(cols, ckk, p).t(), &mut dw, true);
-                    }
-                    dw
-                })
-                .collect();
-            let mut partials = partials.into_iter();
-            let mut dw = partials.next().unwrap_or_else(|| vec![0f32; g.o * ckk]);
-            for part in partials {
-                for (d, v) in dw.iter_mut().zip(&part) {
-                    *d += v;
-                }
-            }
+            let (dw, dx) = backward(&g, xv, wv, dy, x.track_op())?;
             let dw = Tensor::from_vec(dw, w.shape(), w.device())?;
-            if !x.track_op() {
-                return Ok((None, Some(dw)));
-            }
-            // dx_n = col2im(W^T dy_n), images in parallel.
-            let w_t = View::new(wv, g.o, ckk).t();
-            let mut dx = vec![0f32; g.n * image];
-            dx.par_chunks_mut(image).enumerate().for_each_init(
-                || vec![0f32; ckk * p],
-                |dcol, (i, dx_i)| {
-                    let dy_i = View::new(&dy[i * g.o * p..(i + 1) * g.o * p], g.o, p);
-                    if g.is_pointwise() {
-                        matmul_into_serial(w_t, dy_i, dx_i, false);
-                    } else {
-                        matmul_into_serial(w_t, dy_i, dcol, false);
-                        g.col2im(dcol, dx_i);
-                    }
-                },
-            );
-            Ok((Some(Tensor::from_vec(dx, x.shape(), x.device())?), Some(dw)))
+            let dx = dx.map(|dx| Tensor::from_vec(dx, x.shape(), x.device())).transpose()?;
+            Ok((dx, Some(dw)))
         })
     }
 }

@@ -1,6 +1,7 @@
 //! Custom ops candle lacks or gets wrong for training (see `shared/spec/candle-cpu.md`).
 
 pub mod batch_norm;
+pub mod chain;
 pub mod conv;
 pub mod cumprod;
 pub mod gemm;
@@ -70,6 +71,21 @@ pub fn custom_ops() -> bool {
     CUSTOM_OPS.get()
 }
 
+static CHAINS: Switch = Switch::new("ZOO_CHAINS");
+
+/// Turns the fused residual units on or off ([`chain`]): on (the default, or unless `ZOO_CHAINS=0`
+/// in the environment), a WRN unit, a ResNet block or stem trains on the CPU as one op; off, its
+/// layers run one by one through the single-layer custom ops (the same kernels, the same results
+/// bit for bit, more memory traffic).
+pub fn set_chains(on: bool) {
+    CHAINS.set(on)
+}
+
+/// Whether the fused residual units are on (and the custom ops, which they are made of).
+pub fn chains() -> bool {
+    CHAINS.get() && custom_ops()
+}
+
 /// The elements of a contiguous CPU storage as `T`, for the custom ops' forward passes; the error
 /// names the op.
 pub(crate) fn contiguous_slice<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout, op: &str) -> Result<&'a [T]> {
@@ -92,6 +108,26 @@ pub(crate) fn contiguous_slices<'a, T: WithDType, const N: usize>(
         *slice = contiguous_slice(s, l, op)?;
     }
     Ok(slices)
+}
+
+/// A vector of `len` f32 filled by `fill(k, chunk)` over its consecutive `chunk`-long pieces in
+/// parallel (the last may be shorter), without zero-filling it first: `vec![0.0; len]` is a serial
+/// pass over memory that the kernels overwrite anyway.
+///
+/// # Safety
+///
+/// `fill` must write every element of the piece it is given.
+pub(crate) unsafe fn par_filled(
+    len: usize,
+    chunk: usize,
+    fill: impl Fn(usize, &mut [std::mem::MaybeUninit<f32>]) + Sync + Send,
+) -> Vec<f32> {
+    use rayon::prelude::*;
+    let mut v = Vec::with_capacity(len);
+    v.spare_capacity_mut()[..len].par_chunks_mut(chunk.max(1)).enumerate().for_each(|(k, piece)| fill(k, piece));
+    // SAFETY: the caller's `fill` wrote each of the `len` elements.
+    unsafe { v.set_len(len) };
+    v
 }
 
 /// Locks a custom op's cache, a poisoned lock becoming an error that names `what`.

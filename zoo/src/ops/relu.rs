@@ -4,7 +4,6 @@
 //! no gradient through an input of exactly 0).
 
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor};
-use rayon::prelude::*;
 
 use super::{contiguous_slice, custom_ops, with_host_f32};
 
@@ -20,6 +19,20 @@ pub fn relu(x: &Tensor) -> Result<Tensor> {
     }
 }
 
+/// `dy` where `y > 0`, else 0: the gradient through a ReLU of output `y` (equal lengths).
+pub(crate) fn backward(y: &[f32], dy: &[f32]) -> Vec<f32> {
+    assert_eq!(y.len(), dy.len(), "relu backward: output and gradient lengths");
+    // SAFETY: each piece of dx is written whole, from the pieces of y and dy at the same place.
+    unsafe {
+        super::par_filled(y.len(), CHUNK, |k, dx| {
+            let (y, dy) = (&y[k * CHUNK..], &dy[k * CHUNK..]);
+            for ((d, &y), &g) in dx.iter_mut().zip(y).zip(dy) {
+                d.write(if y > 0.0 { g } else { 0.0 });
+            }
+        })
+    }
+}
+
 struct Relu;
 
 impl CustomOp1 for Relu {
@@ -29,24 +42,18 @@ impl CustomOp1 for Relu {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let x = contiguous_slice::<f32>(s, l, "relu")?;
-        let mut y = vec![0f32; x.len()];
-        y.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK)).for_each(|(y, x)| {
-            for (y, &x) in y.iter_mut().zip(x) {
-                *y = x.max(0.0);
-            }
-        });
+        // SAFETY: each piece of y is written whole, from the piece of x at the same place.
+        let y = unsafe {
+            super::par_filled(x.len(), CHUNK, |k, y| {
+                for (y, &x) in y.iter_mut().zip(&x[k * CHUNK..]) {
+                    y.write(x.max(0.0));
+                }
+            })
+        };
         Ok((CpuStorage::F32(y), l.shape().clone()))
     }
 
     fn bwd(&self, _x: &Tensor, y: &Tensor, dy: &Tensor) -> Result<Option<Tensor>> {
-        with_host_f32([y, dy], "relu", |[yv, g]| {
-            let mut dx = vec![0f32; yv.len()];
-            dx.par_chunks_mut(CHUNK).zip(yv.par_chunks(CHUNK).zip(g.par_chunks(CHUNK))).for_each(|(dx, (y, g))| {
-                for ((d, &y), &g) in dx.iter_mut().zip(y).zip(g) {
-                    *d = if y > 0.0 { g } else { 0.0 };
-                }
-            });
-            Ok(Some(Tensor::from_vec(dx, y.shape(), y.device())?))
-        })
+        with_host_f32([y, dy], "relu", |[yv, g]| Ok(Some(Tensor::from_vec(backward(yv, g), y.shape(), y.device())?)))
     }
 }
