@@ -92,7 +92,8 @@ fn the_loss_scale_recovers_from_an_overflow() {
     assert!(field(&m[2], "train_loss") < 0.7 * field(&m[0], "train_loss"), "{m:?}");
 }
 
-/// bf16 on the CPU: candle 0.11 has no bf16 convolution there, so a CNN is refused by name.
+/// bf16 on the CPU: candle 0.11 has no bf16 convolution there, so without oneDNN (this build) a CNN
+/// is refused by name.
 #[test]
 fn bf16_convolutions_on_the_cpu_are_refused_with_the_reason() {
     let root = temp_dir("mixed-bf16");

@@ -112,7 +112,8 @@ fn learner(case: &Case, precision: Precision, opts: &BenchArgs, dev: &Device) ->
 }
 
 fn bench_one(name: &str, opts: &BenchArgs, precision: Precision, dev: &Device) -> Result<BenchRow> {
-    let case = case(name, opts.batch_size)?.to_device(dev)?.with_inputs_in(precision.compute())?;
+    let case = case(name, opts.batch_size)?.to_device(dev)?;
+    let case = case.with_inputs_in(precision.compute_on(dev, case.spec.kind))?;
     let (model, mut learner) = learner(&case, precision, opts, dev)?;
     let (mut times, mut memory) = (vec![], 0.0f64);
     for i in 0..opts.warmup + opts.steps {

@@ -36,7 +36,9 @@ pub enum Precision {
     /// Double precision: candle's ops throughout (slower), for reference runs and exact comparisons.
     F64,
     /// Mixed precision: forward and backward in bfloat16, f32 master weights and optimizer state
-    /// (see the module's text). CUDA; candle 0.11's CPU backend has no bf16 convolution.
+    /// (see the module's text). On CUDA; on the CPU for models without convolutions, and for the
+    /// image models in a build with the feature `onednn`, whose convolutions then compute in bf16
+    /// through oneDNN around an f32 model ([`Precision::compute_on`]).
     Bf16,
     /// Mixed precision in IEEE half, with dynamic loss scaling (see the module's text).
     F16,
@@ -62,6 +64,23 @@ impl Precision {
             Precision::F64 => candle_core::DType::F64,
             _ => candle_core::DType::F32,
         }
+    }
+
+    /// The dtype of the model's variables and inputs for a model of `kind` on `dev`: [`Self::compute`],
+    /// except bf16 for an image model on the CPU, where candle 0.11 has no bf16 convolution: there
+    /// the model stays f32 and its convolutions compute in bf16 through oneDNN (feature `onednn`,
+    /// `zoo::ops::onednn::set_bf16`; inputs rounded to bf16 in the reorders they go through,
+    /// outputs f32), as PyTorch's CPU autocast casts a convolution's inputs.
+    pub fn compute_on(self, dev: &Device, kind: ModelKind) -> DType {
+        if self.bf16_convolutions_only(dev, kind) {
+            DType::F32
+        } else {
+            self.compute()
+        }
+    }
+
+    fn bf16_convolutions_only(self, dev: &Device, kind: ModelKind) -> bool {
+        self == Precision::Bf16 && dev.is_cpu() && kind == ModelKind::Images
     }
 
     /// Whether the model computes in a narrower type than the weights are kept in.
@@ -197,10 +216,20 @@ pub fn build_model(
     dev: &Device,
     seed: u64,
 ) -> Result<(Model, VarMap, Option<Master>)> {
-    if precision == Precision::Bf16 && dev.is_cpu() && spec.kind == ModelKind::Images {
+    #[cfg(feature = "onednn")]
+    zoo::ops::onednn::set_bf16(false);
+    if precision.bf16_convolutions_only(dev, spec.kind) {
+        #[cfg(feature = "onednn")]
+        if zoo::ops::onednn::onednn() {
+            zoo::ops::onednn::set_bf16(true);
+            let varmap = VarMap::new();
+            let model = spec.build_seeded(args, &varmap, DType::F32, dev, seed)?;
+            return Ok((model, varmap, None));
+        }
         bail!(
             "--precision bf16: candle 0.11's CPU backend has no bf16 convolution, so {} cannot run in it \
-             on the CPU; use --precision f16 (or f32) on the CPU, bf16 on CUDA",
+             on the CPU without oneDNN's (a build with --features onednn, the library found at run time); \
+             use --precision f16 (or f32) on the CPU, bf16 on CUDA",
             spec.name
         )
     }
@@ -263,6 +292,35 @@ impl LossScaler {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `--precision bf16` on the CPU with oneDNN: an f32 model without master weights whose
+    /// convolutions compute in bf16 (within bf16's precision of the f32 run, and not equal to it).
+    #[cfg(feature = "onednn")]
+    #[test]
+    fn bf16_on_the_cpu_is_an_f32_model_with_bf16_convolutions() {
+        if !zoo::ops::onednn::onednn() {
+            eprintln!("oneDNN could not be opened: nothing to test");
+            return;
+        }
+        let spec = zoo::registry::find("wrn").unwrap();
+        let args = ModelArgs { depth: Some(10), width: Some(1), ..ModelArgs::classes(10) };
+        let x = Tensor::randn(0f32, 1.0, (4, 3, 16, 16), &Device::Cpu).unwrap();
+        let logits = |precision| {
+            let (model, varmap, master) = build_model(spec, &args, precision, &Device::Cpu, 3).unwrap();
+            let dtypes: Vec<DType> = lock(&varmap).unwrap().values().map(|v| v.dtype()).collect();
+            let on = zoo::ops::onednn::bf16();
+            let y = model.into_image().unwrap().forward_t(&x, false).unwrap();
+            (y.flatten_all().unwrap().to_vec1::<f32>().unwrap(), master.is_none(), dtypes, on)
+        };
+        let (full, _, _, off) = logits(Precision::F32);
+        let (half, no_master, dtypes, on) = logits(Precision::Bf16);
+        zoo::ops::onednn::set_bf16(false);
+        assert!(!off && on, "bf16 convolutions: f32 run {off}, bf16 run {on}");
+        assert!(no_master && dtypes.iter().all(|d| *d != DType::BF16), "{dtypes:?}");
+        let scale = full.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let diff = full.iter().zip(&half).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        assert!(diff > 0.0 && diff < 0.05 * scale, "bf16 against f32: {diff} at scale {scale}");
+    }
 
     #[test]
     fn the_scale_halves_on_overflow_and_doubles_after_the_growth_interval() {

@@ -107,7 +107,7 @@ pub fn task(
         steps_per_epoch: cfg.data.steps_per_epoch,
         loss: crate::loss::Criterion { kind: cfg.optimizer.loss, label_smoothing: cfg.optimizer.label_smoothing },
         shard,
-        dtype: cfg.run.precision.compute(),
+        dtype: cfg.run.precision.compute_on(device, zoo::registry::find(&cfg.model.name)?.kind),
     };
     task::build(data, model, &setup, device)
 }

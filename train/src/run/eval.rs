@@ -21,7 +21,8 @@ pub fn eval_only(cfg: &RunConfig, opts: &Options) -> Result<()> {
     let dir = &cfg.run.out;
     let built = build::model(cfg, true, opts.quiet)?;
     if let Some(file) = &opts.predict {
-        return predict(built, file, dir, opts.quiet, cfg.run.precision.compute());
+        let dtype = cfg.run.precision.compute_on(&built.device, zoo::registry::find(&cfg.model.name)?.kind);
+        return predict(built, file, dir, opts.quiet, dtype);
     }
     let task = build::task(cfg, built.model, &built.device, opts.quiet, data::Shard::WHOLE)?;
     let (val_loss, val_acc) = evaluate(task.as_ref(), Split::Val, opts.quiet, &Single)?;
