@@ -59,9 +59,9 @@ impl Switch {
 static CUSTOM_OPS: Switch = Switch::new("ZOO_CUSTOM_OPS");
 
 /// Turns the zoo's CPU custom ops on or off: convolutions, training BatchNorm, linear layers, the
-/// LSTM recurrence, ReLU, max pooling, the cumulative product and the DNC's fused step. Off, the CPU
-/// runs candle's own ops, the code path CUDA and Metal take (for `train check` and comparisons;
-/// default on, or `ZOO_CUSTOM_OPS=0` in the environment).
+/// LSTM recurrence, ReLU, max pooling, the cumulative product, the DNC's fused step and the fused
+/// residual units ([`chain`]). Off, the CPU runs candle's own ops, the code path CUDA and Metal take
+/// (for `train check` and comparisons; default on, or `ZOO_CUSTOM_OPS=0` in the environment).
 pub fn set_custom_ops(on: bool) {
     CUSTOM_OPS.set(on)
 }
