@@ -209,6 +209,9 @@ impl Master {
 
 /// The model `spec` for a run in `precision`: built from `seed` in the compute dtype into a new
 /// [`VarMap`], and, in mixed precision, its [`Master`] weights (the model built once more in f32).
+/// With the feature `onednn` it also sets the process's bf16 convolution switch
+/// (`zoo::ops::onednn::set_bf16`): on for bf16 image models on the CPU ([`Precision::compute_on`]),
+/// off otherwise.
 pub fn build_model(
     spec: &ModelSpec,
     args: &ModelArgs,

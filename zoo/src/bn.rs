@@ -77,7 +77,7 @@ impl BatchNorm2d {
         }
         if self.fusable(x, train) {
             let (y, stats) = batch_norm_train(x, &self.weight, &self.bias, EPS, relu)?;
-            self.record(stats, x.elem_count() / x.dim(1)?)?;
+            self.record(stats)?;
             return Ok(y);
         }
         self.count_batch()?;
@@ -116,12 +116,11 @@ impl BatchNorm2d {
         self.num_batches_tracked.set(&(n + 1.0)?)
     }
 
-    /// Counts a training batch of `count` values per channel (`N H W`) and moves the running
-    /// statistics towards its statistics `stats` (PyTorch's rule: the running variance takes the
-    /// unbiased estimate).
-    pub(crate) fn record(&self, stats: BatchStats, count: usize) -> Result<()> {
+    /// Counts a training batch and moves the running statistics towards its statistics `stats`
+    /// (PyTorch's rule: the running variance takes the unbiased estimate).
+    pub(crate) fn record(&self, stats: BatchStats) -> Result<()> {
         self.count_batch()?;
-        let count = count as f64;
+        let count = stats.count as f64;
         let unbiased = if count > 1.0 { count / (count - 1.0) } else { 1.0 };
         let update = |var: &Var, batch: Vec<f64>| -> Result<()> {
             let batch = Tensor::from_vec(batch, var.dims(), var.device())?.to_dtype(var.dtype())?;

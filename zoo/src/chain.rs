@@ -43,15 +43,12 @@ pub(crate) fn forward(x: &Tensor, steps: &[Step], residual: bool, relu_after: bo
         }
         return if relu_after { relu(&h) } else { Ok(h) };
     }
-    // The layers, their parameters in order, and each BatchNorm's values per channel (N H W).
-    let (n, mut h, mut w) = (x.dim(0)?, x.dim(2)?, x.dim(3)?);
-    let (mut layers, mut params, mut counts) = (vec![], vec![], vec![]);
+    // The layers and their parameters, in order.
+    let (mut layers, mut params) = (vec![], vec![]);
     for s in steps {
         match *s {
             Step::Conv(c) => {
                 let kernel = c.weight().dims4()?;
-                let out = |size: usize, k: usize| (size + 2 * c.padding()).saturating_sub(k) / c.stride().max(1) + 1;
-                (h, w) = (out(h, kernel.2), out(w, kernel.3));
                 layers.push(Layer::Conv { kernel: kernel.into(), stride: c.stride(), padding: c.padding() });
                 params.push(c.weight().flatten_all()?);
             }
@@ -59,7 +56,6 @@ pub(crate) fn forward(x: &Tensor, steps: &[Step], residual: bool, relu_after: bo
                 let (gamma, beta) = bn.weight_and_bias();
                 layers.push(Layer::BatchNorm { channels: bn.channels(), eps: EPS, relu: matches!(s, Step::BnRelu(_)) });
                 params.extend([gamma.clone(), beta.clone()]);
-                counts.push(n * h * w);
             }
         }
     }
@@ -68,8 +64,8 @@ pub(crate) fn forward(x: &Tensor, steps: &[Step], residual: bool, relu_after: bo
         Step::Bn(bn) | Step::BnRelu(bn) => Some(bn),
         Step::Conv(_) => None,
     });
-    for ((bn, stats), count) in bns.zip(stats).zip(counts) {
-        bn.record(stats, count)?;
+    for (bn, stats) in bns.zip(stats) {
+        bn.record(stats)?;
     }
     Ok(y)
 }

@@ -31,13 +31,16 @@ use alig::vectorised;
 
 use super::{contiguous_slices, with_host_f32};
 
-/// The batch statistics of one call: per channel mean and biased variance.
+/// The batch statistics of one call: per channel mean and biased variance, and the count they are
+/// over.
 #[derive(Clone, Debug, Default)]
 pub struct BatchStats {
     /// Per channel mean.
     pub mean: Vec<f64>,
     /// Per channel biased variance (divided by the count, not the count minus one).
     pub var: Vec<f64>,
+    /// Values per channel: `N H W`.
+    pub count: usize,
 }
 
 /// `y = batch_norm(x)` in training mode for `x [N, C, H, W]` (f32, CPU), followed by a ReLU when
@@ -225,7 +228,11 @@ pub(crate) fn forward(
             )
         })
     };
-    let stats = BatchStats { mean: stats.iter().map(|s| s.0).collect(), var: stats.iter().map(|s| s.1).collect() };
+    let stats = BatchStats {
+        mean: stats.iter().map(|s| s.0).collect(),
+        var: stats.iter().map(|s| s.1).collect(),
+        count: p.n * p.hw,
+    };
     (y, stats)
 }
 

@@ -117,6 +117,15 @@ struct Chain {
 /// Elements per parallel task of the elementwise passes.
 const CHUNK: usize = 1 << 14;
 
+/// `a += b` elementwise, in parallel (the residual connection, forward and backward).
+fn add_into(a: &mut [f32], b: &[f32]) {
+    a.par_chunks_mut(CHUNK).zip(b.par_chunks(CHUNK)).for_each(|(a, b)| {
+        for (a, b) in a.iter_mut().zip(b) {
+            *a += b;
+        }
+    });
+}
+
 fn dims4(d: &[usize]) -> Result<[usize; 4]> {
     d.try_into().map_err(|_| candle_core::Error::Msg(format!("chain: expected [N, C, H, W], got {d:?}")))
 }
@@ -188,11 +197,7 @@ impl CustomOp2 for Chain {
             if dims[..] != *xl.dims() {
                 bail!("chain: a residual connection from {:?} to {dims:?}", xl.dims())
             }
-            y.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK)).for_each(|(y, x)| {
-                for (y, x) in y.iter_mut().zip(x) {
-                    *y += x;
-                }
-            });
+            add_into(&mut y, x);
         }
         if self.relu {
             y.par_chunks_mut(CHUNK).for_each(|y| y.iter_mut().for_each(|v| *v = v.max(0.0)));
@@ -261,11 +266,7 @@ impl CustomOp2 for Chain {
             }
             let dx = match (g_out, self.residual) {
                 (Some(mut dx), true) => {
-                    dx.par_chunks_mut(CHUNK).zip(top.par_chunks(CHUNK)).for_each(|(dx, t)| {
-                        for (d, t) in dx.iter_mut().zip(t) {
-                            *d += t;
-                        }
-                    });
+                    add_into(&mut dx, top);
                     Some(dx)
                 }
                 (dx, _) => dx,
