@@ -1,7 +1,9 @@
 //! The image models against the PyTorch reference: `../shared/golden/zoo/{wrn-16-2,
 //! densenet-bc-16-8,resnet18}` (README there). Eval logits and loss (running statistics unchanged),
 //! train logits and loss, the gradient of every parameter, and the BatchNorm running statistics
-//! after one train-mode forward, within the README's CPU f32 tolerances.
+//! after one train-mode forward, within the README's CPU f32 tolerances. With the feature
+//! `onednn`, WRN's and ResNet's 3x3 layers compute with Winograd's algorithm where the library has
+//! it (their default there), and the cases check that it ran.
 
 mod common;
 
@@ -93,13 +95,28 @@ fn stored_case(case: &str, model: &str, args: ModelArgs) {
     check_case(case, &varmap, m.as_ref(), &|name, g| close_scaled(&format!("grad {name}"), g, &want[name], 1e-3, 1e-7));
 }
 
+/// Runs `check`; with oneDNN and its Winograd algorithm on, fails unless some convolution used it.
+fn counting_winograd(case: &str, check: impl FnOnce()) {
+    #[cfg(feature = "onednn")]
+    let before = zoo::ops::onednn::winograd_runs();
+    check();
+    #[cfg(feature = "onednn")]
+    if zoo::ops::onednn::winograd() && zoo::ops::onednn::winograd_available() {
+        assert!(zoo::ops::onednn::winograd_runs() > before, "{case}: no convolution ran with Winograd's algorithm");
+    }
+    #[cfg(not(feature = "onednn"))]
+    let _ = case;
+}
+
 #[test]
 fn wrn_16_2() {
-    stored_case(
-        "wrn-16-2",
-        "wrn",
-        ModelArgs { depth: Some(16), width: Some(2), dropout: Some(0.0), ..ModelArgs::classes(10) },
-    );
+    counting_winograd("wrn-16-2", || {
+        stored_case(
+            "wrn-16-2",
+            "wrn",
+            ModelArgs { depth: Some(16), width: Some(2), dropout: Some(0.0), ..ModelArgs::classes(10) },
+        )
+    });
 }
 
 #[test]
@@ -115,6 +132,10 @@ fn densenet_bc_16_8() {
 /// gradients are complete for the small parameters and sampled (plus sum, norm, max) for the rest.
 #[test]
 fn resnet18() {
+    counting_winograd("resnet18", resnet18_case);
+}
+
+fn resnet18_case() {
     let dir = golden_dir().join("zoo/resnet18");
     let meta: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("meta.json")).unwrap()).unwrap();

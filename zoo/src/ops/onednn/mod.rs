@@ -9,7 +9,11 @@
 //! `onednn-devel-cpu-gomp` is 3.2). The library of the headers' major version (`libdnnl.so.2` or
 //! `.3`) is opened on first use: `ZOO_DNNL_LIBRARY` if set, then `DNNL_ROOT/lib`, then the loader's
 //! search path; where it cannot be, a warning says so once and the im2col op runs. One primitive
-//! per geometry and pass is made on first use and kept.
+//! per geometry and pass is made on first use and kept. The 3x3 stride-1 layers compute with
+//! Winograd's algorithm where the library has it ([`set_winograd`]). Every primitive works in one
+//! scratchpad buffer of the shim's (oneDNN's `scratchpad_mode_user`, as PyTorch runs it), not in
+//! oneDNN's per-thread one, with which 2.6's Winograd primitives corrupted memory when two threads
+//! ran them in turn (`zoo/tests/onednn_threads.rs`).
 //!
 //! oneDNN threads with OpenMP, beside candle's rayon pool. Before opening it, unless the user set
 //! them: `OMP_NUM_THREADS` = rayon's thread count, and a short spin, `GOMP_SPINCOUNT=10000`
@@ -23,7 +27,7 @@
 
 use std::collections::HashMap;
 use std::ffi::{c_char, c_int, CStr};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 use candle_core::{bail, Result};
@@ -40,9 +44,11 @@ extern "C" {
         pass: c_int,
         geometry: *const i64,
         bf16: c_int,
+        winograd: c_int,
         err: *mut c_char,
         err_len: usize,
     ) -> *mut RawConv;
+    fn zoo_dnnl_conv_winograd(conv: *const RawConv) -> c_int;
     fn zoo_dnnl_conv_run(
         conv: *mut RawConv,
         a: *const f32,
@@ -152,8 +158,9 @@ impl Drop for Primitive {
     }
 }
 
-/// The primitives made so far, by pass, geometry and whether they compute in bf16.
-type Primitives = HashMap<(Pass, Dims, bool), Primitive>;
+/// The primitives made so far, by pass, geometry, whether they compute in bf16 and whether
+/// Winograd was asked for.
+type Primitives = HashMap<(Pass, Dims, bool, bool), Primitive>;
 
 fn cache() -> &'static Mutex<Primitives> {
     static CACHE: OnceLock<Mutex<Primitives>> = OnceLock::new();
@@ -187,6 +194,56 @@ pub fn bf16_native() -> bool {
     {
         false
     }
+}
+
+static WINOGRAD: super::Switch = super::Switch::new("ZOO_WINOGRAD");
+
+/// Computes the f32 3x3 stride-1 convolutions whose channel counts are multiples of 16 (every 3x3
+/// layer of WRN and ResNet-18 but the strided ones and the stem) with Winograd's algorithm where
+/// the library has it, and directly elsewhere; on by default (`ZOO_WINOGRAD=0` in the environment
+/// turns it off). oneDNN 2.x has F(4x4, 3x3) for AVX-512 CPUs, for all three passes (Debian's
+/// `libdnnl-dev` is 2.6); oneDNN 3.x dropped it, so there every layer runs directly.
+///
+/// F(4x4, 3x3) computes each 4x4 block of outputs from a 6x6 tile of inputs with 36 products
+/// per channel pair instead of 144, through transforms that round differently: against an f64
+/// reference its three passes are off by up to 3.4e-6 of the largest value on the zoo's layers,
+/// the direct algorithm's by up to 1.3e-6 (`zoo/tests/onednn.rs`, which holds both to 1e-5), and
+/// the zoo goldens pass with it. A WRN-40-4 training step takes about 0.6 times as long with it.
+/// PyTorch's CPU convolutions are always direct; cuDNN on GPUs picks Winograd the same way.
+pub fn set_winograd(on: bool) {
+    WINOGRAD.set(on)
+}
+
+/// Whether Winograd's algorithm is asked for ([`set_winograd`]).
+pub fn winograd() -> bool {
+    WINOGRAD.get()
+}
+
+static WINOGRAD_RUNS: AtomicU64 = AtomicU64::new(0);
+
+/// How many convolution passes this process has computed with Winograd's algorithm (for tests and
+/// profiles: whether it ran).
+pub fn winograd_runs() -> u64 {
+    WINOGRAD_RUNS.load(Ordering::Relaxed)
+}
+
+/// Whether the loaded oneDNN has Winograd's algorithm for the layers [`set_winograd`] names.
+pub fn winograd_available() -> bool {
+    static AVAILABLE: OnceLock<bool> = OnceLock::new();
+    *AVAILABLE.get_or_init(|| {
+        if !loaded() {
+            return false;
+        }
+        let (mut err, g) = ([0 as c_char; 256], [1i64, 16, 8, 8, 16, 3, 3, 8, 8, 1, 1]);
+        // SAFETY: as in `primitive`.
+        let raw = unsafe { zoo_dnnl_conv_new(Pass::Forward as c_int, g.as_ptr(), 0, 1, err.as_mut_ptr(), err.len()) };
+        if raw.is_null() {
+            return false;
+        }
+        let probe = Primitive(raw);
+        // SAFETY: a live object.
+        unsafe { zoo_dnnl_conv_winograd(probe.0) != 0 }
+    })
 }
 
 static ON: super::Switch = super::Switch::new("ZOO_ONEDNN");
@@ -248,18 +305,32 @@ fn message(err: &[c_char]) -> String {
     unsafe { CStr::from_ptr(err.as_ptr()) }.to_string_lossy().into_owned()
 }
 
-/// The primitive of `pass` and `dims` in `prims` (in bf16 if [`bf16`] is on), made on first use.
+/// The primitive of `pass` and `dims` in `prims` (in bf16 if [`bf16`] is on, Winograd's algorithm
+/// if [`winograd`] is and the shape takes it), made on first use; counts a Winograd run.
 fn primitive(prims: &mut Primitives, pass: Pass, dims: Dims) -> Result<*mut RawConv> {
-    let key = (pass, dims, bf16());
-    if let Some(p) = prims.get(&key) {
-        return Ok(p.0);
+    let key = (pass, dims, bf16(), winograd());
+    let raw = match prims.get(&key) {
+        Some(p) => p.0,
+        None => make(prims, key)?,
+    };
+    // SAFETY: a live object of the cache.
+    if unsafe { zoo_dnnl_conv_winograd(raw) } != 0 {
+        WINOGRAD_RUNS.fetch_add(1, Ordering::Relaxed);
     }
+    Ok(raw)
+}
+
+/// Makes the primitive of `key` and keeps it in `prims`.
+fn make(prims: &mut Primitives, key: (Pass, Dims, bool, bool)) -> Result<*mut RawConv> {
+    let (pass, dims, half, winograd) = key;
     let mut err: [c_char; 256] = [0; 256];
     let g = dims.map(|v| v as i64);
     // SAFETY: g has the 11 entries the shim reads; err is a writable buffer of its length.
-    let raw = unsafe { zoo_dnnl_conv_new(pass as c_int, g.as_ptr(), key.2 as c_int, err.as_mut_ptr(), err.len()) };
+    let raw = unsafe {
+        zoo_dnnl_conv_new(pass as c_int, g.as_ptr(), half as c_int, winograd as c_int, err.as_mut_ptr(), err.len())
+    };
     if raw.is_null() {
-        let precision = if key.2 { " (bf16)" } else { "" };
+        let precision = if half { " (bf16)" } else { "" };
         bail!("onednn conv2d {pass:?}{precision} {dims:?}: {}", message(&err))
     }
     prims.insert(key, Primitive(raw));

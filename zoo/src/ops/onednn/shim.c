@@ -43,6 +43,9 @@ const char *zoo_dnnl_soname(void) { return "libdnnl.so." STR(DNNL_VERSION_MAJOR)
     X(dnnl_primitive_create)                                                                          \
     X(dnnl_primitive_execute)                                                                         \
     X(dnnl_primitive_destroy)                                                                         \
+    X(dnnl_primitive_attr_create)                                                                     \
+    X(dnnl_primitive_attr_destroy)                                                                    \
+    X(dnnl_primitive_attr_set_scratchpad_mode)                                                        \
     X(dnnl_sgemm)
 #if DNNL_VERSION_MAJOR >= 3
 #define DNNL_FUNCTIONS(X)                                                                             \
@@ -112,9 +115,11 @@ typedef struct {
     dnnl_primitive_t reorder;
 } operand;
 
-/* The buffers of the blocked copies, one per operand slot, shared by every object. */
-static void *scratch[3];
-static size_t scratch_bytes[3];
+/* The buffers of the blocked copies, one per operand slot, and the primitives' scratchpad (slot
+ * SCRATCHPAD), shared by every object. */
+enum { SCRATCHPAD = 3 };
+static void *scratch[4];
+static size_t scratch_bytes[4];
 
 static int scratch_for(int slot, size_t bytes) {
     if (scratch_bytes[slot] >= bytes) return 0;
@@ -131,6 +136,12 @@ static int scratch_for(int slot, size_t bytes) {
 typedef struct {
     dnnl_primitive_t conv;
     operand ops[3];
+    /* The primitive's scratchpad (its working memory: Winograd's transformed tiles, the weight
+     * gradient's per-thread partial sums), in slot SCRATCHPAD; NULL when it needs none. */
+    dnnl_memory_t scratchpad;
+    size_t scratchpad_bytes;
+    /* Whether the primitive computes with Winograd's algorithm. */
+    int winograd;
 } zoo_dnnl_conv;
 
 static dnnl_engine_t engine;
@@ -155,6 +166,7 @@ static void make_engine(void) {
 void zoo_dnnl_conv_free(zoo_dnnl_conv *c) {
     if (!c) return;
     if (c->conv) p_dnnl_primitive_destroy(c->conv);
+    if (c->scratchpad) p_dnnl_memory_destroy(c->scratchpad);
     for (int i = 0; i < 3; i++) {
         operand *o = &c->ops[i];
         if (o->reorder) p_dnnl_primitive_destroy(o->reorder);
@@ -201,48 +213,78 @@ static dnnl_status_t make_md(dnnl_memory_desc_t *md, const dnnl_dims_t dims, dnn
 #endif
 }
 
-/* The primitive descriptor of `pass` on operands `x`, `w`, `y` (layouts `any`); the backward
- * passes take the forward's as their hint. */
-static dnnl_status_t make_pd(dnnl_primitive_desc_t *pd, int pass, const_dnnl_memory_desc_t x, const_dnnl_memory_desc_t w,
-                             const_dnnl_memory_desc_t y, const dnnl_dims_t strides, const dnnl_dims_t pad_l,
-                             const dnnl_dims_t pad_r, const_dnnl_primitive_desc_t hint) {
+/* The primitive descriptor of `pass` with algorithm `alg` on operands `x`, `w`, `y` (layouts `any`);
+ * the backward passes take the forward's as their hint. */
+static dnnl_status_t make_pd(dnnl_primitive_desc_t *pd, int pass, dnnl_alg_kind_t alg, const_dnnl_memory_desc_t x,
+                             const_dnnl_memory_desc_t w, const_dnnl_memory_desc_t y, const dnnl_dims_t strides,
+                             const dnnl_dims_t pad_l, const dnnl_dims_t pad_r, const_dnnl_primitive_attr_t attr,
+                             const_dnnl_primitive_desc_t hint) {
 #if DNNL_VERSION_MAJOR >= 3
     const dnnl_dims_t dilates = {0, 0};
     switch (pass) {
     case ZOO_FORWARD:
-        return p_dnnl_convolution_forward_primitive_desc_create(pd, engine, dnnl_forward_training, dnnl_convolution_direct,
-                                                                x, w, NULL, y, strides, dilates, pad_l, pad_r, NULL);
+        return p_dnnl_convolution_forward_primitive_desc_create(pd, engine, dnnl_forward_training, alg, x, w, NULL, y,
+                                                                strides, dilates, pad_l, pad_r, attr);
     case ZOO_BACKWARD_DATA:
-        return p_dnnl_convolution_backward_data_primitive_desc_create(pd, engine, dnnl_convolution_direct, x, w, y, strides,
-                                                                      dilates, pad_l, pad_r, hint, NULL);
+        return p_dnnl_convolution_backward_data_primitive_desc_create(pd, engine, alg, x, w, y, strides, dilates, pad_l,
+                                                                      pad_r, hint, attr);
     default:
-        return p_dnnl_convolution_backward_weights_primitive_desc_create(
-            pd, engine, dnnl_convolution_direct, x, w, NULL, y, strides, dilates, pad_l, pad_r, hint, NULL);
+        return p_dnnl_convolution_backward_weights_primitive_desc_create(pd, engine, alg, x, w, NULL, y, strides,
+                                                                         dilates, pad_l, pad_r, hint, attr);
     }
 #else
     dnnl_convolution_desc_t desc;
     dnnl_status_t s;
     switch (pass) {
     case ZOO_FORWARD:
-        s = p_dnnl_convolution_forward_desc_init(&desc, dnnl_forward_training, dnnl_convolution_direct, x, w, NULL, y,
-                                                 strides, pad_l, pad_r);
+        s = p_dnnl_convolution_forward_desc_init(&desc, dnnl_forward_training, alg, x, w, NULL, y, strides, pad_l, pad_r);
         break;
     case ZOO_BACKWARD_DATA:
-        s = p_dnnl_convolution_backward_data_desc_init(&desc, dnnl_convolution_direct, x, w, y, strides, pad_l, pad_r);
+        s = p_dnnl_convolution_backward_data_desc_init(&desc, alg, x, w, y, strides, pad_l, pad_r);
         break;
     default:
-        s = p_dnnl_convolution_backward_weights_desc_init(&desc, dnnl_convolution_direct, x, w, NULL, y, strides, pad_l,
-                                                          pad_r);
+        s = p_dnnl_convolution_backward_weights_desc_init(&desc, alg, x, w, NULL, y, strides, pad_l, pad_r);
     }
-    return s != dnnl_success ? s : p_dnnl_primitive_desc_create(pd, &desc, NULL, engine, hint);
+    return s != dnnl_success ? s : p_dnnl_primitive_desc_create(pd, &desc, attr, engine, hint);
 #endif
+}
+
+/* The forward primitive descriptor (the backward passes' hint) and that of `pass` (the same one for
+ * the forward pass) with algorithm `alg`; on failure neither is left allocated. */
+static dnnl_status_t make_pds(dnnl_primitive_desc_t *fwd_pd, dnnl_primitive_desc_t *pd, int pass, dnnl_alg_kind_t alg,
+                              const_dnnl_memory_desc_t hint_md[3], const_dnnl_memory_desc_t any_md[3],
+                              const dnnl_dims_t strides, const dnnl_dims_t pad_l, const dnnl_dims_t pad_r,
+                              const_dnnl_primitive_attr_t attr) {
+    *fwd_pd = *pd = NULL;
+    dnnl_status_t s = make_pd(fwd_pd, ZOO_FORWARD, alg, hint_md[0], hint_md[1], hint_md[2], strides, pad_l, pad_r, attr,
+                              NULL);
+    if (s != dnnl_success) return s;
+    if (pass == ZOO_FORWARD) {
+        *pd = *fwd_pd;
+        *fwd_pd = NULL;
+        return s;
+    }
+    s = make_pd(pd, pass, alg, any_md[0], any_md[1], any_md[2], strides, pad_l, pad_r, attr, *fwd_pd);
+    if (s != dnnl_success) {
+        p_dnnl_primitive_desc_destroy(*fwd_pd);
+        *fwd_pd = *pd = NULL;
+    }
+    return s;
 }
 
 /* Geometry `g`: n, c, h, w, o, kh, kw, oh, ow, stride, padding. With `bf16`, the pass computes in
  * bfloat16: its two inputs are converted by the reorders into the primitive's layout (which they
- * go through anyway), its output stays f32 (the caller's tensors are f32 throughout). */
-zoo_dnnl_conv *zoo_dnnl_conv_new(int pass, const long long g[11], int bf16, char *err, size_t err_len) {
+ * go through anyway), its output stays f32 (the caller's tensors are f32 throughout). With
+ * `winograd`, an f32 3x3 stride-1 convolution whose channel counts are multiples of 16 computes
+ * with Winograd's algorithm where the library has it (oneDNN 2.x on AVX-512: F(4x4, 3x3)), and
+ * directly where it has not; other shapes always directly (oneDNN 2.6 also offers Winograd on
+ * padded channel blocks, which crashed on the 3-channel stem: not asked for). Every convolution's
+ * scratchpad is ours (`dnnl_scratchpad_mode_user`, one buffer shared by all, as PyTorch does):
+ * oneDNN's own is kept per calling thread, and Winograd primitives run from two threads in turn
+ * corrupted memory with it (oneDNN 2.6, reproduced in a two-thread test). */
+zoo_dnnl_conv *zoo_dnnl_conv_new(int pass, const long long g[11], int bf16, int winograd, char *err, size_t err_len) {
     dnnl_primitive_desc_t fwd_pd = NULL, pd = NULL;
+    dnnl_primitive_attr_t attr = NULL;
     /* Plain, then `any` (the primitive's choice), then the forward hint's: x, w, y. */
     dnnl_memory_desc_t md[9] = {0};
     zoo_dnnl_conv *c = calloc(1, sizeof *c);
@@ -277,37 +319,46 @@ zoo_dnnl_conv *zoo_dnnl_conv_new(int pass, const long long g[11], int bf16, char
     TRY(make_md(&md[7], w_dims, half, dnnl_format_tag_any));
     TRY(make_md(&md[8], y_dims, dnnl_f32, dnnl_format_tag_any));
     const_dnnl_memory_desc_t x_plain = MD(md[0]), w_plain = MD(md[1]), y_plain = MD(md[2]);
-    const_dnnl_memory_desc_t x_any = MD(md[3]), w_any = MD(md[4]), y_any = MD(md[5]);
+    const_dnnl_memory_desc_t any_md[3] = {MD(md[3]), MD(md[4]), MD(md[5])};
+    const_dnnl_memory_desc_t hint_md[3] = {MD(md[6]), MD(md[7]), MD(md[8])};
+    TRY(p_dnnl_primitive_attr_create(&attr));
+    TRY(p_dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user));
 
-    TRY(make_pd(&fwd_pd, ZOO_FORWARD, MD(md[6]), MD(md[7]), MD(md[8]), strides, pad_l, pad_r, NULL));
+    c->winograd = winograd && !bf16 && g[5] == 3 && g[6] == 3 && g[9] == 1 && g[1] % 16 == 0 && g[4] % 16 == 0;
+    if (c->winograd &&
+        make_pds(&fwd_pd, &pd, pass, dnnl_convolution_winograd, hint_md, any_md, strides, pad_l, pad_r, attr) != dnnl_success)
+        c->winograd = 0;
+    if (!c->winograd)
+        TRY(make_pds(&fwd_pd, &pd, pass, dnnl_convolution_direct, hint_md, any_md, strides, pad_l, pad_r, attr));
     switch (pass) {
     case ZOO_FORWARD:
-        pd = fwd_pd;
-        fwd_pd = NULL;
         TRY(make_operand(&c->ops[0], pd, dnnl_query_src_md, DNNL_ARG_SRC, 0, x_plain));
         TRY(make_operand(&c->ops[1], pd, dnnl_query_weights_md, DNNL_ARG_WEIGHTS, 0, w_plain));
         TRY(make_operand(&c->ops[2], pd, dnnl_query_dst_md, DNNL_ARG_DST, 1, y_plain));
         break;
     case ZOO_BACKWARD_DATA:
-        TRY(make_pd(&pd, pass, x_any, w_any, y_any, strides, pad_l, pad_r, fwd_pd));
         TRY(make_operand(&c->ops[0], pd, dnnl_query_diff_dst_md, DNNL_ARG_DIFF_DST, 0, y_plain));
         TRY(make_operand(&c->ops[1], pd, dnnl_query_weights_md, DNNL_ARG_WEIGHTS, 0, w_plain));
         TRY(make_operand(&c->ops[2], pd, dnnl_query_diff_src_md, DNNL_ARG_DIFF_SRC, 1, x_plain));
         break;
     default:
-        TRY(make_pd(&pd, pass, x_any, w_any, y_any, strides, pad_l, pad_r, fwd_pd));
         TRY(make_operand(&c->ops[0], pd, dnnl_query_src_md, DNNL_ARG_SRC, 0, x_plain));
         TRY(make_operand(&c->ops[1], pd, dnnl_query_diff_dst_md, DNNL_ARG_DIFF_DST, 0, y_plain));
         TRY(make_operand(&c->ops[2], pd, dnnl_query_diff_weights_md, DNNL_ARG_DIFF_WEIGHTS, 1, w_plain));
     }
+    const_dnnl_memory_desc_t pad_md = p_dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+    c->scratchpad_bytes = pad_md ? p_dnnl_memory_desc_get_size(pad_md) : 0;
+    if (c->scratchpad_bytes > 0) TRY(p_dnnl_memory_create(&c->scratchpad, pad_md, engine, DNNL_MEMORY_NONE));
     TRY(p_dnnl_primitive_create(&c->conv, pd));
     p_dnnl_primitive_desc_destroy(pd);
     if (fwd_pd) p_dnnl_primitive_desc_destroy(fwd_pd);
+    p_dnnl_primitive_attr_destroy(attr);
     for (int i = 0; i < 9; i++) MD_FREE(md[i]);
     return c;
 fail:
     if (pd) p_dnnl_primitive_desc_destroy(pd);
     if (fwd_pd) p_dnnl_primitive_desc_destroy(fwd_pd);
+    if (attr) p_dnnl_primitive_attr_destroy(attr);
     for (int i = 0; i < 9; i++) MD_FREE(md[i]);
     zoo_dnnl_conv_free(c);
     return NULL;
@@ -316,7 +367,17 @@ fail:
 /* Runs `c` on plain `ptrs` (two inputs, then the output), operand i's blocked copy in scratch
  * buffer `slots[i]`; with `ready0`, operand 0's copy is already in its slot (not reordered). */
 static int run_slots(zoo_dnnl_conv *c, void *ptrs[3], const int slots[3], int ready0, char *err, size_t err_len) {
-    dnnl_exec_arg_t args[3];
+    dnnl_exec_arg_t args[4];
+    int nargs = 3;
+    if (c->scratchpad) {
+        if (scratch_for(SCRATCHPAD, c->scratchpad_bytes) != 0) {
+            snprintf(err, err_len, "out of memory for a %zu-byte scratchpad", c->scratchpad_bytes);
+            return -1;
+        }
+        TRY(p_dnnl_memory_set_data_handle(c->scratchpad, scratch[SCRATCHPAD]));
+        args[nargs].arg = DNNL_ARG_SCRATCHPAD;
+        args[nargs++].memory = c->scratchpad;
+    }
     for (int i = 0; i < 3; i++) {
         operand *o = &c->ops[i];
         TRY(p_dnnl_memory_set_data_handle(o->user, ptrs[i]));
@@ -334,7 +395,7 @@ static int run_slots(zoo_dnnl_conv *c, void *ptrs[3], const int slots[3], int re
             TRY(p_dnnl_primitive_execute(o->reorder, stream, 2, r));
         }
     }
-    TRY(p_dnnl_primitive_execute(c->conv, stream, 3, args));
+    TRY(p_dnnl_primitive_execute(c->conv, stream, nargs, args));
     operand *o = &c->ops[2];
     if (o->reorder) {
         dnnl_exec_arg_t r[2] = {{DNNL_ARG_FROM, o->inner}, {DNNL_ARG_TO, o->user}};
@@ -345,6 +406,9 @@ static int run_slots(zoo_dnnl_conv *c, void *ptrs[3], const int slots[3], int re
 fail:
     return -1;
 }
+
+/* Whether `c` computes with Winograd's algorithm. */
+int zoo_dnnl_conv_winograd(const zoo_dnnl_conv *c) { return c->winograd; }
 
 /* Runs the pass: `a` and `b` are its inputs and `out` its output, all plain (forward: x, w -> y;
  * backward data: dy, w -> dx; backward weights: x, dy -> dw). */
