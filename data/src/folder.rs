@@ -9,7 +9,13 @@
 //! differ from torchvision's by rounding), then a `size x size`
 //! crop: centred (evaluation, and the paper's `--no_data_augmentation` training) or random with a
 //! horizontal flip (training with augmentation).
+//!
+//! JPEGs in YCbCr or RGB (nearly all photos) are decoded by `zune-jpeg` directly, with the options
+//! the `image` crate gives it for them (so into the same bytes), into a buffer each worker thread
+//! keeps, and resized into another: no copy of the decoded image, and no fresh pages to fault in
+//! for each photo. Every other file (grayscale and CMYK JPEGs, PNG, PPM, BMP) goes through `image`.
 
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 
 use candle_core::{bail, Result};
@@ -87,48 +93,99 @@ impl ImageFolder {
     pub fn load(&self, i: usize, augment: Augment, rng: &mut Rng, out: &mut [u8]) -> Result<()> {
         let path = &self.samples[i].0;
         let bytes = std::fs::read(path).map_err(|e| candle_core::Error::Msg(format!("{}: {e}", path.display())))?;
-        let img = image::load_from_memory(&bytes)
-            .map_err(|e| candle_core::Error::Msg(format!("{}: cannot decode the image: {e}", path.display())))?
-            .to_rgb8();
-        let (w, h) = img.dimensions();
         let s = self.size as u32;
-        let (nw, nh) = if w <= h {
-            (s, ((h as u64 * s as u64) / w as u64).max(s as u64) as u32)
-        } else {
-            (((w as u64 * s as u64) / h as u64).max(s as u64) as u32, s)
-        };
-        let resized =
-            resize_rgb(img, nw, nh).map_err(|e| candle_core::Error::Msg(format!("{}: {e}", path.display())))?;
-        let (x0, y0, flip) = match augment {
-            Augment::None => ((nw - s) / 2, (nh - s) / 2, false),
-            Augment::CropFlip { .. } => {
-                (rng.below((nw - s + 1) as u64) as u32, rng.below((nh - s + 1) as u64) as u32, rng.coin())
-            }
-        };
-        let n = self.size;
-        for y in 0..n {
-            for x in 0..n {
-                let sx = if flip { n - 1 - x } else { x } as u32 + x0;
-                let p = &resized[((y + y0 as usize) * nw as usize + sx as usize) * 3..][..3];
-                for c in 0..3 {
-                    out[c * n * n + y * n + x] = p[c];
+        SCRATCH.with_borrow_mut(|scratch| {
+            let (w, h) = decode_rgb(&bytes, &mut scratch.decoded)
+                .map_err(|e| candle_core::Error::Msg(format!("{}: cannot decode the image: {e}", path.display())))?;
+            let (nw, nh) = if w <= h {
+                (s, ((h as u64 * s as u64) / w as u64).max(s as u64) as u32)
+            } else {
+                (((w as u64 * s as u64) / h as u64).max(s as u64) as u32, s)
+            };
+            scratch.resize(w, h, nw, nh).map_err(|e| candle_core::Error::Msg(format!("{}: {e}", path.display())))?;
+            let (x0, y0, flip) = match augment {
+                Augment::None => ((nw - s) / 2, (nh - s) / 2, false),
+                Augment::CropFlip { .. } => {
+                    (rng.below((nw - s + 1) as u64) as u32, rng.below((nh - s + 1) as u64) as u32, rng.coin())
                 }
-            }
-        }
-        Ok(())
+            };
+            crop_planes(&scratch.resized, nw as usize, [x0 as usize, y0 as usize], flip, self.size, out);
+            Ok(())
+        })
     }
 }
 
-/// `img` resized to `w x h` with the antialiased bilinear (triangle) filter, as interleaved RGB
-/// bytes: `fast_image_resize`'s SIMD convolution, about 9x faster than the `image` crate's on 500 x 375 photos (measured).
-fn resize_rgb(img: image::RgbImage, w: u32, h: u32) -> std::result::Result<Vec<u8>, String> {
-    use fast_image_resize::{images::Image, FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
-    let (sw, sh) = img.dimensions();
-    let src = Image::from_vec_u8(sw, sh, img.into_raw(), PixelType::U8x3).map_err(|e| e.to_string())?;
-    let mut dst = Image::new(w, h, PixelType::U8x3);
-    let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear));
-    Resizer::new().resize(&src, &mut dst, &options).map_err(|e| format!("cannot resize the image: {e}"))?;
-    Ok(dst.into_vec())
+/// `out [3, n, n]` (planar) from the `n x n` window at `[x0, y0]` of the interleaved RGB image
+/// `rgb` `width` pixels wide, mirrored left to right with `flip`.
+fn crop_planes(rgb: &[u8], width: usize, [x0, y0]: [usize; 2], flip: bool, n: usize, out: &mut [u8]) {
+    let (r, rest) = out.split_at_mut(n * n);
+    let (g, b) = rest.split_at_mut(n * n);
+    for y in 0..n {
+        let row = &rgb[((y + y0) * width + x0) * 3..][..n * 3];
+        let (r, g, b) = (&mut r[y * n..][..n], &mut g[y * n..][..n], &mut b[y * n..][..n]);
+        for (x, p) in row.chunks_exact(3).enumerate() {
+            let x = if flip { n - 1 - x } else { x };
+            (r[x], g[x], b[x]) = (p[0], p[1], p[2]);
+        }
+    }
+}
+
+/// What each loader thread keeps from photo to photo.
+struct Scratch {
+    /// The decoded image, interleaved RGB.
+    decoded: Vec<u8>,
+    /// The resized image, interleaved RGB.
+    resized: Vec<u8>,
+    resizer: fast_image_resize::Resizer,
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> =
+        RefCell::new(Scratch { decoded: vec![], resized: vec![], resizer: fast_image_resize::Resizer::new() });
+}
+
+impl Scratch {
+    /// `decoded` (`w x h`) resized into `resized` (`nw x nh`) with the antialiased bilinear
+    /// (triangle) filter: `fast_image_resize`'s SIMD convolution, about 9x faster than the `image`
+    /// crate's on 500 x 375 photos (measured).
+    fn resize(&mut self, w: u32, h: u32, nw: u32, nh: u32) -> std::result::Result<(), String> {
+        use fast_image_resize::images::{Image, ImageRef};
+        use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions};
+        self.resized.resize(nw as usize * nh as usize * 3, 0);
+        let src = ImageRef::new(w, h, &self.decoded, PixelType::U8x3).map_err(|e| e.to_string())?;
+        let mut dst = Image::from_slice_u8(nw, nh, &mut self.resized, PixelType::U8x3).map_err(|e| e.to_string())?;
+        let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear));
+        self.resizer.resize(&src, &mut dst, &options).map_err(|e| format!("cannot resize the image: {e}"))
+    }
+}
+
+/// Decodes an image file's `bytes` into `out` (grown to fit) as interleaved RGB and returns its
+/// width and height; see the module docs for which decoder.
+fn decode_rgb(bytes: &[u8], out: &mut Vec<u8>) -> std::result::Result<(u32, u32), String> {
+    use zune_core::bytestream::ZCursor;
+    use zune_core::colorspace::ColorSpace;
+    use zune_core::options::DecoderOptions;
+    if bytes.starts_with(&[0xFF, 0xD8]) {
+        // The `image` crate's options for JPEGs (codecs/jpeg/decoder.rs of image 0.25).
+        let options = DecoderOptions::default()
+            .set_strict_mode(false)
+            .set_max_width(usize::MAX)
+            .set_max_height(usize::MAX)
+            .jpeg_set_out_colorspace(ColorSpace::RGB);
+        let mut decoder = zune_jpeg::JpegDecoder::new_with_options(ZCursor::new(bytes), options);
+        if decoder.decode_headers().is_ok()
+            && matches!(decoder.input_colorspace(), Some(ColorSpace::YCbCr | ColorSpace::RGB))
+        {
+            let (w, h) = decoder.dimensions().ok_or("no dimensions after the headers")?;
+            out.resize(decoder.output_buffer_size().ok_or("an image too large to address")?, 0);
+            decoder.decode_into(out).map_err(|e| format!("{e:?}"))?;
+            return Ok((w as u32, h as u32));
+        }
+    }
+    let img = image::load_from_memory(bytes).map_err(|e| e.to_string())?.to_rgb8();
+    let (w, h) = img.dimensions();
+    *out = img.into_raw();
+    Ok((w, h))
 }
 
 impl ImageSource for ImageFolder {

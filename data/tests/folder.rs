@@ -86,3 +86,53 @@ fn errors_name_the_folder_or_file() {
     // The loader hands the error over instead of panicking.
     assert!(in_order(f, 1).epoch(0).next().unwrap().is_err());
 }
+
+/// The reference pipeline, written plainly: `image`'s own decoding, a fresh resized image, the
+/// centre crop, planar.
+fn reference_centre(path: &std::path::Path, size: u32) -> Vec<u8> {
+    use fast_image_resize::{images::Image, FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
+    let img = image::open(path).unwrap().to_rgb8();
+    let (w, h) = img.dimensions();
+    let (nw, nh) = if w <= h { (size, h * size / w) } else { (w * size / h, size) };
+    let src = Image::from_vec_u8(w, h, img.into_raw(), PixelType::U8x3).unwrap();
+    let mut dst = Image::new(nw, nh, PixelType::U8x3);
+    let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear));
+    Resizer::new().resize(&src, &mut dst, &options).unwrap();
+    let (x0, y0, n) = ((nw - size) / 2, (nh - size) / 2, size as usize);
+    let px = dst.buffer();
+    let mut out = vec![0u8; 3 * n * n];
+    for c in 0..3 {
+        for y in 0..n {
+            for x in 0..n {
+                out[c * n * n + y * n + x] = px[((y + y0 as usize) * nw as usize + x + x0 as usize) * 3 + c];
+            }
+        }
+    }
+    out
+}
+
+/// JPEGs: a colour photo (decoded by zune-jpeg directly, into buffers the thread keeps) and a
+/// grayscale one (through `image`) give exactly the pixels of `image`'s decoding, resized and
+/// cropped plainly; loaded in turn, so the kept buffers change size between images.
+#[test]
+fn jpegs_decode_as_the_image_crate_does() {
+    let root = temp_dir("folder-jpeg");
+    std::fs::create_dir_all(root.join("c")).unwrap();
+    // Smooth enough to survive JPEG, detailed enough that a shifted or transposed copy fails.
+    let photo = image::RgbImage::from_fn(97, 71, |x, y| {
+        let (fx, fy) = (x as f32 / 9.0, y as f32 / 7.0);
+        image::Rgb([(128.0 + 90.0 * fx.sin()) as u8, (128.0 + 90.0 * (fx + fy).cos()) as u8, (x * 2 + y) as u8])
+    });
+    photo.save_with_format(root.join("c/a_colour.jpg"), image::ImageFormat::Jpeg).unwrap();
+    image::imageops::grayscale(&image::imageops::rotate90(&photo))
+        .save_with_format(root.join("c/b_grey.jpg"), image::ImageFormat::Jpeg)
+        .unwrap();
+    let f = ImageFolder::scan(&root, 40).unwrap();
+    let mut out = vec![0u8; 3 * 40 * 40];
+    for i in [0, 1, 0, 1] {
+        f.load(i, Augment::None, &mut Rng::new(0, 0), &mut out).unwrap();
+        let want = reference_centre(&f.samples[i].0, 40);
+        let differ = out.iter().zip(&want).filter(|(a, b)| a != b).count();
+        assert_eq!(differ, 0, "{}: {differ} of {} values differ", f.samples[i].0.display(), out.len());
+    }
+}
