@@ -305,6 +305,9 @@ def main():
         og, tg = gf / (o / 1e3), gf / (t / 1e3)
         print(f"| {m} | {gf:.1f} | {o:.0f} | {t:.0f} | {o / t:.2f} | {og:.1f} ({100 * og / peak:.0f}%) | "
               f"{tg:.1f} ({100 * tg / peak:.0f}%) | {ours['peak_rss_mib']:.0f} / {theirs['peak_rss_mib']:.0f} |")
+    if features and os.environ.get("ZOO_WINOGRAD") != "0":
+        print("\nGFLOP/step counts a direct convolution's work; where oneDNN has Winograd's algorithm (2.x), "
+              "ours does less on the 3x3 layers, so its rate can pass the FMA peak (ZOO_WINOGRAD=0: direct).")
 
 
 if __name__ == "__main__":

@@ -16,10 +16,12 @@ fn with_onednn<R>(on: bool, f: impl FnOnce() -> R) -> R {
     with_algorithm(on, true, f)
 }
 
-/// Runs `f` with oneDNN on or off and Winograd's algorithm on or off (see [`with_onednn`]).
+/// Runs `f` with oneDNN on or off and Winograd's algorithm on or off (see [`with_onednn`]); the
+/// zoo's custom ops on whatever `ZOO_CUSTOM_OPS` says, as these tests are of them.
 fn with_algorithm<R>(on: bool, winograd: bool, f: impl FnOnce() -> R) -> R {
     static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    zoo::ops::set_custom_ops(true);
     zoo::ops::onednn::set_onednn(on);
     zoo::ops::onednn::set_winograd(winograd);
     assert_eq!(zoo::ops::onednn::onednn(), on, "oneDNN did not load (see the warning above)");
@@ -147,5 +149,79 @@ fn winograd_computes_the_3x3_layers_where_the_library_has_it() {
         });
         let eligible = case.2 == 3 && case.3 == 1 && case.0 .1 % 16 == 0 && case.1 % 16 == 0;
         assert_eq!(ran, if available && eligible { 3 } else { 0 }, "{case:?}: Winograd passes");
+    }
+}
+
+/// `set_bf16`: the three passes in bfloat16 (f32 in and out) agree with the f32 im2col op to
+/// bf16's precision on every geometry, and differ from it by more than f32 rounding (so bf16 is
+/// what ran); the switch back gives f32 results again.
+#[test]
+fn bf16_passes_agree_with_f32_to_bf16_precision() {
+    for case in cases() {
+        let (xs, o, k, s, p) = case;
+        let (x, w, weights) = operands(case);
+        let half = with_onednn(true, || {
+            zoo::ops::onednn::set_bf16(true);
+            let out = passes(&x, &w, s, p, &weights);
+            zoo::ops::onednn::set_bf16(false);
+            out
+        });
+        let (single, reference) = (
+            with_onednn(true, || passes(&x, &w, s, p, &weights)),
+            with_onednn(false, || passes(&x, &w, s, p, &weights)),
+        );
+        for (i, name) in ["y", "dx", "dw"].iter().enumerate() {
+            let d = max_rel(&half[i], &reference[i]);
+            assert!(d < 2e-2 && d > 1e-4, "{name} {xs:?} o{o} k{k} s{s} p{p}: bf16 relative difference {d}");
+            let d = max_rel(&single[i], &reference[i]);
+            assert!(d < 1e-5, "{name} {xs:?} o{o} k{k} s{s} p{p}: after bf16, f32 relative difference {d}");
+        }
+    }
+}
+
+/// The matrix products through oneDNN's sgemm (on its threads, and on the calling thread alone)
+/// against the `gemm` crate's: every combination of plain and transposed operands, with and
+/// without accumulation.
+#[test]
+fn sgemm_matches_the_gemm_crate() {
+    use zoo::ops::gemm::{matmul_into, matmul_into_serial, View};
+    let (m, k, n) = (37, 300, 129);
+    let a: Vec<f32> = (0..m * k).map(|i| ((i * 7919) % 1013) as f32 / 1013.0 - 0.5).collect();
+    let b: Vec<f32> = (0..k * n).map(|i| ((i * 104729) % 997) as f32 / 997.0 - 0.5).collect();
+    let at: Vec<f32> = (0..k * m).map(|i| a[(i % m) * k + i / m]).collect(); // a^T stored row-major
+    let bt: Vec<f32> = (0..n * k).map(|i| b[(i % k) * n + i / k]).collect(); // b^T stored row-major
+                                                                             // Each row with `left` and `right` extra columns around it.
+    let widen = |src: &[f32], cols: usize, left: usize, right: usize| -> Vec<f32> {
+        src.chunks_exact(cols).flat_map(|row| [vec![9.0; left], row.to_vec(), vec![9.0; right]].concat()).collect()
+    };
+    let (a_wide, bt_wide) = (widen(&a, k, 3, 2), widen(&bt, k, 2, 5));
+    let views = [
+        ("a b", View::new(&a, m, k), View::new(&b, k, n)),
+        ("a^T^T b", View::new(&at, k, m).t(), View::new(&b, k, n)),
+        ("a b^T^T", View::new(&a, m, k), View::new(&bt, n, k).t()),
+        ("a^T^T b^T^T", View::new(&at, k, m).t(), View::new(&bt, n, k).t()),
+        // One row or one column stored with both strides 1 (a k x 1 matrix's transpose).
+        ("row^T^T b", View::new(&a[..k], k, 1).t(), View::new(&b, k, n)),
+        ("a col^T^T", View::new(&a[..m * k], m, k), View::new(&b[..k], 1, k).t()),
+        // Blocks of columns of wider matrices (the LSTM's per-step operands).
+        ("a[.., 3..] b", View::strided(&a_wide[3..], m, k, k + 5), View::new(&b, k, n)),
+        ("a b[.., 2..]^T^T", View::new(&a, m, k), View::strided(&bt_wide[2..], n, k, k + 7).t()),
+    ];
+    let start: Vec<f32> = (0..m * n).map(|i| (i % 5) as f32).collect();
+    for (name, va, vb) in views {
+        for (accumulate, serial) in [(false, false), (true, false), (false, true), (true, true)] {
+            let product = |on: bool| {
+                with_onednn(on, || {
+                    let mut out = start[..va.rows * vb.cols].to_vec();
+                    let f = if serial { matmul_into_serial } else { matmul_into };
+                    f(va, vb, &mut out, accumulate);
+                    out
+                })
+            };
+            let (ours, reference) = (product(true), product(false));
+            let scale = reference.iter().fold(0f32, |s, v| s.max(v.abs()));
+            let d = ours.iter().zip(&reference).fold(0f32, |s, (x, y)| s.max((x - y).abs())) / scale;
+            assert!(d < 1e-5, "{name} accumulate {accumulate} serial {serial}: relative difference {d}");
+        }
     }
 }
