@@ -2,8 +2,9 @@
 //! densenet-bc-16-8,resnet18}` (README there). Eval logits and loss (running statistics unchanged),
 //! train logits and loss, the gradient of every parameter, and the BatchNorm running statistics
 //! after one train-mode forward, within the README's CPU f32 tolerances. With the feature
-//! `onednn`, WRN's and ResNet's 3x3 layers compute with Winograd's algorithm where the library has
-//! it (their default there), and the cases check that it ran.
+//! `onednn`, WRN-16-2's 64-channel layers compute with Winograd's algorithm where the library has
+//! it (the default there for layers that large; ResNet-18's are too small at this batch and size),
+//! and the case checks that it ran.
 
 mod common;
 
@@ -138,10 +139,6 @@ fn densenet_bc_16_8() {
 /// gradients are complete for the small parameters and sampled (plus sum, norm, max) for the rest.
 #[test]
 fn resnet18() {
-    counting_winograd("resnet18", resnet18_case);
-}
-
-fn resnet18_case() {
     let dir = golden_dir().join("zoo/resnet18");
     let meta: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("meta.json")).unwrap()).unwrap();

@@ -12,11 +12,11 @@ use candle_core::{Device, Tensor, Var};
 /// (x shape, out channels) of 3x3 stride-1 convolutions with padding 1.
 type Case = ((usize, usize, usize, usize), usize);
 
-/// Ten rounds of the three passes of each case, with other allocations in between.
+/// Twenty rounds of the three passes of each case, with other allocations in between.
 fn work(cases: [Case; 2]) -> impl FnOnce() {
     move || {
         let dev = Device::Cpu;
-        for _ in 0..10 {
+        for _ in 0..20 {
             for ((n, c, h, w), o) in cases {
                 let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (n, c, h, w), &dev).unwrap()).unwrap();
                 let k = Var::from_tensor(&Tensor::randn(0f32, 0.1, (o, c, 3, 3), &dev).unwrap()).unwrap();
@@ -38,11 +38,12 @@ fn two_threads_at_once() {
     assert!(zoo::ops::onednn::onednn(), "oneDNN did not load (see the warning above)");
     let before = zoo::ops::onednn::winograd_runs();
     // The same primitives from both threads.
-    let cases = [((2, 64, 8, 8), 64), ((2, 256, 4, 4), 256)];
+    // Large enough for Winograd's algorithm (784 output pixels or more).
+    let cases = [((16, 64, 8, 8), 64), ((64, 128, 4, 4), 128)];
     let other = std::thread::spawn(work(cases));
     work([cases[1], cases[0]])();
     other.join().unwrap();
     let ran = zoo::ops::onednn::winograd_runs() - before;
-    let expected = if zoo::ops::onednn::winograd_available() { 2 * 2 * 10 * 3 } else { 0 };
+    let expected = if zoo::ops::onednn::winograd_available() { 2 * 2 * 20 * 3 } else { 0 };
     assert_eq!(ran, expected, "Winograd passes");
 }

@@ -159,7 +159,7 @@ impl Drop for Primitive {
 }
 
 /// The primitives made so far, by pass, geometry, whether they compute in bf16 and whether
-/// Winograd was asked for.
+/// Winograd's algorithm was asked for.
 type Primitives = HashMap<(Pass, Dims, bool, bool), Primitive>;
 
 fn cache() -> &'static Mutex<Primitives> {
@@ -198,11 +198,20 @@ pub fn bf16_native() -> bool {
 
 static WINOGRAD: super::Switch = super::Switch::new("ZOO_WINOGRAD");
 
-/// Computes the f32 3x3 stride-1 convolutions whose channel counts are multiples of 16 (every 3x3
-/// layer of WRN and ResNet-18 but the strided ones and the stem) with Winograd's algorithm where
-/// the library has it, and directly elsewhere; on by default (`ZOO_WINOGRAD=0` in the environment
-/// turns it off). oneDNN 2.x has F(4x4, 3x3) for AVX-512 CPUs, for all three passes (Debian's
+/// Computes the large f32 3x3 stride-1 convolutions with Winograd's algorithm where the library
+/// has it, and directly elsewhere; on by default (`ZOO_WINOGRAD=0` in the environment turns it
+/// off). oneDNN 2.x has F(4x4, 3x3) for AVX-512 CPUs, for all three passes (Debian's
 /// `libdnnl-dev` is 2.6); oneDNN 3.x dropped it, so there every layer runs directly.
+///
+/// Large means at least 64 channels in and out, in multiples of 16, and at least 784 output pixels
+/// per call (`N OH OW`): every 3x3 layer of WRN-40-4 and ResNet-18 at the paper's batch sizes but
+/// the strided ones and the first of WRN. Winograd's transforms cost per tile and channel, its
+/// products per tile and channel pair, and small maps waste most of each 4x4 tile, so it pays
+/// only on wide layers with many tiles. Measured per pass against the direct algorithm (oneDNN
+/// 2.6, AVX-512, 2 cores): 0.38-0.66x the time on WRN-40-4's 64-, 128- and 256-channel layers at
+/// batch 32 and on ResNet-18's at batch 16 from 56x56 to 14x14, 0.71-0.94x on ResNet-18's 512
+/// channels at 7x7 (784 pixels); but 0.6-1.8x with 16 channels in (its forward pass slower),
+/// 1.0-1.9x with 32 channels at 8x8, 0.9-3.7x with 64 at 4x4 (512 pixels), 1.7-10x at 2x2.
 ///
 /// F(4x4, 3x3) computes each 4x4 block of outputs from a 6x6 tile of inputs with 36 products
 /// per channel pair instead of 144, through transforms that round differently: against an f64
@@ -217,6 +226,12 @@ pub fn set_winograd(on: bool) {
 /// Whether Winograd's algorithm is asked for ([`set_winograd`]).
 pub fn winograd() -> bool {
     WINOGRAD.get()
+}
+
+/// Whether a convolution of `dims` is large enough for Winograd's algorithm (see [`set_winograd`]).
+fn takes_winograd(dims: &Dims) -> bool {
+    let [n, c, _, _, o, kh, kw, oh, ow, stride, _] = *dims;
+    kh == 3 && kw == 3 && stride == 1 && c >= 64 && o >= 64 && c % 16 == 0 && o % 16 == 0 && n * oh * ow >= 784
 }
 
 static WINOGRAD_RUNS: AtomicU64 = AtomicU64::new(0);
@@ -234,7 +249,7 @@ pub fn winograd_available() -> bool {
         if !loaded() {
             return false;
         }
-        let (mut err, g) = ([0 as c_char; 256], [1i64, 16, 8, 8, 16, 3, 3, 8, 8, 1, 1]);
+        let (mut err, g) = ([0 as c_char; 256], [16i64, 64, 7, 7, 64, 3, 3, 7, 7, 1, 1]);
         // SAFETY: as in `primitive`.
         let raw = unsafe { zoo_dnnl_conv_new(Pass::Forward as c_int, g.as_ptr(), 0, 1, err.as_mut_ptr(), err.len()) };
         if raw.is_null() {
@@ -305,10 +320,12 @@ fn message(err: &[c_char]) -> String {
     unsafe { CStr::from_ptr(err.as_ptr()) }.to_string_lossy().into_owned()
 }
 
-/// The primitive of `pass` and `dims` in `prims` (in bf16 if [`bf16`] is on, Winograd's algorithm
-/// if [`winograd`] is and the shape takes it), made on first use; counts a Winograd run.
+/// The primitive of `pass` and `dims` in `prims` (in bf16 if [`bf16`] is on, else with Winograd's
+/// algorithm if [`winograd`] is and the layer [`takes_winograd`]), made on first use; counts a
+/// Winograd run.
 fn primitive(prims: &mut Primitives, pass: Pass, dims: Dims) -> Result<*mut RawConv> {
-    let key = (pass, dims, bf16(), winograd());
+    let half = bf16();
+    let key = (pass, dims, half, !half && winograd() && takes_winograd(&dims));
     let raw = match prims.get(&key) {
         Some(p) => p.0,
         None => make(prims, key)?,

@@ -275,10 +275,9 @@ static dnnl_status_t make_pds(dnnl_primitive_desc_t *fwd_pd, dnnl_primitive_desc
 /* Geometry `g`: n, c, h, w, o, kh, kw, oh, ow, stride, padding. With `bf16`, the pass computes in
  * bfloat16: its two inputs are converted by the reorders into the primitive's layout (which they
  * go through anyway), its output stays f32 (the caller's tensors are f32 throughout). With
- * `winograd`, an f32 3x3 stride-1 convolution whose channel counts are multiples of 16 computes
- * with Winograd's algorithm where the library has it (oneDNN 2.x on AVX-512: F(4x4, 3x3)), and
- * directly where it has not; other shapes always directly (oneDNN 2.6 also offers Winograd on
- * padded channel blocks, which crashed on the 3-channel stem: not asked for). Every convolution's
+ * `winograd` (asked for f32 3x3 stride-1 layers only; the Rust side chooses which), the pass
+ * computes with Winograd's algorithm where the library has it (oneDNN 2.x on AVX-512: F(4x4, 3x3)),
+ * and directly where it has not. Every convolution's
  * scratchpad is ours (`dnnl_scratchpad_mode_user`, one buffer shared by all, as PyTorch does):
  * oneDNN's own is kept per calling thread, and Winograd primitives run from two threads in turn
  * corrupted memory with it (oneDNN 2.6, reproduced in a two-thread test). */
@@ -324,7 +323,7 @@ zoo_dnnl_conv *zoo_dnnl_conv_new(int pass, const long long g[11], int bf16, int 
     TRY(p_dnnl_primitive_attr_create(&attr));
     TRY(p_dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user));
 
-    c->winograd = winograd && !bf16 && g[5] == 3 && g[6] == 3 && g[9] == 1 && g[1] % 16 == 0 && g[4] % 16 == 0;
+    c->winograd = winograd && !bf16;
     if (c->winograd &&
         make_pds(&fwd_pd, &pd, pass, dnnl_convolution_winograd, hint_md, any_md, strides, pad_l, pad_r, attr) != dnnl_success)
         c->winograd = 0;
