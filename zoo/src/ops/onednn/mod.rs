@@ -9,7 +9,7 @@
 //! `onednn-devel-cpu-gomp` is 3.2). The library of the headers' major version (`libdnnl.so.2` or
 //! `.3`) is opened on first use: `ZOO_DNNL_LIBRARY` if set, then `DNNL_ROOT/lib`, then the loader's
 //! search path; where it cannot be, a warning says so once and the im2col op runs. One primitive
-//! per geometry and pass is made on first use and kept. The 3x3 stride-1 layers compute with
+//! per geometry and pass is made on first use and kept. The large 3x3 stride-1 layers compute with
 //! Winograd's algorithm where the library has it ([`set_winograd`]). Every primitive works in one
 //! scratchpad buffer of the shim's (oneDNN's `scratchpad_mode_user`, as PyTorch runs it), not in
 //! oneDNN's per-thread one, with which 2.6's Winograd primitives corrupted memory when two threads
@@ -217,7 +217,7 @@ static WINOGRAD: super::Switch = super::Switch::new("ZOO_WINOGRAD");
 /// per channel pair instead of 144, through transforms that round differently: against an f64
 /// reference its three passes are off by up to 3.4e-6 of the largest value on the zoo's layers,
 /// the direct algorithm's by up to 1.3e-6 (`zoo/tests/onednn.rs`, which holds both to 1e-5), and
-/// the zoo goldens pass with it. A WRN-40-4 training step takes about 0.6 times as long with it.
+/// the zoo goldens pass with it. A WRN-40-4 training step takes 0.68-0.70x as long with it.
 /// PyTorch's CPU convolutions are always direct; cuDNN on GPUs picks Winograd the same way.
 pub fn set_winograd(on: bool) {
     WINOGRAD.set(on)
@@ -249,8 +249,10 @@ pub fn winograd_available() -> bool {
         if !loaded() {
             return false;
         }
+        // A primitive of the smallest layer that takes it, made under the cache's lock as the others.
+        let Ok(_turn) = super::lock(cache(), "onednn cache") else { return false };
         let (mut err, g) = ([0 as c_char; 256], [16i64, 64, 7, 7, 64, 3, 3, 7, 7, 1, 1]);
-        // SAFETY: as in `primitive`.
+        // SAFETY: as in `make`.
         let raw = unsafe { zoo_dnnl_conv_new(Pass::Forward as c_int, g.as_ptr(), 0, 1, err.as_mut_ptr(), err.len()) };
         if raw.is_null() {
             return false;
