@@ -1,11 +1,10 @@
 //! The frozen-input-aware linear op against candle's composed `x W^T + b`: values and every
 //! gradient, with the input tracked (a variable) and untracked (frozen word vectors).
 
-use candle_core::{DType, Device, Tensor, Var};
+mod common;
 
-fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
-}
+use candle_core::{DType, Device, Tensor, Var};
+use common::max_diff;
 
 #[test]
 fn values_and_gradients_match_the_composed_ops() {

@@ -6,7 +6,7 @@
 #![cfg(feature = "onednn")]
 
 use candle_core::{DType, Device, Tensor, Var};
-use common::max_rel;
+use common::{max_diff, max_rel};
 
 mod common;
 
@@ -67,11 +67,6 @@ fn operands(((n, c, h, w), o, k, s, p): common::ConvCase) -> (Var, Var, Tensor) 
     (x, wt, Tensor::randn(0f32, 1.0, (n, o, oh, ow), &dev).unwrap())
 }
 
-/// The largest absolute difference of two tensors.
-fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
-}
-
 #[test]
 fn onednn_matches_the_im2col_op_on_the_zoo_geometries() {
     for winograd in [false, true] {
@@ -106,6 +101,16 @@ const WINOGRAD_CASES: [common::ConvCase; 8] = [
     ((4, 64, 16, 16), 64, 3, 1, 1),
 ];
 
+/// [`passes`] with oneDNN on and Winograd's algorithm as by default, and how many of the three
+/// ran with Winograd's algorithm.
+fn counted_passes(x: &Var, w: &Var, s: usize, p: usize, weights: &Tensor) -> ([Tensor; 3], u64) {
+    with_onednn(true, || {
+        let before = zoo::ops::onednn::winograd_runs();
+        let out = passes(x, w, s, p, weights);
+        (out, zoo::ops::onednn::winograd_runs() - before)
+    })
+}
+
 /// The layers set_winograd's rule gives Winograd's algorithm to (its docs), written out again.
 fn large_3x3(((n, c, h, w), o, k, s, p): common::ConvCase) -> bool {
     let (oh, ow) = ((h + 2 * p - k) / s + 1, (w + 2 * p - k) / s + 1);
@@ -125,11 +130,7 @@ fn winograd_computes_the_3x3_layers_where_the_library_has_it() {
         assert!(large_3x3(case), "{case:?}");
         let (xs, o, _, s, p) = case;
         let (x, w, weights) = operands(case);
-        let (wino, ran) = with_onednn(true, || {
-            let before = zoo::ops::onednn::winograd_runs();
-            let out = passes(&x, &w, s, p, &weights);
-            (out, zoo::ops::onednn::winograd_runs() - before)
-        });
+        let (wino, ran) = counted_passes(&x, &w, s, p, &weights);
         let direct = with_algorithm(true, false, || passes(&x, &w, s, p, &weights));
         assert_eq!(ran, if available { 3 } else { 0 }, "{xs:?} o{o}: Winograd passes (available: {available})");
         let f64_of = |v: &Var| Var::from_tensor(&v.to_dtype(DType::F64).unwrap()).unwrap();
@@ -151,11 +152,7 @@ fn winograd_computes_the_3x3_layers_where_the_library_has_it() {
     let small: [common::ConvCase; 2] = [((32, 32, 8, 8), 32, 3, 1, 1), ((32, 64, 4, 4), 64, 3, 1, 1)];
     for case in cases().chain(small) {
         let (x, w, weights) = operands(case);
-        let ran = with_onednn(true, || {
-            let before = zoo::ops::onednn::winograd_runs();
-            passes(&x, &w, case.3, case.4, &weights);
-            zoo::ops::onednn::winograd_runs() - before
-        });
+        let (_, ran) = counted_passes(&x, &w, case.3, case.4, &weights);
         assert_eq!(ran, if available && large_3x3(case) { 3 } else { 0 }, "{case:?}: Winograd passes");
     }
 }

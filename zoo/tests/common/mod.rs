@@ -80,10 +80,15 @@ pub fn portable(key: &str, n: usize, scale: f32, offset: f32) -> Vec<f32> {
         .collect()
 }
 
+/// `max |a - b|` (f32 tensors).
+pub fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+    (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
+}
+
 /// `max |a - b| / max |b|` (f32 tensors): the fused ops' distance to candle's composed ones.
 pub fn max_rel(a: &Tensor, b: &Tensor) -> f32 {
     let scale = b.abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap().max(1e-6);
-    (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap() / scale
+    max_diff(a, b) / scale
 }
 
 /// One convolution of the op tests: (x shape, out channels, kernel, stride, padding).
